@@ -1,0 +1,37 @@
+# `make run` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STACK ?= stacks/prod
+
+.PHONY: run test lint install schema docs bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/mailplane validate $(STACK)
+	$(BIN)/mailplane warmup status $(STACK)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+schema: $(STAMP)
+	$(BIN)/mailplane schema
+	$(BIN)/python -m mailplane.model.reference README.md
+
+bench: $(STAMP)
+	$(BIN)/python bench/validate_large.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,28 @@
+"""The ``mailplane`` command: one sub-module per command group, all sharing one error path."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mailplane.cli import edit, schema, validate, warmup
+
+app = typer.Typer(
+    name="mailplane",
+    help="Control plane for a multi-tenant email sending fleet.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+validate.register(app)
+schema.register(app)
+app.add_typer(warmup.app, name="warmup")
+edit.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="mailplane")
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,199 @@
+"""Checks across keys, files and tenants that a per-file schema cannot express.
+
+Each check reports with the path of the offending value in its own file; when two places clash,
+the later one is reported and the hint names the first, so the author of the change sees it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mailplane.model.fleet import FleetFile
+from mailplane.model.problems import Problem
+from mailplane.model.source import SourceDoc
+from mailplane.model.tenant import Tenant
+from mailplane.model.types import normalise_email
+from mailplane.warmup.plans import PRESETS
+
+
+@dataclass(frozen=True)
+class TenantFile:
+    stem: str
+    tenant: Tenant
+    doc: SourceDoc
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    options = sorted(options)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    if not options:
+        return ""
+    listed = ", ".join(options[:12]) + (", ..." if len(options) > 12 else "")
+    return f"known: {listed}"
+
+
+def is_subdomain(name: str, parent: str, *, strict: bool = True) -> bool:
+    return name.endswith("." + parent) or (not strict and name == parent)
+
+
+class _Seen:
+    """First occurrence of each value, to report the second with a pointer to the first."""
+
+    def __init__(self) -> None:
+        self.first: dict[object, tuple[SourceDoc, tuple[str | int, ...]]] = {}
+
+    def check(self, value: object, doc: SourceDoc, path: tuple[str | int, ...], what: str,
+              out: list[Problem]) -> None:
+        if value in self.first:
+            other_doc, other_path = self.first[value]
+            line, col = other_doc.locate(other_path)
+            out.append(doc.problem(path, f"{what} {value!s} is already used",
+                                   f"first at {other_doc.file}:{line}:{col}"))
+        else:
+            self.first[value] = (doc, path)
+
+
+def check_fleet(fleet: FleetFile, doc: SourceDoc) -> list[Problem]:
+    out: list[Problem] = []
+    for name, spec in fleet.warmup_plans.items():
+        path = ("warmup_plans", name)
+        if name in PRESETS:
+            out.append(doc.problem(path, f"plan {name!r} has the name of a built-in preset",
+                                   "choose another name, or use the preset directly", at_key=True))
+        if (spec.preset is None) == (spec.schedule is None):
+            out.append(doc.problem(path, "give exactly one of 'preset' and 'schedule'"))
+        if spec.preset is not None and spec.preset not in PRESETS:
+            out.append(doc.problem((*path, "preset"), f"unknown preset {spec.preset!r}",
+                                   did_you_mean(spec.preset, PRESETS)))
+        out.extend(_check_schedule(spec.schedule or [], doc, (*path, "schedule")))
+    seen = _Seen()
+    for name, host in fleet.mta_hosts.items():
+        seen.check(host.ansible_host, doc, ("mta_hosts", name, "ansible_host"), "address", out)
+    return out
+
+
+def _check_schedule(steps: list, doc: SourceDoc, path: tuple[str | int, ...]) -> list[Problem]:
+    out: list[Problem] = []
+    if steps and steps[0].day != 1:
+        out.append(doc.problem((*path, 0, "day"), "a schedule starts on day 1"))
+    for i, (before, step) in enumerate(itertools.pairwise(steps), start=1):
+        if step.day <= before.day:
+            out.append(doc.problem((*path, i, "day"), f"day {step.day} follows day {before.day}",
+                                   "list the days in increasing order, each once"))
+        if step.daily < before.daily:
+            out.append(doc.problem((*path, i, "daily"),
+                                   f"daily cap falls from {before.daily} to {step.daily}",
+                                   "a schedule never decreases; hold an IP through its thresholds"))
+    for i, step in enumerate(steps):
+        if step.hourly is not None and step.hourly > step.daily:
+            out.append(doc.problem((*path, i, "hourly"), "hourly ceiling above the daily cap"))
+    return out
+
+
+def check_stack(fleet: FleetFile | None, tenants: list[TenantFile]) -> list[Problem]:
+    """Everything that needs more than one file, plus per-tenant rules across keys."""
+    out: list[Problem] = []
+    names, domains, ips, ptrs, config_sets, pools = (_Seen() for _ in range(6))
+    owner: dict[str, str] = {}
+    for tf in tenants:
+        for domain in tf.tenant.domains:
+            owner.setdefault(domain.name, tf.tenant.name)
+    for tf in tenants:
+        tenant, doc = tf.tenant, tf.doc
+        if tenant.name != tf.stem:
+            out.append(doc.problem(("name",), f"tenant {tenant.name!r} is in file {tf.stem}.yaml",
+                                   f"rename the file to {tenant.name}.yaml or the tenant to {tf.stem!r}"))
+        names.check(tenant.name, doc, ("name",), "tenant name", out)
+        config_sets.check(tenant.configuration_set, doc, ("ses", "configuration_set") if
+                          tenant.ses.configuration_set else ("name",), "configuration set", out)
+        if tenant.ses.dedicated_ip_pool:
+            pools.check(tenant.ses.dedicated_ip_pool.name, doc, ("ses", "dedicated_ip_pool", "name"),
+                        "dedicated IP pool", out)
+        out.extend(_unique_items(tenant.streams, doc, ("streams",)))
+        out.extend(_unique_items(tenant.ses.events, doc, ("ses", "events")))
+        for i, domain in enumerate(tenant.domains):
+            domains.check(domain.name, doc, ("domains", i, "name"), "domain", out)
+            out.extend(_check_domain(domain, fleet, doc, ("domains", i)))
+        for i, ip in enumerate(tenant.ips):
+            path = ("ips", i)
+            ips.check(ip.address, doc, (*path, "address"), "IP address", out)
+            ptrs.check(ip.hostname, doc, (*path, "hostname"), "PTR hostname", out)
+            if fleet is not None and ip.host not in fleet.mta_hosts:
+                out.append(doc.problem((*path, "host"), f"no MTA host {ip.host!r} in fleet.yaml",
+                                       did_you_mean(ip.host, fleet.mta_hosts)))
+            if fleet is not None and ip.warmup and ip.warmup.plan not in fleet.warmup_plans \
+                    and ip.warmup.plan not in PRESETS:
+                out.append(doc.problem((*path, "warmup", "plan"), f"no warmup plan {ip.warmup.plan!r}",
+                                       did_you_mean(ip.warmup.plan, [*fleet.warmup_plans, *PRESETS])))
+            for stream in ip.streams or []:
+                if stream not in tenant.streams:
+                    out.append(doc.problem((*path, "streams"), f"stream {stream!r} is not one of the "
+                                           "tenant's streams", "add it to the tenant's 'streams'"))
+        out.extend(_check_senders(tenant, owner, doc))
+    return out
+
+
+def _unique_items(items: list, doc: SourceDoc, path: tuple[str | int, ...]) -> list[Problem]:
+    out, seen = [], set()
+    for i, item in enumerate(items):
+        if item in seen:
+            out.append(doc.problem((*path, i), f"{item!r} is listed twice"))
+        seen.add(item)
+    return out
+
+
+def _check_domain(domain, fleet: FleetFile | None, doc: SourceDoc,  # type: ignore[no-untyped-def]
+                  path: tuple[str | int, ...]) -> list[Problem]:
+    out: list[Problem] = []
+    if domain.dkim.mode == "byo" and domain.dkim.selector is None:
+        out.append(doc.problem((*path, "dkim"), "BYODKIM needs a 'selector'", "e.g. selector: s2026a"))
+    if domain.dkim.mode == "easy" and domain.dkim.selector is not None:
+        out.append(doc.problem((*path, "dkim", "selector"), "Easy DKIM selectors are chosen by SES",
+                               "remove 'selector', or use mode: byo"))
+    if domain.mail_from is not None and not is_subdomain(domain.mail_from, domain.name):
+        out.append(doc.problem((*path, "mail_from"),
+                               f"MAIL FROM {domain.mail_from} is not a subdomain of {domain.name}",
+                               f"e.g. bounce.{domain.name}"))
+    provider = domain.dns.provider or (fleet.dns.default_provider if fleet else None)
+    if provider == "route53" and domain.dns.zone is None:
+        out.append(doc.problem((*path, "dns"), "a route53 domain needs its hosted 'zone'",
+                               f"e.g. dns: {{provider: route53, zone: {domain.name}}}"))
+    if provider == "external" and domain.dns.zone is not None:
+        out.append(doc.problem((*path, "dns", "zone"), "an external domain has no Route53 zone",
+                               "remove 'zone', or use provider: route53"))
+    if domain.dns.zone is not None and not is_subdomain(domain.name, domain.dns.zone, strict=False):
+        out.append(doc.problem((*path, "dns", "zone"),
+                               f"zone {domain.dns.zone} does not contain {domain.name}"))
+    for i, uri in enumerate(domain.dmarc.rua if domain.dmarc else []):
+        try:
+            if not uri.startswith("mailto:"):
+                raise ValueError
+            normalise_email(uri.removeprefix("mailto:").split("!", 1)[0])
+        except ValueError:
+            out.append(doc.problem((*path, "dmarc", "rua", i), f"{uri!r} is not a mailto: report URI",
+                                   "e.g. mailto:dmarc@example.com"))
+    return out
+
+
+def _check_senders(tenant: Tenant, owner: dict[str, str], doc: SourceDoc) -> list[Problem]:
+    out: list[Problem] = []
+    own = {d.name for d in tenant.domains}
+    seen = _Seen()
+    for i, sender in enumerate(tenant.senders):
+        seen.check(sender.name, doc, ("senders", i, "name"), "sender name", out)
+        out.extend(_unique_items(sender.from_, doc, ("senders", i, "from")))
+        for j, address in enumerate(sender.from_):
+            domain = address.rpartition("@")[2]
+            if domain in own:
+                continue
+            other = owner.get(domain)
+            hint = (f"{domain} belongs to tenant {other!r}" if other else
+                    f"add {domain} to this tenant's domains" if own else "this tenant has no domains")
+            out.append(doc.problem(("senders", i, "from", j),
+                                   f"{address} is not in one of this tenant's domains", hint))
+    return out

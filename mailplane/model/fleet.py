@@ -1,0 +1,75 @@
+"""``stacks/<stack>/fleet.yaml``: what all tenants of a stack share."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mailplane.model.base import Model
+from mailplane.model.types import IPAddress, Listener, Slug
+
+DnsProvider = Literal["route53", "external"]
+
+
+class SesAccount(Model):
+    """The Amazon SES account of the stack; the sender service paces all tenants within it."""
+
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region, e.g. eu-north-1.")
+    max_send_rate: float = Field(gt=0, description="Account limit in messages per second.")
+    daily_quota: int = Field(gt=0, description="Account limit in messages per 24 hours.")
+
+
+class DnsDefaults(Model):
+    default_provider: DnsProvider = Field(
+        "route53", description="Provider of domains that name none: `route53` creates records; "
+        "`external` prints them for a human to publish.")
+    ttl: int = Field(300, ge=60, le=86400, description="TTL in seconds of the records mailplane manages.")
+
+
+class ScheduleStep(Model):
+    day: int = Field(ge=1, le=366, description="Day of the plan, 1 for the first day.")
+    daily: int = Field(gt=0, description="Messages per IP per day from this day on.")
+    hourly: int | None = Field(None, gt=0, description="Per-hour ceiling; default daily / spread_hours.")
+
+
+class HoldThresholds(Model):
+    """Rates above which an IP stops advancing in its plan (its cap stays where it is)."""
+
+    bounce_rate: float = Field(0.05, gt=0, le=1, description="Share of sent mail that hard-bounced.")
+    complaint_rate: float = Field(0.001, gt=0, le=1, description="Share of sent mail reported as spam.")
+    deferral_rate: float = Field(0.20, gt=0, le=1, description="Share of attempts deferred (4xx).")
+
+
+class WarmupPlanSpec(Model):
+    """A warmup plan: a built-in ``preset`` (possibly with other thresholds) or a written ``schedule``."""
+
+    preset: str | None = Field(None, description="Name of a built-in plan to start from.")
+    schedule: list[ScheduleStep] | None = Field(
+        None, description="Daily caps by plan day; a day not listed keeps the previous day's cap, "
+        "and after the last step the cap stays at its value.")
+    spread_hours: int | None = Field(
+        None, ge=1, le=24, description="The day's cap is spread over at least this many hours: the "
+        "hourly ceiling is daily / spread_hours (default: the preset's, else 12).")
+    hold_when: HoldThresholds | None = Field(None, description="Hold thresholds (default: the preset's).")
+
+
+class MtaHost(Model):
+    """A host running PowerMTA and the sender service."""
+
+    ansible_host: IPAddress = Field(description="Address Ansible connects to.")
+    smtp_listener: Listener = Field(
+        "127.0.0.1:2525", description="Where PowerMTA accepts mail from the sender service.")
+    private_address: IPAddress | None = Field(
+        None, description="Private address the sender service may also submit from.")
+
+
+class FleetFile(Model):
+    """The whole of ``fleet.yaml``."""
+
+    ses: SesAccount
+    dns: DnsDefaults = DnsDefaults()
+    warmup_plans: dict[Slug, WarmupPlanSpec] = Field(
+        default_factory=dict, description="Plans written for this stack, by name; built-in presets "
+        "may be named by IPs directly.")
+    mta_hosts: dict[Slug, MtaHost] = Field(description="PowerMTA hosts by name.")

@@ -1,0 +1,95 @@
+"""Load a stack folder into a :class:`Fleet`, or fail with every located problem at once.
+
+Layout: ``<stack>/fleet.yaml`` and ``<stack>/tenants/<tenant>.yaml``.  ``overrides`` replaces
+the bytes of given files, which is how the editors validate a change before writing it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from mailplane.model.checks import TenantFile, check_fleet, check_stack
+from mailplane.model.errors import problems_from
+from mailplane.model.fleet import FleetFile
+from mailplane.model.problems import Problem, StackError, display_path
+from mailplane.model.source import SourceDoc, parse
+from mailplane.model.stack import Fleet
+from mailplane.model.tenant import Tenant
+
+FLEET_FILE = "fleet.yaml"
+TENANTS_DIR = "tenants"
+M = TypeVar("M", bound=BaseModel)
+
+
+def tenant_files(stack_dir: Path) -> list[Path]:
+    return sorted((stack_dir / TENANTS_DIR).glob("*.yaml"))
+
+
+def _read(path: Path, overrides: dict[Path, bytes]) -> bytes:
+    key = path.resolve()
+    return overrides[key] if key in overrides else path.read_bytes()
+
+
+def _load_model(path: Path, model: type[M], overrides: dict[Path, bytes],
+                              problems: list[Problem]) -> tuple[M | None, SourceDoc | None]:
+    name = display_path(path)
+    try:
+        data, doc, soft = parse(_read(path, overrides), name)
+    except StackError as err:
+        problems.extend(err.problems)
+        return None, None
+    except OSError as err:
+        problems.append(Problem(name, 1, 1, "(document)", f"cannot read: {err.strerror}"))
+        return None, None
+    problems.extend(soft)
+    if not isinstance(data, dict):
+        problems.append(doc.problem((), f"expected a mapping of keys, found a {type(data).__name__}"))
+        return None, doc
+    try:
+        return model.model_validate(data), doc
+    except ValidationError as err:
+        problems.extend(problems_from(err, model, doc))
+        return None, doc
+
+
+def load_stack(stack_dir: Path | str, overrides: dict[Path, bytes] | None = None) -> Fleet:
+    stack_dir = Path(stack_dir)
+    overrides = {Path(p).resolve(): b for p, b in (overrides or {}).items()}
+    where = display_path(stack_dir)
+    if not stack_dir.is_dir():
+        raise StackError([Problem(where, 1, 1, "(stack)", "no such stack folder",
+                                  "pass a folder holding fleet.yaml and tenants/")])
+    problems: list[Problem] = []
+    fleet_path = stack_dir / FLEET_FILE
+    fleet = fleet_doc = None
+    if fleet_path.is_file() or fleet_path.resolve() in overrides:
+        fleet, fleet_doc = _load_model(fleet_path, FleetFile, overrides, problems)
+    else:
+        problems.append(Problem(display_path(fleet_path), 1, 1, "(stack)", "fleet.yaml is missing",
+                                "every stack has a fleet.yaml with ses: and mta_hosts:"))
+    if fleet is not None and fleet_doc is not None:
+        problems.extend(check_fleet(fleet, fleet_doc))
+    tenants_dir = stack_dir / TENANTS_DIR
+    paths = set(tenant_files(stack_dir)) | {p for p in overrides
+                                            if p.parent == tenants_dir.resolve() and p.suffix == ".yaml"}
+    if not tenants_dir.is_dir():
+        problems.append(Problem(display_path(tenants_dir), 1, 1, "(stack)", "tenants folder is missing",
+                                "create it: one <tenant>.yaml per tenant (it may be empty)"))
+    else:
+        for stray in sorted(tenants_dir.glob("*.yml")):
+            problems.append(Problem(display_path(stray), 1, 1, "(stack)", "tenant files end in .yaml",
+                                    f"rename it to {stray.stem}.yaml"))
+    loaded: list[TenantFile] = []
+    for path in sorted(paths, key=lambda p: p.name):
+        tenant, doc = _load_model(path, Tenant, overrides, problems)
+        if tenant is not None and doc is not None:
+            loaded.append(TenantFile(path.stem, tenant, doc))
+    problems.extend(check_stack(fleet, loaded))
+    if problems or fleet is None or fleet_doc is None:
+        raise StackError(problems)
+    sources = {"fleet": fleet_doc, **{tf.tenant.name: tf.doc for tf in loaded}}
+    tenants = tuple(sorted((tf.tenant for tf in loaded), key=lambda t: t.name))
+    return Fleet(stack_dir.resolve().name, stack_dir, fleet, tenants, sources)

@@ -1,0 +1,281 @@
+"""Safe, located YAML reading: bytes in, plain data plus a node tree for locating errors out.
+
+The read path uses libyaml (PyYAML's C parser) to build the node tree and a small walker to turn
+it into dicts, lists and scalars.  The node tree is kept: when validation later finds a problem
+at ``domains[3].dkim``, :meth:`SourceDoc.locate` walks the same path through the nodes to get
+its line and column, so the fast path pays nothing for positions it never reports.
+
+The walker is also where the loader is strict where plain ``yaml.safe_load`` is lenient:
+duplicate keys (a silent "last one wins" loses someone's change), alias bombs, recursive
+aliases, custom tags, unsupported YAML types, oversized files and non-UTF-8 bytes.
+ruamel.yaml's round-trip loader is kept for edits only: it is an order of magnitude slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from mailplane.model.problems import Problem, StackError, YamlPath, format_path
+
+MAX_FILE_BYTES = 2 * 1024 * 1024
+"""A tenant file is a few kilobytes; two megabytes leaves room for a large fleet.yaml."""
+MAX_ALIASES = 64
+"""Anchors are handy for sharing a block or two; more than this is not hand-written YAML."""
+MAX_EXPANSION = 20_000
+"""Nodes that aliases may add beyond the document's own: bounds the billion-laughs attack."""
+MAX_DEPTH = 64
+
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_constructor = yaml.constructor.SafeConstructor()
+
+_T = "tag:yaml.org,2002:"
+_STR, _MAP, _SEQ, _MERGE = _T + "str", _T + "map", _T + "seq", _T + "merge"
+_SCALARS: dict[str, Callable[[ScalarNode], Any]] = {
+    _T + "int": _constructor.construct_yaml_int,
+    _T + "float": _constructor.construct_yaml_float,
+    _T + "bool": _constructor.construct_yaml_bool,
+    _T + "null": lambda node: None,
+    _T + "timestamp": _constructor.construct_yaml_timestamp,
+}
+
+
+class SourceDoc:
+    """One parsed file: its display name and its node tree, for locating paths."""
+
+    def __init__(self, file: str, root: Node | None) -> None:
+        self.file = file
+        self.root = root
+
+    def locate(self, path: YamlPath, *, at_key: bool = False) -> tuple[int, int]:
+        """Line and column (1-based) of the deepest node along ``path``.
+
+        ``at_key`` points at the mapping key rather than its value: right for an unknown or
+        duplicate key.  A path that leaves the document (a missing key) stops at its parent.
+        """
+        node = self.root
+        if node is None:
+            return 1, 1
+        mark = node.start_mark
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            found = _child(node, part)
+            if found is None:
+                break
+            key_node, node = found
+            mark = key_node.start_mark if (last and at_key and key_node is not None) else node.start_mark
+        return mark.line + 1, mark.column + 1
+
+    def problem(self, path: YamlPath, message: str, hint: str = "", *, at_key: bool = False) -> Problem:
+        line, col = self.locate(path, at_key=at_key)
+        return Problem(self.file, line, col, format_path(path), message, hint)
+
+
+def _child(node: Node, part: str | int) -> tuple[Node | None, Node] | None:
+    if isinstance(node, SequenceNode) and isinstance(part, int):
+        return (None, node.value[part]) if 0 <= part < len(node.value) else None
+    if isinstance(node, MappingNode):
+        merges = []
+        for key, value in node.value:
+            if key.tag == _MERGE:
+                merges.extend(value.value if isinstance(value, SequenceNode) else [value])
+            elif isinstance(key, ScalarNode) and _key_matches(key, part):
+                return key, value
+        for merged in merges:
+            found = _child(merged, part)
+            if found is not None:
+                return found
+    return None
+
+
+def _key_matches(key: ScalarNode, part: str | int) -> bool:
+    if key.tag == _STR:
+        return key.value == part
+    try:
+        return bool(_SCALARS[key.tag](key) == part)
+    except (KeyError, ValueError, yaml.YAMLError):
+        return False
+
+
+def decode(raw: bytes, file: str) -> str:
+    """UTF-8 only (a leading BOM is tolerated); anything else is reported where it breaks."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise StackError([Problem(file, 1, 1, "(document)",
+                                  f"file is {len(raw):,} bytes, above the {MAX_FILE_BYTES:,}-byte limit",
+                                  "split it, or check that the right file was committed")])
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise StackError([Problem(file, line, col, "(document)",
+                                  f"not valid UTF-8 (byte 0x{raw[err.start]:02x})",
+                                  "save the file as UTF-8")]) from None
+
+
+def parse(raw: bytes, file: str) -> tuple[Any, SourceDoc, list[Problem]]:
+    """Parse one YAML document into plain data.
+
+    Problems that leave a usable document (a duplicate key: the first is kept; a rejected alias)
+    are returned, so validation can go on and report the rest in the same run; problems that
+    leave nothing to read (syntax, encoding) raise :class:`StackError`.
+    """
+    text = decode(raw, file)
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise StackError([Problem(file, line, 1, "(document)", "NUL character in a text file")])
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as err:
+        raise StackError([_syntax_problem(err, file)]) from None
+    except yaml.YAMLError as err:  # unmarked libyaml errors, e.g. control characters
+        raise StackError([Problem(file, 1, 1, "(document)", f"YAML error: {err}")]) from None
+    except RecursionError:
+        raise StackError([Problem(file, 1, 1, "(document)", "nesting too deep")]) from None
+    doc = SourceDoc(file, root)
+    if root is None:
+        raise StackError([Problem(file, 1, 1, "(document)", "file is empty",
+                                  "write the mapping this file should hold, or delete the file")])
+    walker = _Walker(doc)
+    data = walker.convert(root, (), 0)
+    return data, doc, walker.problems
+
+
+def _syntax_problem(err: yaml.MarkedYAMLError, file: str) -> Problem:
+    mark = err.problem_mark or err.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    message = " ".join(str(part) for part in (err.context, err.problem) if part) or "YAML syntax error"
+    hint = ""
+    if "\\t" in message or "tab" in message.lower():
+        hint = "YAML indentation must use spaces, not tabs"
+    elif "expected a single document" in message:
+        hint = "one document per file: remove the extra '---'"
+    elif "mapping values are not allowed" in message:
+        hint = "check the indentation, or quote a value that contains ': '"
+    return Problem(file, line, col, "(document)", f"YAML syntax error: {message}", hint)
+
+
+class _Walker:
+    """Converts a node tree to Python data, collecting every problem on the way."""
+
+    def __init__(self, doc: SourceDoc) -> None:
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self.done: dict[int, Any] = {}
+        self.active: set[int] = set()
+        self.sizes: dict[int, int] = {}
+        self.aliases = 0
+        self.expansion = 0
+
+    def fail(self, node: Node, path: YamlPath, message: str, hint: str = "") -> None:
+        mark = node.start_mark
+        self.problems.append(Problem(self.doc.file, mark.line + 1, mark.column + 1,
+                                     format_path(path), message, hint))
+
+    def convert(self, node: Node, path: YamlPath, depth: int) -> Any:
+        if isinstance(node, ScalarNode):
+            return self.scalar(node, path)
+        key = id(node)
+        if key in self.active:
+            self.fail(node, path, "recursive alias", "an anchor cannot contain an alias to itself")
+            return None
+        if key in self.done:
+            return self.alias(node, path)
+        if depth >= MAX_DEPTH:
+            self.fail(node, path, f"nesting deeper than {MAX_DEPTH} levels")
+            return None
+        self.active.add(key)
+        if isinstance(node, SequenceNode):
+            self.check_tag(node, path, _SEQ)
+            value: Any = [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        else:
+            self.check_tag(node, path, _MAP)
+            value = self.mapping(node, path, depth)
+        self.active.discard(key)
+        self.done[key] = value
+        return value
+
+    def check_tag(self, node: Node, path: YamlPath, expected: str) -> None:
+        if node.tag != expected:
+            self.fail(node, path, f"unsupported YAML tag {node.tag!r}", "remove the tag")
+
+    def alias(self, node: Node, path: YamlPath) -> Any:
+        self.aliases += 1
+        self.expansion += self.size(node)
+        if self.aliases == MAX_ALIASES + 1:
+            self.fail(node, path, f"more than {MAX_ALIASES} aliases in one file",
+                      "write the values out; anchors are for a block or two")
+        elif self.expansion > MAX_EXPANSION and self.aliases <= MAX_ALIASES:
+            self.fail(node, path, f"aliases expand to more than {MAX_EXPANSION:,} nodes",
+                      "this looks like an alias bomb; write the values out")
+            self.aliases = MAX_ALIASES + 1  # report once
+        return None if self.aliases > MAX_ALIASES else self.done[id(node)]
+
+    def size(self, node: Node) -> int:
+        if isinstance(node, ScalarNode):
+            return 1
+        key = id(node)
+        if key not in self.sizes:
+            self.sizes[key] = 0  # cycles were already reported by convert()
+            children = node.value if isinstance(node, SequenceNode) else [n for kv in node.value for n in kv]
+            self.sizes[key] = 1 + sum(self.size(child) for child in children)
+        return self.sizes[key]
+
+    def scalar(self, node: ScalarNode, path: YamlPath) -> Any:
+        tag = node.tag
+        if tag == _STR:
+            return node.value
+        convert = _SCALARS.get(tag)
+        if convert is None:
+            self.fail(node, path, f"unsupported YAML tag {tag!r}",
+                      "quote the value if it is meant as text")
+            return None
+        try:
+            return convert(node)
+        except (ValueError, OverflowError, yaml.YAMLError):
+            self.fail(node, path, f"cannot read {node.value!r} as {tag.removeprefix(_T)}",
+                      "quote the value if it is meant as text")
+            return None
+
+    def mapping(self, node: MappingNode, path: YamlPath, depth: int) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        first: dict[Any, Node] = {}
+        merged: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                self.merge(value_node, path, depth, merged)
+                continue
+            if not isinstance(key_node, ScalarNode):
+                self.fail(key_node, path, "a mapping key must be a plain scalar")
+                continue
+            key = self.scalar(key_node, path)
+            try:
+                seen = first.get(key)
+            except TypeError:
+                self.fail(key_node, path, "a mapping key must be a plain scalar")
+                continue
+            if seen is not None:
+                mark = seen.start_mark
+                self.fail(key_node, (*path, key), f"duplicate key {key!r}",
+                          f"first defined at line {mark.line + 1}, column {mark.column + 1}; "
+                          "keep one")
+                continue
+            first[key] = key_node
+            out[key] = self.convert(value_node, (*path, key), depth + 1)
+        if merged:
+            return {**merged, **out}
+        return out
+
+    def merge(self, value: Node, path: YamlPath, depth: int, into: dict[Any, Any]) -> None:
+        """YAML merge keys (``<<: *base``): explicit keys win, earlier merges win over later."""
+        sources = value.value if isinstance(value, SequenceNode) else [value]
+        for source in sources:
+            data = self.convert(source, path, depth + 1)
+            if not isinstance(data, dict):
+                self.fail(source, path, "'<<' merges only mappings")
+                continue
+            for key, item in data.items():
+                into.setdefault(key, item)

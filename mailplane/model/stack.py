@@ -1,0 +1,65 @@
+"""The validated fleet of one stack: what every consumer reads, with look-ups they share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from mailplane.model.fleet import FleetFile
+from mailplane.model.source import SourceDoc
+from mailplane.model.tenant import Domain, Ip, Tenant
+from mailplane.warmup.plans import PRESETS, Plan, build_plan
+
+
+@dataclass(frozen=True)
+class IpRef:
+    """An IP with its tenant: most consumers need both."""
+
+    tenant: Tenant
+    ip: Ip
+
+
+@dataclass(eq=False)
+class Fleet:
+    """``stack`` is the folder name; ``tenants`` are sorted by name, so output is deterministic."""
+
+    stack: str
+    root: Path
+    settings: FleetFile
+    tenants: tuple[Tenant, ...]
+    sources: dict[str, SourceDoc] = field(repr=False)
+    """``"fleet"`` and each tenant name to its parsed file, for located reports downstream."""
+
+    @cached_property
+    def plans(self) -> dict[str, Plan]:
+        """Built-in presets plus this stack's own plans (which may not shadow a preset)."""
+        own = {name: build_plan(name, spec) for name, spec in self.settings.warmup_plans.items()}
+        return {**PRESETS, **own}
+
+    @cached_property
+    def _tenants(self) -> dict[str, Tenant]:
+        return {t.name: t for t in self.tenants}
+
+    def tenant(self, name: str) -> Tenant:
+        return self._tenants[name]
+
+    def ips(self) -> Iterator[IpRef]:
+        for tenant in self.tenants:
+            for ip in tenant.ips:
+                yield IpRef(tenant, ip)
+
+    @cached_property
+    def ips_by_host(self) -> dict[str, tuple[IpRef, ...]]:
+        by_host: dict[str, list[IpRef]] = {name: [] for name in sorted(self.settings.mta_hosts)}
+        for ref in self.ips():
+            by_host[ref.ip.host].append(ref)
+        return {host: tuple(refs) for host, refs in by_host.items()}
+
+    @cached_property
+    def domains(self) -> dict[str, tuple[Tenant, Domain]]:
+        return {d.name: (t, d) for t in self.tenants for d in t.domains}
+
+    def plan_for(self, ip: Ip) -> Plan | None:
+        return self.plans[ip.warmup.plan] if ip.warmup else None

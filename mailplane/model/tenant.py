@@ -1,0 +1,112 @@
+"""``stacks/<stack>/tenants/<name>.yaml``: one file per tenant, owned by that tenant."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, StrictStr
+
+from mailplane.model.base import Model
+from mailplane.model.fleet import DnsProvider
+from mailplane.model.types import DnsLabel, DomainName, EmailAddress, IPAddress, Slug
+
+Stream = Literal["transactional", "marketing"]
+EventType = Literal["send", "reject", "bounce", "complaint", "delivery", "open", "click",
+                    "rendering_failure", "delivery_delay", "subscription"]
+Reason = Annotated[StrictStr, Field(min_length=10, description="Why the check does not apply here.")]
+
+
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class Dkim(Model):
+    mode: Literal["easy", "byo"] = Field(
+        description="`easy`: SES generates the keys (three CNAMEs). `byo`: mailplane creates a "
+        "2048-bit key, SES and PowerMTA both sign with it (one TXT at the selector).")
+    selector: DnsLabel | None = Field(None, description="DKIM selector; required for `byo` only.")
+
+
+class Dmarc(Model):
+    policy: Literal["none", "quarantine", "reject"] = Field(description="The `p=` tag.")
+    rua: Annotated[list[StrictStr], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list, description="Aggregate report URIs (`mailto:...`), one or a list.")
+    subdomain_policy: Literal["none", "quarantine", "reject"] | None = Field(None, description="The `sp=` tag.")
+
+
+class DomainDns(Model):
+    provider: DnsProvider | None = Field(None, description="Default: the fleet's `dns.default_provider`.")
+    zone: DomainName | None = Field(None, description="Route53 hosted zone (the domain or a parent); "
+                                    "required with `route53`.")
+
+
+class Spf(Model):
+    """An SPF record at the domain itself (the MAIL FROM domain always gets its own)."""
+
+    include: list[DomainName] = Field(default_factory=list, description="Extra `include:` domains.")
+    all: Literal["~all", "-all"] = Field("~all", description="Qualifier of the closing `all`.")
+
+
+class Domain(Model):
+    name: DomainName = Field(description="Sending domain; Unicode names are stored as A-labels.")
+    dkim: Dkim
+    mail_from: DomainName | None = Field(None, description="Custom MAIL FROM, a subdomain of `name`.")
+    dmarc: Dmarc | None = Field(None, description="DMARC record to publish at `_dmarc.<name>`.")
+    spf: Spf | None = Field(None, description="Publish SPF at the domain itself.")
+    dns: DomainDns = DomainDns()
+    waive: dict[StrictStr, Reason] = Field(
+        default_factory=dict, description="Policy checks waived for this domain: check id -> reason.")
+
+
+class IpWarmup(Model):
+    plan: Slug = Field(description="A plan of `warmup_plans` in fleet.yaml, or a built-in preset.")
+    started: datetime.date = Field(description="Day 1 of the plan (unquoted YYYY-MM-DD).")
+
+
+class Ip(Model):
+    address: IPAddress = Field(description="Dedicated sending address (IPv4 or IPv6).")
+    hostname: DomainName = Field(description="PTR name; it must resolve back to `address`.")
+    host: Slug = Field(description="MTA host (a key of `mta_hosts`) this IP is bound to.")
+    warmup: IpWarmup | None = Field(None, description="Warmup plan; omit only for an IP already warm.")
+    streams: list[Stream] | None = Field(None, description="Streams this IP carries (default: all the tenant's).")
+    waive: dict[StrictStr, Reason] = Field(
+        default_factory=dict, description="Policy checks waived for this IP: check id -> reason.")
+
+
+class DedicatedIpPool(Model):
+    name: Slug
+    scaling_mode: Literal["standard", "managed"] = "standard"
+
+
+class TenantSes(Model):
+    configuration_set: Slug | None = Field(None, description="Default: the tenant's name.")
+    events: list[EventType] = Field(
+        default_factory=lambda: ["bounce", "complaint", "reject"],
+        description="SES event types published to the tenant's SNS topics.")
+    dedicated_ip_pool: DedicatedIpPool | None = Field(None, description="An SES dedicated IP pool.")
+
+
+class Sender(Model):
+    name: Slug = Field(description="Becomes an IAM send-only user and a sender API key.")
+    from_: list[EmailAddress] = Field(
+        alias="from", min_length=1,
+        description="Allowed From addresses, in the tenant's domains; `*@domain` allows any.")
+
+
+class Tenant(Model):
+    """The whole of one tenant file."""
+
+    name: Slug = Field(description="Tenant name; must equal the file name without `.yaml`.")
+    display_name: StrictStr | None = None
+    streams: list[Stream] = Field(default_factory=lambda: ["transactional"],
+                                  description="Kinds of mail the tenant sends.")
+    daily_quota: int | None = Field(None, gt=0, description="Tenant cap per day across all its IPs and SES.")
+    domains: list[Domain] = Field(default_factory=list)
+    ips: list[Ip] = Field(default_factory=list)
+    ses: TenantSes = TenantSes()
+    senders: list[Sender] = Field(default_factory=list)
+
+    @property
+    def configuration_set(self) -> str:
+        return self.ses.configuration_set or self.name
