@@ -40,6 +40,11 @@ def parse_date(value: str | None) -> datetime.date:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
+def is_terminal() -> bool:
+    """Tables for people on a terminal, plain columns for pipes and CI logs."""
+    return sys.stdout.isatty()
+
+
 def usage_error(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(2)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import sys
 from typing import Annotated, Any, Literal
 
 import typer
 
+from mailplane.cli import common
 from mailplane.cli.common import StackDir, load_or_exit, parse_date, usage_error
 from mailplane.model.stack import Fleet
 from mailplane.warmup.status import IpStatus, TenantCapacity, fleet_ip_status, forecast
@@ -99,7 +99,7 @@ def status(
         print(json.dumps(data, indent=2, sort_keys=True))
         return
     ips = fleet_ip_status(fleet, on, tenant)
-    if sys.stdout.isatty():
+    if common.is_terminal():
         _print_rich(fleet, on, ips, data)
     else:
         _print_text(on, ips, data)

@@ -67,8 +67,8 @@ class MtaHost(Model):
 class FleetFile(Model):
     """The whole of ``fleet.yaml``."""
 
-    ses: SesAccount
-    dns: DnsDefaults = DnsDefaults()
+    ses: SesAccount = Field(description="The stack's SES account limits.")
+    dns: DnsDefaults = Field(DnsDefaults(), description="DNS defaults for every domain of the stack.")
     warmup_plans: dict[Slug, WarmupPlanSpec] = Field(
         default_factory=dict, description="Plans written for this stack, by name; built-in presets "
         "may be named by IPs directly.")

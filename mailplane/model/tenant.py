@@ -30,7 +30,7 @@ class Dkim(Model):
 
 class Dmarc(Model):
     policy: Literal["none", "quarantine", "reject"] = Field(description="The `p=` tag.")
-    rua: Annotated[list[StrictStr], BeforeValidator(_one_or_many)] = Field(
+    rua: Annotated[list[StrictStr], BeforeValidator(_one_or_many, json_schema_input_type=str | list[str])] = Field(
         default_factory=list, description="Aggregate report URIs (`mailto:...`), one or a list.")
     subdomain_policy: Literal["none", "quarantine", "reject"] | None = Field(None, description="The `sp=` tag.")
 
