@@ -13,7 +13,9 @@ from mailplane.model.loader import load_stack
 from mailplane.model.problems import Problem, StackError
 from mailplane.model.stack import Fleet
 
-StackDir = Annotated[Path, typer.Argument(help="Stack folder: fleet.yaml and tenants/.", show_default=False)]
+StackDir = Annotated[
+    Path, typer.Argument(help="Stack folder: fleet.yaml and tenants/.", metavar="STACK_DIR", show_default=False)
+]
 
 
 def fail(problems: list[Problem]) -> NoReturn:
@@ -35,9 +37,12 @@ def parse_date(value: str | None) -> datetime.date:
     if value is None:
         return datetime.date.today()
     try:
-        return datetime.date.fromisoformat(value)
+        date = datetime.date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    if not datetime.date(1970, 1, 1) <= date <= datetime.date(9000, 1, 1):
+        raise typer.BadParameter(f"{value!r} is outside the years 1970 to 9000")
+    return date
 
 
 def is_terminal() -> bool:

@@ -51,7 +51,9 @@ def _load_model(path: Path, model: type[M], overrides: dict[Path, bytes],
     try:
         return model.model_validate(data), doc
     except ValidationError as err:
-        problems.extend(problems_from(err, model, doc))
+        # A value the reader already rejected (and replaced by None) would be reported twice.
+        already = {(p.line, p.col) for p in soft}
+        problems.extend(p for p in problems_from(err, model, doc) if (p.line, p.col) not in already)
         return None, doc
 
 

@@ -130,7 +130,7 @@ def parse(raw: bytes, file: str) -> tuple[Any, SourceDoc, list[Problem]]:
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
-        raise StackError([_syntax_problem(err, file)]) from None
+        raise StackError([_syntax_problem(err, file, text)]) from None
     except yaml.YAMLError as err:  # unmarked libyaml errors, e.g. control characters
         raise StackError([Problem(file, 1, 1, "(document)", f"YAML error: {err}")]) from None
     except RecursionError:
@@ -144,12 +144,14 @@ def parse(raw: bytes, file: str) -> tuple[Any, SourceDoc, list[Problem]]:
     return data, doc, walker.problems
 
 
-def _syntax_problem(err: yaml.MarkedYAMLError, file: str) -> Problem:
+def _syntax_problem(err: yaml.MarkedYAMLError, file: str, text: str) -> Problem:
     mark = err.problem_mark or err.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     message = " ".join(str(part) for part in (err.context, err.problem) if part) or "YAML syntax error"
     hint = ""
-    if "\\t" in message or "tab" in message.lower():
+    lines = text.splitlines()
+    offending = lines[line - 1] if 0 < line <= len(lines) else ""
+    if "\t" in offending[: col + 1] or "\\t" in message:
         hint = "YAML indentation must use spaces, not tabs"
     elif "expected a single document" in message:
         hint = "one document per file: remove the extra '---'"
