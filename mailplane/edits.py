@@ -127,7 +127,8 @@ def append_item(text: str, file: str, key: str, item: CommentedMap) -> str:
     mapping, or when ``key`` holds something other than a list.
     """
     newline = "\r\n" if "\r\n" in text else "\n"
-    data, doc, indent = load_document(text.replace("\r\n", "\n"), file)
+    loaded = load_document(text.replace("\r\n", "\n"), file)
+    data = loaded.data
     current = data.get(key)
     if key not in data or current is None:
         seq = CommentedSeq([item])
@@ -135,34 +136,75 @@ def append_item(text: str, file: str, key: str, item: CommentedMap) -> str:
             data[key] = seq
         else:
             _insert_key(data, key, seq)
-        return _finish(data, indent, newline)
+        return _finish(loaded, newline)
     if not isinstance(current, CommentedSeq):
-        raise StackError([doc.problem((key,), f"expected a list to add to, found {_kind(current)}",
-                                      f"write '{key}:' as a list of entries")])
+        raise StackError([loaded.doc.problem((key,), f"expected a list to add to, found {_kind(current)}",
+                                             f"write '{key}:' as a list of entries")])
     if current and not current.fa.flow_style():
         _move_trailing_comments(current, item)
     current.fa.set_block_style()
     current.append(item)
-    return _finish(data, indent, newline)
+    return _finish(loaded, newline)
 
 
-def load_document(text: str, file: str) -> tuple[CommentedMap, SourceDoc, tuple[int, int, int]]:
+@dataclass
+class Document:
+    """A tenant file loaded for editing.
+
+    ``head`` and ``tail`` are the lines up to a ``---`` marker and from a ``...`` marker, kept
+    verbatim: ruamel.yaml drops comments written before ``---``, and that is where a schema
+    line usually sits.
+    """
+
+    data: CommentedMap
+    doc: SourceDoc
+    indent: tuple[int, int, int]
+    head: str = ""
+    tail: str = ""
+
+
+_DOC_START = re.compile(r"---(?:[ \t]+(?:#.*)?)?\n?")
+_DOC_END = re.compile(r"\.\.\.(?:[ \t]+(?:#.*)?)?\n?")
+
+
+def split_markers(text: str) -> tuple[str, str, str]:
+    """Text before and including a ``---`` line, the document body, and a ``...`` line onwards."""
+    lines = text.splitlines(keepends=True)
+    head = 0
+    for i, line in enumerate(lines):
+        if _DOC_START.fullmatch(line):
+            head = i + 1
+            break
+        if line.strip() and not line.lstrip().startswith(("#", "%")):
+            break
+    tail = len(lines)
+    for i in range(len(lines) - 1, head - 1, -1):
+        if _DOC_END.fullmatch(lines[i]):
+            tail = i
+            break
+        if lines[i].strip() and not lines[i].lstrip().startswith("#"):
+            break
+    return "".join(lines[:head]), "".join(lines[head:tail]), "".join(lines[tail:])
+
+
+def load_document(text: str, file: str) -> Document:
     """Round-trip load of a tenant file, refusing what the stack loader would refuse to read."""
     _, doc, soft = parse(text.encode("utf-8"), file)
     if soft:
         raise StackError(soft)
-    yaml_rt = _yaml(DEFAULT_INDENT)
+    head, body, tail = split_markers(text)
+    offset = head.count("\n")
     try:
-        data = yaml_rt.load(text)
+        data = _yaml(DEFAULT_INDENT).load(body)
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        line, col = (mark.line + 1 + offset, mark.column + 1) if mark else (1, 1)
         raise StackError([Problem(file, line, col, "(document)", f"YAML error: {err.problem or err}")]) from None
     except YAMLError as err:
         raise StackError([Problem(file, 1, 1, "(document)", f"YAML error: {err}")]) from None
     if not isinstance(data, CommentedMap):
         raise StackError([doc.problem((), f"expected a mapping of keys, found {_kind(data)}")])
-    return data, doc, detect_indent(data, text)
+    return Document(data, doc, detect_indent(data, body), head, tail)
 
 
 def detect_indent(data: CommentedMap, text: str) -> tuple[int, int, int]:
@@ -261,9 +303,10 @@ def _move_trailing_comments_from(slot: tuple[Any, Any], new_value: Any) -> None:
     slots[target_index] = CommentToken("\n" + rest, CommentMark(0))
 
 
-def _finish(data: CommentedMap, indent: tuple[int, int, int], newline: str) -> str:
+def _finish(loaded: Document, newline: str) -> str:
     """Dump with the file's own line endings: a CRLF file edited on Windows stays CRLF."""
-    return _dump(data, indent).replace("\n", newline)
+    body = _dump(loaded.data, loaded.indent)
+    return (loaded.head + body + loaded.tail).replace("\n", newline)
 
 
 def _yaml(indent: tuple[int, int, int]) -> YAML:
@@ -316,4 +359,8 @@ def _kind(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"a {type(value).__name__}"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string" if isinstance(value, str) else f"a {type(value).__name__}"

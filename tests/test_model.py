@@ -128,3 +128,20 @@ def test_paths_are_written_as_users_write_them() -> None:
     assert format_path(("warmup_plans", "standard-45d", "schedule", 3)) == "warmup_plans.standard-45d.schedule[3]"
     assert format_path(("a.b",)) == "['a.b']"
     assert format_path(()) == "(document)"
+
+
+def test_a_symlinked_tenant_file_keeps_its_own_name(prod: Path, tmp_path: Path) -> None:
+    target = tmp_path / "shared-globex-source.yaml"
+    (prod / "tenants" / "globex.yaml").rename(target)
+    (prod / "tenants" / "globex.yaml").symlink_to(target)
+    fleet = load_stack(prod)
+    assert "globex" in [t.name for t in fleet.tenants]
+    assert fleet.sources["globex"].file.endswith("globex.yaml")
+
+
+def test_a_relative_override_replaces_the_file_on_disk(prod: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(prod.parent)
+    path = Path("prod/tenants/globex.yaml")
+    changed = path.read_bytes().replace(b"display_name: Globex Corporation", b"display_name: Globex")
+    fleet = load_stack(Path("prod"), overrides={path: changed})
+    assert fleet.tenant("globex").display_name == "Globex"

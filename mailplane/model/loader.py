@@ -6,6 +6,7 @@ the bytes of given files, which is how the editors validate a change before writ
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,8 +29,13 @@ def tenant_files(stack_dir: Path) -> list[Path]:
     return sorted((stack_dir / TENANTS_DIR).glob("*.yaml"))
 
 
+def _absolute(path: Path) -> Path:
+    """Absolute without resolving symlinks: a linked tenant file keeps its own name."""
+    return Path(os.path.abspath(path))
+
+
 def _read(path: Path, overrides: dict[Path, bytes]) -> bytes:
-    key = path.resolve()
+    key = _absolute(path)
     return overrides[key] if key in overrides else path.read_bytes()
 
 
@@ -59,7 +65,7 @@ def _load_model(path: Path, model: type[M], overrides: dict[Path, bytes],
 
 def load_stack(stack_dir: Path | str, overrides: dict[Path, bytes] | None = None) -> Fleet:
     stack_dir = Path(stack_dir)
-    overrides = {Path(p).resolve(): b for p, b in (overrides or {}).items()}
+    overrides = {_absolute(Path(p)): b for p, b in (overrides or {}).items()}
     where = display_path(stack_dir)
     if not stack_dir.is_dir():
         raise StackError([Problem(where, 1, 1, "(stack)", "no such stack folder",
@@ -67,7 +73,7 @@ def load_stack(stack_dir: Path | str, overrides: dict[Path, bytes] | None = None
     problems: list[Problem] = []
     fleet_path = stack_dir / FLEET_FILE
     fleet = fleet_doc = None
-    if fleet_path.is_file() or fleet_path.resolve() in overrides:
+    if fleet_path.is_file() or _absolute(fleet_path) in overrides:
         fleet, fleet_doc = _load_model(fleet_path, FleetFile, overrides, problems)
     else:
         problems.append(Problem(display_path(fleet_path), 1, 1, "(stack)", "fleet.yaml is missing",
@@ -75,8 +81,9 @@ def load_stack(stack_dir: Path | str, overrides: dict[Path, bytes] | None = None
     if fleet is not None and fleet_doc is not None:
         problems.extend(check_fleet(fleet, fleet_doc))
     tenants_dir = stack_dir / TENANTS_DIR
-    paths = set(tenant_files(stack_dir)) | {p for p in overrides
-                                            if p.parent == tenants_dir.resolve() and p.suffix == ".yaml"}
+    # Absolute, so a file given both on disk and in ``overrides`` is read once, as overridden.
+    paths = {_absolute(p) for p in tenant_files(stack_dir)} | {
+        p for p in overrides if p.parent == _absolute(tenants_dir) and p.suffix == ".yaml"}
     if not tenants_dir.is_dir():
         problems.append(Problem(display_path(tenants_dir), 1, 1, "(stack)", "tenants folder is missing",
                                 "create it: one <tenant>.yaml per tenant (it may be empty)"))
