@@ -6,6 +6,7 @@ the bytes of given files, which is how the editors validate a change before writ
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import TypeVar
@@ -64,7 +65,23 @@ def _load_model(path: Path, model: type[M], overrides: dict[Path, bytes],
 
 
 def load_stack(stack_dir: Path | str, overrides: dict[Path, bytes] | None = None) -> Fleet:
-    stack_dir = Path(stack_dir)
+    """Load and check a stack.
+
+    The cyclic garbage collector is paused meanwhile: loading allocates hundreds of thousands of
+    objects that all stay alive, so every collection it triggers is wasted work (a third of the
+    load time of a 1,000-tenant stack).  It is switched back on, and the state restored, even on
+    error.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load_stack(Path(stack_dir), overrides)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load_stack(stack_dir: Path, overrides: dict[Path, bytes] | None) -> Fleet:
     overrides = {_absolute(Path(p)): b for p, b in (overrides or {}).items()}
     where = display_path(stack_dir)
     if not stack_dir.is_dir():

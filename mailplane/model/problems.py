@@ -7,6 +7,7 @@ raised one at a time: the author of a pull request wants the whole list in one r
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,13 @@ class StackError(Exception):
 
 
 def display_path(path: Path, root: Path | None = None) -> str:
-    """Show paths relative to the working directory when possible, as compilers do."""
-    try:
-        return str(path.resolve().relative_to((root or Path.cwd()).resolve()))
-    except ValueError:
-        return str(path)
+    """Show paths relative to the working directory when they lie below it, as compilers do.
+
+    Lexical (no symlink resolution): it runs once per file of a stack, and a linked tenant file
+    should be shown under the name it has in the stack.
+    """
+    absolute = os.path.abspath(path)
+    base = os.path.abspath(root or os.curdir)
+    if absolute.startswith(base.rstrip(os.sep) + os.sep):
+        return os.path.relpath(absolute, base)
+    return str(path)

@@ -44,11 +44,24 @@ _SCALARS: dict[str, Callable[[ScalarNode], Any]] = {
 
 
 class SourceDoc:
-    """One parsed file: its display name and its node tree, for locating paths."""
+    """One parsed file: its display name and text, for locating paths.
 
-    def __init__(self, file: str, root: Node | None) -> None:
+    The node tree is composed again on the first :meth:`locate`, not kept from :func:`parse`:
+    a fleet holds every file's document, and keeping a million nodes alive makes each garbage
+    collection walk them (on a 1,000-tenant stack that was two thirds of the load time).  Only
+    a file with a problem to report pays for a second parse.
+    """
+
+    def __init__(self, file: str, text: str) -> None:
         self.file = file
-        self.root = root
+        self.text = text
+        self._root: Node | None = None
+
+    @property
+    def root(self) -> Node | None:
+        if self._root is None:
+            self._root = yaml.compose(self.text, Loader=_Loader)
+        return self._root
 
     def locate(self, path: YamlPath, *, at_key: bool = False) -> tuple[int, int]:
         """Line and column (1-based) of the deepest node along ``path``.
@@ -135,7 +148,7 @@ def parse(raw: bytes, file: str) -> tuple[Any, SourceDoc, list[Problem]]:
         raise StackError([Problem(file, 1, 1, "(document)", f"YAML error: {err}")]) from None
     except RecursionError:
         raise StackError([Problem(file, 1, 1, "(document)", "nesting too deep")]) from None
-    doc = SourceDoc(file, root)
+    doc = SourceDoc(file, text)
     if root is None:
         raise StackError([Problem(file, 1, 1, "(document)", "file is empty",
                                   "write the mapping this file should hold, or delete the file")])
