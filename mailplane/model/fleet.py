@@ -46,7 +46,7 @@ class WarmupPlanSpec(Model):
 
     preset: str | None = Field(None, description="Name of a built-in plan to start from.")
     schedule: list[ScheduleStep] | None = Field(
-        None, description="Daily caps by plan day; a day not listed keeps the previous day's cap, "
+        None, min_length=1, description="Daily caps by plan day; a day not listed keeps the previous day's cap, "
         "and after the last step the cap stays at its value.")
     spread_hours: int | None = Field(
         None, ge=1, le=24, description="The day's cap is spread over at least this many hours: the "

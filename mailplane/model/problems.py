@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PathPart = str | int
+PathPart = object
+"""Mostly str keys and int indexes; YAML also allows numbers, dates and booleans as keys."""
 YamlPath = tuple[PathPart, ...]
 
 
@@ -19,11 +20,11 @@ def format_path(path: YamlPath) -> str:
     """Render a YAML path the way users write it: ``domains[0].dkim.mode``."""
     out = ""
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
-        elif part and all(c.isalnum() or c in "_-" for c in part):
+        elif isinstance(part, str) and part and all(c.isalnum() or c in "_-" for c in part):
             out += f".{part}" if out else part
-        else:
+        else:  # keys that need quoting, and non-text keys YAML allows (1.5, 2026-01-01, true)
             out += f"[{part!r}]"
     return out or "(document)"
 

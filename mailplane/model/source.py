@@ -13,6 +13,9 @@ ruamel.yaml's round-trip loader is kept for edits only: it is an order of magnit
 
 from __future__ import annotations
 
+import codecs
+import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -87,10 +90,14 @@ class SourceDoc:
         return Problem(self.file, line, col, format_path(path), message, hint)
 
 
-def _child(node: Node, part: str | int) -> tuple[Node | None, Node] | None:
+def _child(node: Node, part: object, seen: frozenset[int] = frozenset()) -> tuple[Node | None, Node] | None:
+    """The key and value node of ``part`` under ``node``, looking into merged mappings too.
+
+    ``seen`` guards against a mapping that merges itself (already reported by the walker).
+    """
     if isinstance(node, SequenceNode) and isinstance(part, int):
         return (None, node.value[part]) if 0 <= part < len(node.value) else None
-    if isinstance(node, MappingNode):
+    if isinstance(node, MappingNode) and id(node) not in seen:
         merges = []
         for key, value in node.value:
             if key.tag == _MERGE:
@@ -98,15 +105,17 @@ def _child(node: Node, part: str | int) -> tuple[Node | None, Node] | None:
             elif isinstance(key, ScalarNode) and _key_matches(key, part):
                 return key, value
         for merged in merges:
-            found = _child(merged, part)
+            found = _child(merged, part, seen | {id(node)})
             if found is not None:
                 return found
     return None
 
 
-def _key_matches(key: ScalarNode, part: str | int) -> bool:
+def _key_matches(key: ScalarNode, part: object) -> bool:
+    if key.value == part:  # text keys, and numbers or dates pydantic reports as text
+        return True
     if key.tag == _STR:
-        return key.value == part
+        return False
     try:
         return bool(_SCALARS[key.tag](key) == part)
     except (KeyError, ValueError, yaml.YAMLError):
@@ -119,13 +128,15 @@ def decode(raw: bytes, file: str) -> str:
         raise StackError([Problem(file, 1, 1, "(document)",
                                   f"file is {len(raw):,} bytes, above the {MAX_FILE_BYTES:,}-byte limit",
                                   "split it, or check that the right file was committed")])
+    body = raw.removeprefix(codecs.BOM_UTF8)
     try:
-        return raw.decode("utf-8-sig")
+        return body.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        line = body.count(b"\n", 0, err.start) + 1
+        line_start = body.rfind(b"\n", 0, err.start) + 1
+        col = len(body[line_start:err.start].decode("utf-8", "replace")) + 1  # characters, as libyaml counts
         raise StackError([Problem(file, line, col, "(document)",
-                                  f"not valid UTF-8 (byte 0x{raw[err.start]:02x})",
+                                  f"not valid UTF-8 (byte 0x{body[err.start]:02x})",
                                   "save the file as UTF-8")]) from None
 
 
@@ -144,8 +155,17 @@ def parse(raw: bytes, file: str) -> tuple[Any, SourceDoc, list[Problem]]:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
         raise StackError([_syntax_problem(err, file, text)]) from None
-    except yaml.YAMLError as err:  # unmarked libyaml errors, e.g. control characters
-        raise StackError([Problem(file, 1, 1, "(document)", f"YAML error: {err}")]) from None
+    except yaml.reader.ReaderError as err:  # characters YAML does not allow, e.g. control codes
+        position = err.position
+        if _Loader is not yaml.SafeLoader:  # libyaml counts bytes of the UTF-8 text
+            position = len(text.encode("utf-8")[:position].decode("utf-8", "ignore"))
+        line, col = _line_col(text, position)
+        raise StackError([Problem(file, line, col, "(document)",
+                                  _character_message(_code(err.character)),
+                                  "remove it, or write it as an escape in a double-quoted string")]) from None
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else "YAML error"
+        raise StackError([Problem(file, 1, 1, "(document)", f"YAML error: {first}")]) from None
     except RecursionError:
         raise StackError([Problem(file, 1, 1, "(document)", "nesting too deep")]) from None
     doc = SourceDoc(file, text)
@@ -154,7 +174,50 @@ def parse(raw: bytes, file: str) -> tuple[Any, SourceDoc, list[Problem]]:
                                   "write the mapping this file should hold, or delete the file")])
     walker = _Walker(doc)
     data = walker.convert(root, (), 0)
-    return data, doc, walker.problems
+    problems = walker.problems
+    if walker.alias_fixups:
+        marks = _collection_alias_marks(text)
+        for index, ordinal in walker.alias_fixups:
+            if ordinal < len(marks):
+                mark = marks[ordinal]
+                problems[index] = dataclasses.replace(problems[index], line=mark.line + 1, col=mark.column + 1)
+    return data, doc, problems
+
+
+def _collection_alias_marks(text: str) -> list[Any]:
+    """Positions of the aliases to sequences and mappings, in document order (the walker's order)."""
+    anchors: dict[str, bool] = {}
+    marks = []
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent) and event.anchor:
+            anchors[event.anchor] = True
+        elif isinstance(event, yaml.ScalarEvent) and event.anchor:
+            anchors[event.anchor] = False
+        elif isinstance(event, yaml.AliasEvent) and anchors.get(event.anchor):
+            marks.append(event.start_mark)
+    return marks
+
+
+def _character_message(code: int) -> str:
+    if code < 0x20 or 0x7F <= code < 0xA0:
+        return f"control characters are not allowed in YAML (found U+{code:04X})"
+    return f"character U+{code:04X} is not allowed in YAML"
+
+
+def _code(character: object) -> int:
+    if isinstance(character, int):
+        return character
+    return ord(character[:1]) if isinstance(character, str) and character else 0
+
+
+_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
+"""Line breaks as YAML 1.1 (and so libyaml's marks) count them."""
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    breaks = list(_BREAK.finditer(text, 0, position))
+    line_start = breaks[-1].end() if breaks else 0
+    return len(breaks) + 1, position - line_start + 1
 
 
 def _syntax_problem(err: yaml.MarkedYAMLError, file: str, text: str) -> Problem:
@@ -163,6 +226,8 @@ def _syntax_problem(err: yaml.MarkedYAMLError, file: str, text: str) -> Problem:
     message = " ".join(str(part) for part in (err.context, err.problem) if part) or "YAML syntax error"
     hint = ""
     lines = text.splitlines()
+    if lines and line > len(lines):  # libyaml reports an error at the end past a last line with no newline
+        line, col = len(lines), len(lines[-1]) + 1
     offending = lines[line - 1] if 0 < line <= len(lines) else ""
     if "\t" in offending[: col + 1] or "\\t" in message:
         hint = "YAML indentation must use spaces, not tabs"
@@ -184,6 +249,9 @@ class _Walker:
         self.sizes: dict[int, int] = {}
         self.aliases = 0
         self.expansion = 0
+        self.alias_uses = 0
+        """Aliases to collections met so far, in document order (scalar aliases are harmless)."""
+        self.alias_fixups: list[tuple[int, int]] = []
 
     def fail(self, node: Node, path: YamlPath, message: str, hint: str = "") -> None:
         mark = node.start_mark
@@ -195,9 +263,11 @@ class _Walker:
             return self.scalar(node, path)
         key = id(node)
         if key in self.active:
-            self.fail(node, path, "recursive alias", "an anchor cannot contain an alias to itself")
+            self.alias_uses += 1
+            self.fail_at_alias(node, path, "recursive alias", "an anchor cannot contain an alias to itself")
             return None
         if key in self.done:
+            self.alias_uses += 1
             return self.alias(node, path)
         if depth >= MAX_DEPTH:
             self.fail(node, path, f"nesting deeper than {MAX_DEPTH} levels")
@@ -221,23 +291,36 @@ class _Walker:
         self.aliases += 1
         self.expansion += self.size(node)
         if self.aliases == MAX_ALIASES + 1:
-            self.fail(node, path, f"more than {MAX_ALIASES} aliases in one file",
-                      "write the values out; anchors are for a block or two")
+            self.fail_at_alias(node, path, f"more than {MAX_ALIASES} aliases in one file",
+                               "write the values out; anchors are for a block or two")
         elif self.expansion > MAX_EXPANSION and self.aliases <= MAX_ALIASES:
-            self.fail(node, path, f"aliases expand to more than {MAX_EXPANSION:,} nodes",
-                      "this looks like an alias bomb; write the values out")
+            self.fail_at_alias(node, path, f"aliases expand to more than {MAX_EXPANSION:,} nodes",
+                               "this looks like an alias bomb; write the values out")
             self.aliases = MAX_ALIASES + 1  # report once
         return None if self.aliases > MAX_ALIASES else self.done[id(node)]
 
+    def fail_at_alias(self, node: Node, path: YamlPath, message: str, hint: str) -> None:
+        """An anchor and its aliases share one node: remember which alias to point at instead."""
+        self.fail(node, path, message, hint)
+        self.alias_fixups.append((len(self.problems) - 1, self.alias_uses - 1))
+
     def size(self, node: Node) -> int:
+        """Nodes under ``node`` counted with repetition, memoised; iterative, as nesting may be deep."""
         if isinstance(node, ScalarNode):
             return 1
-        key = id(node)
-        if key not in self.sizes:
-            self.sizes[key] = 0  # cycles were already reported by convert()
-            children = node.value if isinstance(node, SequenceNode) else [n for kv in node.value for n in kv]
-            self.sizes[key] = 1 + sum(self.size(child) for child in children)
-        return self.sizes[key]
+        stack: list[tuple[Node, bool]] = [(node, False)]
+        while stack:
+            current, children_done = stack.pop()
+            children = current.value if isinstance(current, SequenceNode) else [n for kv in current.value for n in kv]
+            if children_done:
+                self.sizes[id(current)] = 1 + sum(
+                    1 if isinstance(c, ScalarNode) else self.sizes.get(id(c), 0) for c in children)
+            elif id(current) not in self.sizes:
+                self.sizes[id(current)] = 0  # cycles were already reported by convert()
+                stack.append((current, True))
+                stack.extend((c, False) for c in children
+                             if not isinstance(c, ScalarNode) and id(c) not in self.sizes)
+        return self.sizes[id(node)]
 
     def scalar(self, node: ScalarNode, path: YamlPath) -> Any:
         tag = node.tag

@@ -72,7 +72,10 @@ def normalise_email(value: str) -> str:
         raise ValueError(f"{value!r} is not an email address (local@domain)")
     if local != "*" and (len(local) > 64 or not _LOCAL_RE.fullmatch(local)):
         raise ValueError(f"{value!r}: the part before '@' is not a valid ASCII local part")
-    return f"{local}@{normalise_domain(domain)}"
+    try:
+        return f"{local}@{normalise_domain(domain)}"
+    except ValueError:
+        raise ValueError(f"{value!r}: the part after '@' is not a valid DNS name") from None
 
 
 def normalise_listener(value: str) -> str:
