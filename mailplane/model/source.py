@@ -226,7 +226,8 @@ def _syntax_problem(err: yaml.MarkedYAMLError, file: str, text: str) -> Problem:
     message = " ".join(str(part) for part in (err.context, err.problem) if part) or "YAML syntax error"
     hint = ""
     lines = text.splitlines()
-    if lines and line > len(lines):  # libyaml reports an error at the end past a last line with no newline
+    if lines and line > len(lines) + text.endswith(("\n", "\r")):
+        # libyaml puts the end of a file without a final newline on a line of its own
         line, col = len(lines), len(lines[-1]) + 1
     offending = lines[line - 1] if 0 < line <= len(lines) else ""
     if "\t" in offending[: col + 1] or "\\t" in message:
