@@ -18,6 +18,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/mailplane validate $(STACK)
 	$(BIN)/mailplane warmup status $(STACK)
+	$(BIN)/mailplane plan $(STACK)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""Pulumi entry point: load the stack's fleet; the SES components build on it.
+"""Pulumi entry point: load the stack's fleet, declare its resources, export its outputs.
 
 Thin on purpose: everything it does lives in the mailplane package, where it is tested.
 """
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pulumi
 
+from mailplane.cloud.program import declare
 from mailplane.model.loader import load_stack
 from mailplane.model.problems import StackError
 
@@ -17,4 +18,5 @@ try:
 except StackError as err:
     raise SystemExit(f"{err}\nthe fleet of stack {pulumi.get_stack()!r} is invalid") from None
 
-pulumi.export("tenants", [tenant.name for tenant in fleet.tenants])
+for key, value in declare(fleet).items():
+    pulumi.export(key, value)

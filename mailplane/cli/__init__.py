@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from mailplane.cli import edit, schema, validate, warmup
+from mailplane.cli import edit, plan, schema, validate, warmup
 
 app = typer.Typer(
     name="mailplane",
@@ -16,6 +16,7 @@ app = typer.Typer(
     add_completion=False,
 )
 validate.register(app)
+plan.register(app)
 schema.register(app)
 app.add_typer(warmup.app, name="warmup")
 edit.register(app)

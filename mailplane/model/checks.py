@@ -18,6 +18,9 @@ from mailplane.model.tenant import Tenant
 from mailplane.model.types import normalise_email
 from mailplane.warmup.plans import PRESETS
 
+IAM_USER_NAME_MAX = 64
+"""Each sender becomes the IAM user ``<tenant>-<sender>``."""
+
 
 @dataclass(frozen=True)
 class TenantFile:
@@ -186,6 +189,9 @@ def _check_senders(tenant: Tenant, owner: dict[str, str], doc: SourceDoc) -> lis
     seen = _Seen()
     for i, sender in enumerate(tenant.senders):
         seen.check(sender.name, doc, ("senders", i, "name"), "sender name", out)
+        if len(f"{tenant.name}-{sender.name}") > IAM_USER_NAME_MAX:
+            out.append(doc.problem(("senders", i, "name"), f"IAM user name {tenant.name}-{sender.name} is "
+                                   f"longer than {IAM_USER_NAME_MAX} characters", "shorten the sender name"))
         out.extend(_unique_items(sender.from_, doc, ("senders", i, "from")))
         for j, address in enumerate(sender.from_):
             domain = address.rpartition("@")[2]

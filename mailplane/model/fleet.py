@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from mailplane.model.base import Model
-from mailplane.model.types import IPAddress, Listener, Slug
+from mailplane.model.types import HttpsUrl, IPAddress, Listener, Slug
 
 DnsProvider = Literal["route53", "external"]
 
@@ -64,6 +64,14 @@ class MtaHost(Model):
         None, description="Private address the sender service may also submit from.")
 
 
+class SenderService(Model):
+    """Where the sender service is reachable from the internet (SNS events, unsubscribe links)."""
+
+    public_url: HttpsUrl = Field(
+        description="HTTPS base URL of the sender service; SNS delivers SES events to "
+        "`<public_url>/v1/webhooks/ses`.")
+
+
 class FleetFile(Model):
     """The whole of ``fleet.yaml``."""
 
@@ -73,3 +81,5 @@ class FleetFile(Model):
         default_factory=dict, description="Plans written for this stack, by name; built-in presets "
         "may be named by IPs directly.")
     mta_hosts: dict[Slug, MtaHost] = Field(description="PowerMTA hosts by name.")
+    sender: SenderService | None = Field(None, description="The sender service; without it no SNS "
+                                         "subscription is made.")

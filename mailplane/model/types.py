@@ -93,6 +93,17 @@ def normalise_listener(value: str) -> str:
     return f"[{address}]:{int(port)}" if address.version == 6 else f"{address}:{int(port)}"
 
 
+def normalise_https_url(value: str) -> str:
+    """An absolute ``https://host[:port][/path]`` URL without query or fragment, no trailing slash."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{value!r} is not an https:// URL of a host (no query, fragment or user)")
+    normalise_domain(parts.hostname)
+    return value.strip().rstrip("/")
+
+
 def _annotated(fn, **schema: str):  # type: ignore[no-untyped-def]
     return Annotated[StrictStr, AfterValidator(fn), Field(json_schema_extra=schema or None)]
 
@@ -105,3 +116,4 @@ Slug = _annotated(normalise_slug, pattern=_SLUG_RE.pattern)
 IPAddress = _annotated(normalise_ip)
 EmailAddress = _annotated(normalise_email)
 Listener = _annotated(normalise_listener)
+HttpsUrl = _annotated(normalise_https_url, format="uri")

@@ -1,0 +1,80 @@
+"""One sending domain: its SES identity, DKIM, MAIL FROM and DNS records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_tls as tls
+
+from mailplane.cloud import records as rec
+from mailplane.model.tenant import Domain, Tenant
+
+
+@dataclass(frozen=True)
+class DomainArgs:
+    tenant: Tenant
+    domain: Domain
+    region: str
+    ttl: int
+    configuration_set_name: pulumi.Input[str]
+    zone_id: pulumi.Input[str] | None
+    """Route53 zone id; None for a domain whose records a human publishes."""
+
+
+class DomainIdentity(pulumi.ComponentResource):
+    """``mailplane:cloud:Domain``: children are named after the domain, which is unique in a stack."""
+
+    def __init__(self, name: str, args: DomainArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mailplane:cloud:Domain", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        domain = args.domain
+        self.private_key_pem: pulumi.Output[str] | None = None
+        if domain.dkim.mode == "byo":
+            key = tls.PrivateKey(f"{name}-dkim", algorithm="RSA", rsa_bits=2048, opts=child)
+            self.private_key_pem = pulumi.Output.secret(key.private_key_pem)
+            dkim = aws.sesv2.EmailIdentityDkimSigningAttributesArgs(
+                domain_signing_private_key=pulumi.Output.secret(key.private_key_pem.apply(rec.pem_body)),
+                domain_signing_selector=domain.dkim.selector)
+        else:
+            dkim = aws.sesv2.EmailIdentityDkimSigningAttributesArgs(next_signing_key_length="RSA_2048_BIT")
+        self.identity = aws.sesv2.EmailIdentity(
+            name, email_identity=domain.name, configuration_set_name=args.configuration_set_name,
+            dkim_signing_attributes=dkim, tags={"mailplane:tenant": args.tenant.name}, opts=child)
+        if domain.mail_from:
+            aws.sesv2.EmailIdentityMailFromAttributes(
+                f"{name}-mail-from", email_identity=self.identity.email_identity, mail_from_domain=domain.mail_from,
+                behavior_on_mx_failure="USE_DEFAULT_VALUE", opts=child)
+
+        static = rec.static_records(args.tenant, domain, args.region, args.ttl)
+        if domain.dkim.mode == "byo":
+            dkim_records = key.public_key_pem.apply(lambda pem: [rec.byo_dkim_record(domain, pem, args.ttl)])
+        else:
+            tokens = self.identity.dkim_signing_attributes.apply(lambda a: list(a.tokens or []) if a else [])
+            dkim_records = tokens.apply(lambda t: rec.easy_dkim_records(domain.name, t, args.ttl))
+        self.records: pulumi.Output[list[dict[str, object]]] = dkim_records.apply(
+            lambda dynamic: [r.as_dict() for r in [*dynamic, *static]])
+        if args.zone_id is not None:
+            self._route53(name, args, static, dkim_records, child)
+        self.register_outputs({"identity_arn": self.identity.arn, "records": self.records})
+
+    def _route53(self, name: str, args: DomainArgs, static: list[rec.Record],
+                 dkim_records: pulumi.Output[list[rec.Record]], child: pulumi.ResourceOptions) -> None:
+        """Exactly the records the domain needs; DKIM ones take their names from SES's answer.
+
+        The number of DKIM records is fixed (three Easy DKIM tokens, or one BYODKIM selector) so
+        resources are declared up front, never inside ``apply()``, and show in every preview.
+        """
+        byo = args.domain.dkim.mode == "byo"
+        for i in range(1 if byo else rec.EASY_DKIM_TOKENS):
+            record = dkim_records.apply(lambda rs, i=i: rs[i])
+            name_ = (f"{args.domain.dkim.selector}._domainkey.{args.domain.name}" if byo
+                     else record.apply(lambda r: r.name))
+            aws.route53.Record(
+                f"{name}-dkim-{i + 1}", zone_id=args.zone_id, name=name_, type="TXT" if byo else "CNAME",
+                ttl=args.ttl, records=[record.apply(lambda r: r.route53_value)], opts=child)
+        for record in static:
+            aws.route53.Record(
+                f"{name}-{record.purpose}-{record.type.lower()}", zone_id=args.zone_id, name=record.name,
+                type=record.type, ttl=record.ttl, records=[record.route53_value], opts=child)

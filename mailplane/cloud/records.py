@@ -1,0 +1,116 @@
+"""DNS records a sending domain needs, as plain values: one place computes every name and value.
+
+Route53 resources and the list printed for external DNS are both built from these, so the two
+cannot disagree.  Values that only SES knows (Easy DKIM tokens) or only the key generator knows
+(a BYODKIM public key) are passed in as strings by the caller once they are resolved.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+
+from mailplane.model.tenant import Domain, Tenant
+
+TXT_CHUNK = 255
+"""A DNS TXT character-string holds at most 255 octets (RFC 1035); longer values are split."""
+MAIL_FROM_SPF = "v=spf1 include:amazonses.com ~all"
+EASY_DKIM_TOKENS = 3
+EASY_DKIM_HOST = "dkim.amazonses.com"
+"""CNAME target domain of Easy DKIM tokens.  A few newer regions use ``dkim.<region>.amazonses.com``;
+that list is not confirmed here, so every region of the example stacks uses this one."""
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    type: str
+    ttl: int
+    value: str
+    purpose: str
+
+    @property
+    def strings(self) -> list[str]:
+        """The character-strings of a TXT value, each at most 255 characters."""
+        return split_txt(self.value) if self.type == "TXT" else [self.value]
+
+    @property
+    def route53_value(self) -> str:
+        """Route53 takes a long TXT value as chunks joined by ``""`` (it adds the outer quotes)."""
+        return '""'.join(self.strings) if self.type == "TXT" else self.value
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"name": self.name, "type": self.type, "ttl": self.ttl, "value": self.value,
+                                  "purpose": self.purpose}
+        if self.type == "TXT":
+            out["strings"] = self.strings
+        return out
+
+
+def split_txt(value: str) -> list[str]:
+    return [value[i:i + TXT_CHUNK] for i in range(0, len(value), TXT_CHUNK)] or [""]
+
+
+def easy_dkim_records(domain: str, tokens: list[str], ttl: int) -> list[Record]:
+    return [Record(f"{token}._domainkey.{domain}", "CNAME", ttl, f"{token}.{EASY_DKIM_HOST}", "dkim")
+            for token in tokens]
+
+
+def dkim_public_key(public_key_pem: str) -> str:
+    """Base64 of the DER SubjectPublicKeyInfo, as a DKIM ``p=`` tag carries it (RFC 6376 3.6.1)."""
+    key = serialization.load_pem_public_key(public_key_pem.encode("ascii"))
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode("ascii")
+
+
+def pem_body(pem: str) -> str:
+    """A PEM key without its header, footer and line breaks: the form SES takes for BYODKIM."""
+    return "".join(line.strip() for line in pem.strip().splitlines() if not line.startswith("-----"))
+
+
+def byo_dkim_record(domain: Domain, public_key_pem: str, ttl: int) -> Record:
+    value = f"v=DKIM1; k=rsa; p={dkim_public_key(public_key_pem)}"
+    return Record(f"{domain.dkim.selector}._domainkey.{domain.name}", "TXT", ttl, value, "dkim")
+
+
+def dmarc_value(domain: Domain) -> str | None:
+    if domain.dmarc is None:
+        return None
+    tags = ["v=DMARC1", f"p={domain.dmarc.policy}"]
+    if domain.dmarc.subdomain_policy:
+        tags.append(f"sp={domain.dmarc.subdomain_policy}")
+    if domain.dmarc.rua:
+        tags.append("rua=" + ",".join(domain.dmarc.rua))
+    return "; ".join(tags)
+
+
+def apex_spf_value(tenant: Tenant, domain: Domain) -> str | None:
+    """SPF at the domain: SES, the tenant's own dedicated IPs (PowerMTA), and extra includes."""
+    if domain.spf is None:
+        return None
+    terms = ["v=spf1", "include:amazonses.com"]
+    terms += [f"ip{6 if ':' in ip.address else 4}:{ip.address}" for ip in tenant.ips]
+    terms += [f"include:{name}" for name in domain.spf.include]
+    terms.append(domain.spf.all)
+    return " ".join(terms)
+
+
+def static_records(tenant: Tenant, domain: Domain, region: str, ttl: int) -> list[Record]:
+    """Every record of a domain that does not depend on a value SES or a key generator returns."""
+    records = []
+    if domain.mail_from:
+        records.append(Record(domain.mail_from, "MX", ttl, f"10 feedback-smtp.{region}.amazonses.com", "mail-from"))
+        records.append(Record(domain.mail_from, "TXT", ttl, MAIL_FROM_SPF, "mail-from"))
+    dmarc = dmarc_value(domain)
+    if dmarc:
+        records.append(Record(f"_dmarc.{domain.name}", "TXT", ttl, dmarc, "dmarc"))
+    spf = apex_spf_value(tenant, domain)
+    if spf:
+        records.append(Record(domain.name, "TXT", ttl, spf, "spf"))
+    return records
+
+
+def smtp_endpoint(region: str) -> str:
+    return f"email-smtp.{region}.amazonaws.com"

@@ -1,0 +1,89 @@
+"""One tenant: its configuration set, event topic, optional SES IP pool, domains and senders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from mailplane.cloud.domain import DomainArgs, DomainIdentity
+from mailplane.cloud.policies import ses_publish_policy, to_json
+from mailplane.cloud.sender import SenderArgs, SenderUser
+from mailplane.model.tenant import Tenant
+
+WEBHOOK_PATH = "/v1/webhooks/ses"
+
+
+@dataclass(frozen=True)
+class TenantArgs:
+    tenant: Tenant
+    region: str
+    ttl: int
+    default_provider: str
+    account_id: pulumi.Output[str]
+    zone_ids: dict[str, pulumi.Output[str]]
+    sender_url: str | None
+
+
+def topic_name(tenant: Tenant) -> str:
+    """Fixed, so the sender service can allow-list the fleet's topic ARNs before they exist."""
+    return f"mailplane-{tenant.name}-ses-events"
+
+
+class TenantEmail(pulumi.ComponentResource):
+    """``mailplane:cloud:Tenant``: everything SES needs to send for one tenant."""
+
+    def __init__(self, name: str, args: TenantArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mailplane:cloud:Tenant", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tenant = args.tenant
+        pool = tenant.ses.dedicated_ip_pool
+        delivery: dict[str, object] = {"tls_policy": "REQUIRE"}
+        depends: list[pulumi.Resource] = []
+        if pool is not None:
+            ip_pool = aws.sesv2.DedicatedIpPool(f"{name}-pool", pool_name=pool.name,
+                                                scaling_mode=pool.scaling_mode.upper(), opts=child)
+            delivery["sending_pool_name"] = ip_pool.pool_name
+            depends.append(ip_pool)
+        self.configuration_set = aws.sesv2.ConfigurationSet(
+            name, configuration_set_name=tenant.configuration_set,
+            delivery_options=aws.sesv2.ConfigurationSetDeliveryOptionsArgs(**delivery),
+            reputation_options=aws.sesv2.ConfigurationSetReputationOptionsArgs(reputation_metrics_enabled=True),
+            sending_options=aws.sesv2.ConfigurationSetSendingOptionsArgs(sending_enabled=True),
+            suppression_options=aws.sesv2.ConfigurationSetSuppressionOptionsArgs(
+                suppressed_reasons=["BOUNCE", "COMPLAINT"]),
+            tags={"mailplane:tenant": tenant.name}, opts=pulumi.ResourceOptions(parent=self, depends_on=depends))
+        self.topic = aws.sns.Topic(f"{name}-events", name=topic_name(tenant),
+                                   tags={"mailplane:tenant": tenant.name}, opts=child)
+        topic_policy = aws.sns.TopicPolicy(
+            f"{name}-events", arn=self.topic.arn,
+            policy=pulumi.Output.all(self.topic.arn, args.account_id, self.configuration_set.arn).apply(
+                lambda v: to_json(ses_publish_policy(v[0], v[1], v[2]))), opts=child)
+        aws.sesv2.ConfigurationSetEventDestination(
+            f"{name}-events", configuration_set_name=self.configuration_set.configuration_set_name,
+            event_destination_name="sns",
+            event_destination=aws.sesv2.ConfigurationSetEventDestinationEventDestinationArgs(
+                enabled=True, matching_event_types=sorted(e.upper() for e in tenant.ses.events),
+                sns_destination=aws.sesv2.ConfigurationSetEventDestinationEventDestinationSnsDestinationArgs(
+                    topic_arn=self.topic.arn)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[topic_policy]))
+        if args.sender_url:
+            aws.sns.TopicSubscription(f"{name}-webhook", topic=self.topic.arn, protocol="https",
+                                      endpoint=args.sender_url + WEBHOOK_PATH, opts=child)
+
+        self.domains: dict[str, DomainIdentity] = {}
+        for domain in tenant.domains:
+            provider = domain.dns.provider or args.default_provider
+            zone_id = args.zone_ids[domain.dns.zone] if provider == "route53" and domain.dns.zone else None
+            self.domains[domain.name] = DomainIdentity(domain.name, DomainArgs(
+                tenant, domain, args.region, args.ttl, self.configuration_set.configuration_set_name, zone_id),
+                opts=child)
+        self.senders: dict[str, SenderUser] = {}
+        for sender in tenant.senders:
+            domains = sorted({address.rpartition("@")[2] for address in sender.from_})
+            self.senders[sender.name] = SenderUser(f"{tenant.name}-{sender.name}", SenderArgs(
+                tenant, sender, [self.domains[d].identity.arn for d in domains], self.configuration_set.arn),
+                opts=child)
+        self.register_outputs({"configuration_set": self.configuration_set.configuration_set_name,
+                               "topic_arn": self.topic.arn})
