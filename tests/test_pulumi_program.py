@@ -13,22 +13,15 @@ from typing import Any
 
 import pulumi
 import pytest
+from cloud_mocks import AwsMocks
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class _Mocks(pulumi.runtime.Mocks):
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        return f"{args.name}-id", args.inputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
 
 
 def _run(program: Path, stack: str, config: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.delenv("PULUMI_CONFIG", raising=False)
     pulumi.runtime.set_all_config(config)
-    pulumi.runtime.set_mocks(_Mocks(), project="mailplane", stack=stack, preview=False)
+    pulumi.runtime.set_mocks(AwsMocks(), project="mailplane", stack=stack, preview=False)
     return runpy.run_path(str(program), run_name="__main__")
 
 
