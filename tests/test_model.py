@@ -145,3 +145,14 @@ def test_a_relative_override_replaces_the_file_on_disk(prod: Path, monkeypatch: 
     changed = path.read_bytes().replace(b"display_name: Globex Corporation", b"display_name: Globex")
     fleet = load_stack(Path("prod"), overrides={path: changed})
     assert fleet.tenant("globex").display_name == "Globex"
+
+
+def test_shared_names_are_stable_and_distinct() -> None:
+    from mailplane.model.names import dkim_key_file, pool_name, vmta_name
+
+    assert vmta_name("acme", "203.0.113.21") == "acme-203-0-113-21"
+    assert vmta_name("acme", "2001:DB8::0:21") == "acme-2001-db8--21"
+    fleet = load_stack(PROD)
+    names = [vmta_name(r.tenant.name, r.ip.address) for r in fleet.ips()]
+    assert len(names) == len(set(names))
+    assert pool_name("acme") == "acme-pool" and dkim_key_file("s1", "example.com") == "s1.example.com.pem"
