@@ -19,9 +19,8 @@ from mailplane.model.stack import Fleet
 
 
 def route53_zones(fleet: Fleet) -> list[str]:
-    default = fleet.settings.dns.default_provider
     return sorted({d.dns.zone for t in fleet.tenants for d in t.domains
-                   if (d.dns.provider or default) == "route53" and d.dns.zone})
+                   if fleet.dns_provider(d) == "route53" and d.dns.zone})
 
 
 def declare(fleet: Fleet) -> dict[str, Any]:
@@ -35,7 +34,7 @@ def declare(fleet: Fleet) -> dict[str, Any]:
                 for zone in route53_zones(fleet)}
     sender_url = settings.sender.public_url if settings.sender else None
     tenants = {
-        t.name: TenantEmail(t.name, TenantArgs(t, region, settings.dns.ttl, settings.dns.default_provider,
+        t.name: TenantEmail(t.name, TenantArgs(t, region, settings.dns.ttl, fleet.dns_provider,
                                                account_id, zone_ids, sender_url),
                             opts=pulumi.ResourceOptions(providers=[provider]))
         for t in fleet.tenants
@@ -45,9 +44,8 @@ def declare(fleet: Fleet) -> dict[str, Any]:
 
 def outputs(fleet: Fleet, tenants: dict[str, TenantEmail]) -> dict[str, Any]:
     """What Ansible and the sender service read (see README, "Stack outputs")."""
-    default = fleet.settings.dns.default_provider
     external = [component.records for t in fleet.tenants for d in t.domains
-                if (d.dns.provider or default) == "external"
+                if fleet.dns_provider(d) == "external"
                 for component in [tenants[t.name].domains[d.name]]]
     return {
         "region": fleet.settings.ses.region,

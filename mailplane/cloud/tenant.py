@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
@@ -10,7 +11,7 @@ import pulumi_aws as aws
 from mailplane.cloud.domain import DomainArgs, DomainIdentity
 from mailplane.cloud.policies import ses_publish_policy, to_json
 from mailplane.cloud.sender import SenderArgs, SenderUser
-from mailplane.model.tenant import Tenant
+from mailplane.model.tenant import Domain, Tenant
 
 WEBHOOK_PATH = "/v1/webhooks/ses"
 
@@ -20,7 +21,7 @@ class TenantArgs:
     tenant: Tenant
     region: str
     ttl: int
-    default_provider: str
+    dns_provider: Callable[[Domain], str]
     account_id: pulumi.Output[str]
     zone_ids: dict[str, pulumi.Output[str]]
     sender_url: str | None
@@ -74,8 +75,8 @@ class TenantEmail(pulumi.ComponentResource):
 
         self.domains: dict[str, DomainIdentity] = {}
         for domain in tenant.domains:
-            provider = domain.dns.provider or args.default_provider
-            zone_id = args.zone_ids[domain.dns.zone] if provider == "route53" and domain.dns.zone else None
+            route53 = args.dns_provider(domain) == "route53"
+            zone_id = args.zone_ids[domain.dns.zone] if route53 and domain.dns.zone else None
             self.domains[domain.name] = DomainIdentity(domain.name, DomainArgs(
                 tenant, domain, args.region, args.ttl, self.configuration_set.configuration_set_name, zone_id),
                 opts=child)

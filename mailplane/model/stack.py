@@ -61,5 +61,9 @@ class Fleet:
     def domains(self) -> dict[str, tuple[Tenant, Domain]]:
         return {d.name: (t, d) for t in self.tenants for d in t.domains}
 
+    def dns_provider(self, domain: Domain) -> str:
+        """The domain's own provider, else the fleet's default."""
+        return domain.dns.provider or self.settings.dns.default_provider
+
     def plan_for(self, ip: Ip) -> Plan | None:
         return self.plans[ip.warmup.plan] if ip.warmup else None
