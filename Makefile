@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(BIN)/mailplane validate $(STACK)
 	$(BIN)/mailplane warmup status $(STACK)
 	$(BIN)/mailplane plan $(STACK)
+	$(BIN)/mailplane render $(STACK) --out build/render
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from mailplane.cli import edit, plan, schema, validate, warmup
+from mailplane.cli import edit, lint, plan, render, schema, validate, warmup
 
 app = typer.Typer(
     name="mailplane",
@@ -20,6 +20,8 @@ plan.register(app)
 schema.register(app)
 app.add_typer(warmup.app, name="warmup")
 edit.register(app)
+lint.register(app)
+render.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

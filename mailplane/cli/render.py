@@ -1,0 +1,59 @@
+"""``mailplane render``: every MTA host's PowerMTA config and every tenant's MailWizz servers, as files.
+
+What the Ansible role would deploy on that date, for review (``git diff`` two renders) and for
+hosts managed without Ansible.  Layout under ``--out``:
+
+    powermta/<host>.config     PowerMTA's /etc/pmta/config of each MTA host
+    mailwizz/<tenant>.json     the tenant's MailWizz SMTP delivery servers
+
+Everything is rendered in memory first and written only when all of it rendered, each file
+atomically, so a failure leaves the previous render whole.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mailplane.cli.common import StackDir, load_or_exit, parse_date
+from mailplane.files import write_atomic
+from mailplane.model.stack import Fleet
+from mailplane.mta.render import mailwizz_servers, render_host
+
+POWERMTA_DIR = "powermta"
+MAILWIZZ_DIR = "mailwizz"
+CONFIG_SUFFIX = ".config"
+
+
+def render_files(fleet: Fleet, on: datetime.date) -> dict[Path, str]:
+    """Relative path to text of every file ``mailplane render`` writes, in a fixed order (pure)."""
+    files: dict[Path, str] = {}
+    for host in sorted(fleet.settings.mta_hosts):
+        files[Path(POWERMTA_DIR) / f"{host}{CONFIG_SUFFIX}"] = render_host(fleet, host, on)
+    for tenant, servers in mailwizz_servers(fleet, on).items():
+        files[Path(MAILWIZZ_DIR) / f"{tenant}.json"] = json.dumps(servers, indent=2) + "\n"
+    return files
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def render(
+        stack_dir: StackDir,
+        out: Annotated[Path, typer.Option("--out", help="Folder to write into (created if missing).",
+                                          show_default=False)],
+        date: Annotated[str | None, typer.Option(
+            "--date", help="Day whose warmup caps set the throttles (YYYY-MM-DD); default today.")] = None,
+    ) -> None:
+        """Write OUT/powermta/HOST.config for every MTA host and OUT/mailwizz/TENANT.json for every tenant."""
+        on = parse_date(date)
+        fleet = load_or_exit(stack_dir)
+        files = render_files(fleet, on)
+        for relative, text in files.items():
+            write_atomic(out / relative, text)
+        hosts = sum(1 for p in files if p.parts[0] == POWERMTA_DIR)
+        print(f"wrote {hosts} PowerMTA configs and {len(files) - hosts} MailWizz server files "
+              f"to {out} for {on.isoformat()}")

@@ -1,0 +1,1 @@
+"""PowerMTA: the per-host view of the fleet, its rendering and its checks."""

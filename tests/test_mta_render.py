@@ -1,0 +1,572 @@
+"""PowerMTA configs and MailWizz servers rendered from the fleet: the per-host view, the template
+and ``mailplane render``.
+
+Golden files: ``tests/golden/powermta/<host>.config`` hold the configs of stacks/prod on
+2026-11-25.  After a deliberate change to the view, the template or the provider numbers,
+regenerate them with
+
+    MAILPLANE_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_mta_render.py
+
+and read the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+from jinja2 import meta
+from typer.testing import CliRunner
+
+import mailplane.cli.render as cli_render
+from mailplane.cli import app
+from mailplane.model import names
+from mailplane.model.loader import load_stack
+from mailplane.model.stack import Fleet
+from mailplane.mta import providers as pv
+from mailplane.mta.render import (
+    CONFIG_TEMPLATE,
+    DEFAULT_PATHS,
+    TEMPLATES_DIR,
+    mailwizz_servers,
+    render_host,
+    render_template,
+    render_vars,
+    template_environment,
+)
+from mailplane.mta.view import ceiling, host_view
+from mailplane.warmup.status import ip_status, tenant_capacity
+
+ROOT = Path(__file__).resolve().parent.parent
+PROD = ROOT / "stacks" / "prod"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "powermta"
+DAY = datetime.date(2026, 11, 25)
+WARMUP_DIRECTIVES = {"max-msg-rate", "backoff-max-msg-rate", "max-smtp-out"}
+"""The directives whose numbers follow the warmup plans: the only lines that change by date."""
+
+
+@pytest.fixture(scope="module")
+def prod() -> Fleet:
+    return load_stack(PROD)
+
+
+# --- a small reader of the rendered text, so assertions are about the config, not the view ----
+
+Entry = tuple[tuple[tuple[str, str], ...], str, str]
+
+
+def entries(text: str) -> list[Entry]:
+    """``(enclosing blocks, directive, value)`` of every directive line; blocks as (tag, arg)."""
+    stack: list[tuple[str, str]] = []
+    out: list[Entry] = []
+    for line in text.splitlines():
+        item = line.strip()
+        if not item or item.startswith("#"):
+            continue
+        if item.startswith("</"):
+            assert stack and stack[-1][0] == item[2:-1], f"unbalanced {item}"
+            stack.pop()
+        elif item.startswith("<"):
+            tag, _, arg = item[1:-1].partition(" ")
+            stack.append((tag, arg))
+            out.append((tuple(stack), "", ""))
+        else:
+            directive, _, value = item.partition(" ")
+            out.append((tuple(stack), directive, value))
+    assert not stack, f"unclosed {stack}"
+    return out
+
+
+def blocks(text: str, tag: str) -> dict[str, list[tuple[str, str]]]:
+    """Top-level ``<tag ARG>`` blocks by ARG: their own directives (not nested blocks')."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for where, directive, value in entries(text):
+        if where and where[0][0] == tag:
+            body = found.setdefault(where[0][1], [])
+            if len(where) == 1 and directive:
+                body.append((directive, value))
+    return found
+
+
+def vmta_throttles(text: str) -> dict[str, dict[str, dict[str, str]]]:
+    """VMTA name -> provider domain -> directive -> value, from the ``<domain>`` blocks in VMTAs."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for where, directive, value in entries(text):
+        if len(where) == 2 and where[0][0] == "virtual-mta" and where[1][0] == "domain":
+            domain = out.setdefault(where[0][1], {}).setdefault(where[1][1], {})
+            if directive:
+                domain[directive] = value
+    return out
+
+
+def top(text: str, directive: str) -> list[str]:
+    return [value for where, d, value in entries(text) if not where and d == directive]
+
+
+# --- the view: VMTAs, pools, DKIM, sources, management --------------------------------------------
+
+def test_each_ip_of_a_host_has_exactly_one_vmta_with_its_ip_and_ptr(prod: Fleet) -> None:
+    for host, refs in prod.ips_by_host.items():
+        text = render_host(prod, host, DAY)
+        vmtas = blocks(text, "virtual-mta")
+        expected = {names.vmta_name(r.tenant.name, r.ip.address): (r.ip.address, r.ip.hostname) for r in refs}
+        assert set(vmtas) == set(expected), host
+        for name, (address, ptr) in expected.items():
+            assert [v for d, v in vmtas[name] if d == "smtp-source-host"] == [f"{address} {ptr}"]
+        sources = [v.split()[0] for body in vmtas.values() for d, v in body if d == "smtp-source-host"]
+        assert len(sources) == len(set(sources)) == len(refs)
+    assert {h: len(r) for h, r in prod.ips_by_host.items()} == {"mta1": 2, "mta2": 3, "mta3": 2}
+
+
+def test_pools_list_exactly_the_tenants_vmtas_on_that_host(prod: Fleet) -> None:
+    for host, refs in prod.ips_by_host.items():
+        pools = blocks(render_host(prod, host, DAY), "virtual-mta-pool")
+        expected: dict[str, set[str]] = {}
+        for r in refs:
+            expected.setdefault(names.pool_name(r.tenant.name), set()).add(names.vmta_name(r.tenant.name, r.ip.address))
+        assert {name: {v for d, v in body if d == "virtual-mta"} for name, body in pools.items()} == expected
+        assert all(d == "virtual-mta" for body in pools.values() for d, _ in body)
+    # sos-expat has IPs on mta1 and mta2: each host's pool holds only the VMTAs that live there
+    mta2 = blocks(render_host(prod, "mta2", DAY), "virtual-mta-pool")
+    assert mta2["sos-expat-pool"] == [("virtual-mta", "sos-expat-203-0-113-23")]
+
+
+def _expected_rates(hourly_cap: int) -> dict[str, int]:
+    """The documented rule, computed here from the sender's hourly cap (not by the view)."""
+    ceiling = -(-hourly_cap * 11 // 10) + 2
+    return {p.domain: max(1, math.ceil(ceiling * p.share)) for p in pv.PROVIDERS}
+
+
+@pytest.mark.parametrize("day", [DAY, datetime.date(2026, 11, 2), datetime.date(2026, 12, 20),
+                                 datetime.date(2027, 6, 1)])
+def test_rates_follow_the_warmup_caps_just_above_the_senders_gate(prod: Fleet, day: datetime.date) -> None:
+    for host, refs in prod.ips_by_host.items():
+        throttles = vmta_throttles(render_host(prod, host, day))
+        for r in refs:
+            status = ip_status(r.tenant, r.ip, prod.plan_for(r.ip), day)
+            got = throttles[names.vmta_name(r.tenant.name, r.ip.address)]
+            assert list(got) == [p.domain for p in pv.PROVIDERS]
+            if status.day < 1:
+                continue  # not started: see test_an_ip_not_yet_started_sends_nothing
+            hourly = status.hourly_cap
+            assert hourly is not None and hourly > 0
+            rates = {domain: int(d["max-msg-rate"].removesuffix("/h")) for domain, d in got.items()}
+            assert all(d["max-msg-rate"].endswith("/h") for d in got.values())
+            assert rates == _expected_rates(hourly)
+            assert all(rate >= 1 for rate in rates.values())
+            ceiling = math.ceil(Fraction(hourly) * Fraction(11, 10)) + 2
+            # the sum over the provider groups is PowerMTA's hourly ceiling for the IP: strictly
+            # above the sender's gate, and only by 10 % plus a few messages of rounding
+            assert hourly < ceiling <= sum(rates.values()) <= ceiling + len(pv.PROVIDERS)
+            for domain, d in got.items():
+                rate = rates[domain]
+                assert 1 <= int(d["backoff-max-msg-rate"].removesuffix("/h")) <= rate
+                provider = next(p for p in pv.PROVIDERS if p.domain == domain)
+                assert int(d["max-smtp-out"]) == min(provider.max_smtp_out, max(1, math.ceil(rate / 300)))
+
+
+def test_the_ceiling_is_strictly_but_only_just_above_any_hourly_cap() -> None:
+    assert ceiling(0) == 0
+    for hourly in range(1, 20_000):
+        assert hourly < ceiling(hourly) <= hourly + hourly // 10 + 3
+
+
+def test_an_ip_not_yet_started_sends_nothing(prod: Fleet) -> None:
+    initech = prod.tenant("initech")
+    ip = next(i for i in initech.ips if i.address == "192.0.2.42")  # pmta-6w from 2026-12-01
+    assert ip_status(initech, ip, prod.plan_for(ip), DAY).state == "scheduled"
+    throttles = vmta_throttles(render_host(prod, "mta2", DAY))["initech-192-0-2-42"]
+    assert set(throttles) == {p.domain for p in pv.PROVIDERS}
+    for directives in throttles.values():
+        assert directives == {"max-msg-rate": pv.NOTHING_RATE, "backoff-max-msg-rate": pv.NOTHING_RATE,
+                              "max-smtp-out": "0"}
+    # on its first day it may send: the smallest real rates
+    first = vmta_throttles(render_host(prod, "mta2", datetime.date(2026, 12, 1)))["initech-192-0-2-42"]
+    status = ip_status(initech, ip, prod.plan_for(ip), datetime.date(2026, 12, 1))
+    assert status.hourly_cap is not None
+    assert {d: int(v["max-msg-rate"].removesuffix("/h")) for d, v in first.items()} == _expected_rates(
+        status.hourly_cap)
+    assert all(v["max-smtp-out"] == "1" for v in first.values())
+
+
+def test_an_ip_without_a_plan_gets_generous_fixed_rates(stack_copy: Callable[[str], Path]) -> None:
+    stack = stack_copy("dev")
+    tenant = stack / "tenants" / "acme.yaml"
+    text = tenant.read_text(encoding="utf-8")
+    tenant.write_text(text.replace("    warmup: {plan: pmta-6w, started: 2026-11-16}\n", ""), encoding="utf-8")
+    fleet = load_stack(stack)
+    vmta = host_view(fleet, "mta-dev", DAY).vmtas[0]
+    assert vmta.status.state == "unplanned" and vmta.ceiling is None
+    throttles = vmta_throttles(render_host(fleet, "mta-dev", DAY))["acme-192-0-2-21"]
+    for provider in pv.PROVIDERS:
+        assert throttles[provider.domain]["max-msg-rate"] == f"{provider.warm_msg_per_hour}/h"
+        assert throttles[provider.domain]["max-smtp-out"] == str(provider.max_smtp_out)
+        assert provider.warm_msg_per_hour >= 5_000
+    assert "no warmup plan" in render_host(fleet, "mta-dev", DAY)
+
+
+def test_byodkim_domains_get_domain_keys_and_easy_dkim_ones_none(prod: Fleet) -> None:
+    paths = {**DEFAULT_PATHS, "dkim_dir": "/srv/keys"}
+    for host, refs in prod.ips_by_host.items():
+        text = render_host(prod, host, DAY, paths)
+        vmtas = blocks(text, "virtual-mta")
+        for r in refs:
+            keys = [v for d, v in vmtas[names.vmta_name(r.tenant.name, r.ip.address)] if d == "domain-key"]
+            byo = [d for d in r.tenant.domains if d.dkim.mode == "byo"]
+            assert keys == [f"{d.dkim.selector},{d.name},/srv/keys/{names.dkim_key_file(d.dkim.selector, d.name)}"
+                            for d in sorted(byo, key=lambda d: d.name) if d.dkim.selector]
+            for easy in (d.name for d in r.tenant.domains if d.dkim.mode == "easy"):
+                assert not any(f",{easy}," in key for key in keys)
+                assert f"# Easy DKIM, signed by SES only: {easy}" in text
+        assert not top(text, "domain-key"), "keys belong to their tenant's VMTAs, not to every VMTA"
+    mta1 = blocks(render_host(prod, "mta1", DAY), "virtual-mta")
+    assert ("domain-key", "s2026a,news.example.com,/etc/pmta/dkim/s2026a.news.example.com.pem") in mta1[
+        "sos-expat-203-0-113-21"]
+    mta3 = blocks(render_host(prod, "mta3", DAY), "virtual-mta")
+    assert not [v for d, v in mta3["initech-192-0-2-41"] if d == "domain-key"]  # Easy DKIM only
+
+
+def test_only_the_submit_addresses_may_relay_or_pick_a_vmta(prod: Fleet) -> None:
+    for host, settings in prod.settings.mta_hosts.items():
+        text = render_host(prod, host, DAY)
+        sources = {arg: dict(body) for arg, body in blocks(text, "source").items()}
+        submit = {"127.0.0.1", "::1"} | ({settings.private_address} if settings.private_address else set())
+        relaying = {a for a, d in sources.items() if d.get("always-allow-relaying") == "yes"}
+        choosing = {a for a, d in sources.items() if d.get("process-x-virtual-mta") == "yes"}
+        assert relaying == choosing == submit
+        for everyone in ("0/0", "::/0"):
+            assert sources[everyone] == {"always-allow-relaying": "no", "process-x-virtual-mta": "no",
+                                         "smtp-service": "no"}
+        assert set(sources) == submit | {"0/0", "::/0"}
+        listeners = top(text, "smtp-listener")
+        assert listeners[0] == settings.smtp_listener
+        if settings.private_address:
+            assert listeners[1:] == [f"{settings.private_address}:{settings.smtp_listener.rsplit(':', 1)[1]}"]
+        else:
+            assert listeners[1:] == []
+
+
+def test_http_management_is_for_loopback_only(prod: Fleet) -> None:
+    for host in prod.settings.mta_hosts:
+        text = render_host(prod, host, DAY)
+        assert top(text, "http-mgmt-port") == [str(pv.HTTP_MGMT_PORT)]
+        access = [value.split() for value in top(text, "http-access")]
+        assert {a for a, level in access if level != "none"} == {"127.0.0.1", "::1"}
+        assert all(level in ("admin", "none") for _, level in access)
+        assert {a for a, level in access if level == "none"} == {"0/0", "::/0"}
+
+
+def test_provider_blocks_roll_up_backoff_and_starttls(prod: Fleet) -> None:
+    text = render_host(prod, "mta1", DAY)
+    domains = {arg: dict(body) for arg, body in blocks(text, "domain").items()}
+    assert domains["googlemail.com"] == {"mx-rollup": "gmail.com"}
+    assert domains["hotmail.com"] == {"mx-rollup": "outlook.com"}
+    assert domains["ymail.com"] == {"mx-rollup": "yahoo.com"}
+    for provider in pv.PROVIDERS:
+        block = domains[provider.domain]
+        assert block["use-starttls"] == "yes"
+        assert block["retry-after"] == provider.retry_after
+        assert block["backoff-retry-after"] == provider.backoff_retry_after
+        assert block["backoff-to-normal-after"] == provider.backoff_to_normal_after
+        assert block["smtp-pattern-list"] == pv.BACKOFF_PATTERN_LIST
+        assert "max-msg-rate" not in block and "backoff-max-msg-rate" not in block, (
+            "a provider-wide rate would let backoff or the default raise a cold IP's ceiling")
+    acct = blocks(text, "acct-file")
+    assert dict(acct[DEFAULT_PATHS["acct_file"]])["records"] == "d,b"
+    patterns = [line.strip() for line in text.split(f"<smtp-pattern-list {pv.BACKOFF_PATTERN_LIST}>")[1]
+                .split("</smtp-pattern-list>")[0].strip().splitlines()]
+    assert patterns == [f"reply {r} mode=backoff" for r in pv.BACKOFF_REPLIES]
+
+
+def test_a_host_without_ips_still_gets_a_complete_config(stack_copy: Callable[[str], Path]) -> None:
+    stack = stack_copy("dev")
+    fleet_file = stack / "fleet.yaml"
+    fleet_file.write_text(fleet_file.read_text(encoding="utf-8")
+                          + "  mta-spare:\n    ansible_host: 192.0.2.11\n", encoding="utf-8")
+    text = render_host(load_stack(stack), "mta-spare", DAY)
+    assert "# No dedicated IP is bound to this host." in text
+    assert not blocks(text, "virtual-mta") and not blocks(text, "virtual-mta-pool")
+    assert blocks(text, "source")["0/0"]
+    with pytest.raises(KeyError, match="no MTA host 'nope'"):
+        host_view(load_stack(stack), "nope", DAY)
+
+
+# --- output properties: golden files, determinism, day-to-day diffs --------------------------------
+
+@pytest.mark.parametrize("host", ["mta1", "mta2", "mta3"])
+def test_golden_config(prod: Fleet, host: str) -> None:
+    """Regenerate with: MAILPLANE_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_mta_render.py"""
+    text = render_host(prod, host, DAY)
+    golden = GOLDEN / f"{host}.config"
+    if os.environ.get("MAILPLANE_UPDATE_GOLDEN") == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    expected = golden.read_text(encoding="utf-8")
+    if text != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True), text.splitlines(keepends=True),
+                                            f"tests/golden/powermta/{host}.config", f"render_host({host!r})"))
+        pytest.fail(f"rendered config differs from the golden file (if the change is intended: "
+                    f"MAILPLANE_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_mta_render.py):\n{diff}")
+
+
+def test_golden_files_are_exactly_the_prod_hosts(prod: Fleet) -> None:
+    assert sorted(p.stem for p in GOLDEN.glob("*.config")) == sorted(prod.settings.mta_hosts)
+
+
+def test_rendering_twice_gives_identical_bytes(prod: Fleet) -> None:
+    again = load_stack(PROD)
+    for host in prod.settings.mta_hosts:
+        first = render_host(prod, host, DAY)
+        assert first == render_host(prod, host, DAY) == render_host(again, host, DAY)
+        assert first.endswith("\n") and not first.endswith("\n\n")
+        assert "2026-11-25" not in first, "no render date in the output"
+    assert mailwizz_servers(prod, DAY) == mailwizz_servers(again, DAY)
+
+
+def _changed_lines(old: str, new: str) -> list[tuple[str, str]]:
+    """Line pairs that differ, compared position by position.
+
+    The configs of two days have the same lines in the same places, and only numbers differ, so
+    any minimal diff (git's, GNU diff's) shows exactly these pairs.  difflib's matcher is not
+    minimal: on runs of repeated lines (``</domain>``) it can shift a hunk, hence no difflib here.
+    """
+    before, after = old.splitlines(), new.splitlines()
+    assert len(before) == len(after), "a day's config must have the same lines as the day before"
+    return [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+
+
+def test_consecutive_days_differ_only_in_warmup_numbers(prod: Fleet) -> None:
+    start = datetime.date(2026, 10, 10)  # before every plan starts, through initech's start on 12-01
+    changed_days = 0
+    seen: set[str] = set()
+    for host in prod.settings.mta_hosts:
+        previous = render_host(prod, host, start)
+        for offset in range(1, 90):
+            day = start + datetime.timedelta(days=offset)
+            text = render_host(prod, host, day)
+            pairs = _changed_lines(previous, text)
+            for before, after in pairs:
+                directive, value = after.split()
+                assert before.split()[0] == directive and directive in WARMUP_DIRECTIVES, (host, day, before, after)
+                assert re.fullmatch(r"\d+(/h)?", value) and before.startswith("    "), (host, day, after)
+                seen.add(directive)
+            changed_days += bool(pairs)
+            previous = text
+    assert changed_days > 60  # not vacuous: the plans move most days
+    assert seen == WARMUP_DIRECTIVES
+
+
+# --- the template: its interface and Ansible's whitespace rules ------------------------------------
+
+def test_template_reads_only_pmta_and_paths() -> None:
+    env = template_environment()
+    source = (TEMPLATES_DIR / CONFIG_TEMPLATE).read_text(encoding="utf-8")
+    assert meta.find_undeclared_variables(env.parse(source)) == {"pmta", "paths"}
+    assert not list(meta.find_referenced_templates(env.parse(source))), "no includes: one file for both renderers"
+    assert "\t" not in source
+    for number, line in enumerate(source.splitlines(), 1):
+        if "{%" in line:  # with lstrip_blocks off, indentation before a tag would reach the output
+            assert line.startswith("{%") and line.endswith("%}"), f"config.j2:{number}: a tag must be a line of its own"
+
+
+def test_to_vars_is_plain_json_in_a_fixed_order(prod: Fleet) -> None:
+    def plain(value: Any) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, list):
+            return all(plain(v) for v in value)
+        return value is None or type(value) in (str, int)
+
+    for host in prod.settings.mta_hosts:
+        pmta = host_view(prod, host, DAY).to_vars()
+        assert plain(pmta)
+        assert json.loads(json.dumps(pmta)) == pmta
+        assert json.dumps(pmta) == json.dumps(host_view(prod, host, DAY).to_vars())
+        assert render_vars(json.loads(json.dumps(pmta))) == render_host(prod, host, DAY)
+
+
+def test_the_whitespace_settings_ansible_uses_give_the_same_bytes(prod: Fleet) -> None:
+    """A plain (non-sandboxed) Jinja environment set up as Ansible's template module sets it up,
+    with and without lstrip_blocks, renders what the Python renderer renders."""
+    variables = {"pmta": host_view(prod, "mta1", DAY).to_vars(), "paths": dict(DEFAULT_PATHS)}
+    ours = render_host(prod, "mta1", DAY)
+    for lstrip in (False, True):
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), trim_blocks=True,
+                                 lstrip_blocks=lstrip, keep_trailing_newline=False, undefined=jinja2.StrictUndefined,
+                                 autoescape=False)
+        assert render_template(env, CONFIG_TEMPLATE, variables) == ours  # type: ignore[arg-type]
+    # without trim_blocks every tag line would leave an empty line: the setting matters
+    loose = template_environment(trim_blocks=False)
+    assert render_template(loose, CONFIG_TEMPLATE, variables) != ours
+
+
+ANSIBLE = Path(sys.executable).parent / "ansible"
+
+
+@pytest.mark.skipif(not ANSIBLE.exists(), reason="ansible-core is not installed in the virtualenv")
+def test_ansible_template_module_renders_the_same_bytes(prod: Fleet, tmp_path: Path) -> None:
+    """The real thing: ``ansible.builtin.template`` with the role's two variables from extra vars."""
+    paths = {**DEFAULT_PATHS, "dkim_dir": "/etc/pmta/keys"}
+    variables = {"pmta": host_view(prod, "mta2", DAY).to_vars(), "paths": paths}
+    (tmp_path / "vars.json").write_text(json.dumps(variables), encoding="utf-8")
+    dest = tmp_path / "config"
+    env = {**os.environ, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"), "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote"),
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_CONFIG": str(tmp_path / "none.cfg")}
+    proc = subprocess.run(
+        [str(ANSIBLE), "localhost", "-i", "localhost,", "-c", "local",
+         "-e", f"ansible_python_interpreter={sys.executable}", "-e", f"@{tmp_path / 'vars.json'}",
+         "-m", "ansible.builtin.template",
+         "-a", f"src={TEMPLATES_DIR / CONFIG_TEMPLATE} dest={dest}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert dest.read_bytes() == render_host(prod, "mta2", DAY, paths).encode("utf-8")
+
+
+def test_rendered_configs_pass_pmta_lint(prod: Fleet) -> None:
+    lint = pytest.importorskip("mailplane.mta.lint")
+    for day in (DAY, datetime.date(2026, 10, 1), datetime.date(2027, 3, 1)):
+        for host in prod.settings.mta_hosts:
+            assert lint.lint(render_host(prod, host, day), f"{host}.config") == [], (host, day)
+
+
+# --- MailWizz ------------------------------------------------------------------------------------
+
+def test_mailwizz_servers_carry_tenant_capacity_and_the_pool_header(prod: Fleet) -> None:
+    servers = mailwizz_servers(prod, DAY)
+    assert list(servers) == [t.name for t in prod.tenants]
+    for tenant in prod.tenants:
+        described = servers[tenant.name]
+        capacity = tenant_capacity(prod, tenant, DAY)
+        assert described["capacity"] == {"daily": capacity.daily, "hourly": capacity.hourly}
+        assert described["pool"] == names.pool_name(tenant.name)
+        hosts = sorted({ip.host for ip in tenant.ips})
+        assert [s["mta_host"] for s in described["delivery_servers"]] == hosts
+        active = [s for s in described["delivery_servers"] if s["status"] == "active"]
+        assert capacity.daily is not None and capacity.hourly is not None
+        # split over the hosts, never more than the tenant may send in all
+        assert capacity.daily - len(active) <= sum(s["daily_quota"] for s in active) <= capacity.daily
+        assert sum(s["hourly_quota"] for s in active) <= capacity.hourly + len(active)
+        for server in described["delivery_servers"]:
+            settings = prod.settings.mta_hosts[server["mta_host"]]
+            address, _, port = settings.smtp_listener.rpartition(":")
+            assert (server["hostname"], server["port"]) == (address.strip("[]"), int(port))
+            assert server["type"] == "smtp"
+            assert server["additional_headers"] == [{"name": "X-Virtual-MTA", "value": names.pool_name(tenant.name)}]
+            assert server["from_email"] == tenant.senders[0].from_[0]
+            assert "password" not in server
+            caps = [ip_status(tenant, ip, prod.plan_for(ip), DAY) for ip in tenant.ips if ip.host == server["mta_host"]]
+            assert server["daily_quota"] <= sum(s.daily_cap or 0 for s in caps)
+            if server["status"] == "active":
+                assert server["daily_quota"] > 0 and server["hourly_quota"] > 0  # 0 means "no limit" to MailWizz
+    # initech's mta2 IP has not started: its server is off, the whole capacity goes to mta3
+    initech = {s["mta_host"]: s for s in servers["initech"]["delivery_servers"]}
+    assert initech["mta2"]["status"] == "inactive"
+    capacity = tenant_capacity(prod, prod.tenant("initech"), DAY)
+    assert (initech["mta3"]["daily_quota"], initech["mta3"]["hourly_quota"]) == (capacity.daily, capacity.hourly)
+
+
+def test_an_ip_without_a_plan_does_not_lift_the_caps_of_the_tenants_other_hosts(
+        stack_copy: Callable[[str], Path]) -> None:
+    stack = stack_copy("prod")
+    globex = stack / "tenants" / "globex.yaml"  # no daily_quota: with a plan-less IP, no tenant total
+    globex.write_text(globex.read_text(encoding="utf-8").replace(
+        "    warmup: {plan: sparkpost-30d, started: 2026-10-12}\n", ""), encoding="utf-8")
+    fleet = load_stack(stack)
+    tenant = fleet.tenant("globex")
+    assert tenant_capacity(fleet, tenant, DAY).daily is None
+    servers = {s["mta_host"]: s for s in mailwizz_servers(fleet, DAY)["globex"]["delivery_servers"]}
+    warming = next(ip for ip in tenant.ips if ip.host == "mta3")
+    status = ip_status(tenant, warming, fleet.plan_for(warming), DAY)
+    assert (servers["mta3"]["daily_quota"], servers["mta3"]["hourly_quota"]) == (status.daily_cap, status.hourly_cap)
+    assert (servers["mta2"]["daily_quota"], servers["mta2"]["status"]) == (0, "active")  # 0: no limit
+
+
+def test_a_single_host_tenant_gets_exactly_its_capacity() -> None:
+    fleet = load_stack(ROOT / "stacks" / "dev")
+    acme = fleet.tenant("acme")
+    for day in (datetime.date(2026, 11, 16), DAY, datetime.date(2027, 1, 1)):
+        (server,) = mailwizz_servers(fleet, day)["acme"]["delivery_servers"]
+        capacity = tenant_capacity(fleet, acme, day)
+        assert (server["daily_quota"], server["hourly_quota"]) == (capacity.daily, capacity.hourly)
+        assert server["from_email"] == "no-reply@dev.example.org"
+
+
+# --- mailplane render ------------------------------------------------------------------------------
+
+def _render(*args: str | Path) -> Any:
+    return CliRunner().invoke(app, ["render", *(str(a) for a in args)])
+
+
+def test_render_command_writes_every_host_and_tenant_atomically(
+        prod: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "build"
+    written: list[Path] = []
+    real = cli_render.write_atomic
+
+    def spy(path: Path, data: str | bytes) -> None:
+        written.append(path)
+        real(path, data)
+
+    monkeypatch.setattr(cli_render, "write_atomic", spy)
+    (out / "powermta").mkdir(parents=True)
+    (out / "powermta" / "mta1.config").write_text("old\n", encoding="utf-8")
+    (out / "powermta" / "mta1.config").chmod(0o600)
+    result = _render(PROD, "--out", out, "--date", "2026-11-25")
+    assert result.exit_code == 0, result.output
+    expected = {Path("powermta") / f"{h}.config" for h in ("mta1", "mta2", "mta3")}
+    expected |= {Path("mailwizz") / f"{t}.json" for t in ("globex", "initech", "sos-expat")}
+    files = {p.relative_to(out) for p in out.rglob("*") if p.is_file()}
+    assert files == expected, "exactly these files, and no temporary file left behind"
+    assert sorted(written) == sorted(out / p for p in expected)
+    for host in ("mta1", "mta2", "mta3"):
+        assert (out / "powermta" / f"{host}.config").read_text(encoding="utf-8") == render_host(prod, host, DAY)
+    assert (out / "powermta" / "mta1.config").stat().st_mode & 0o777 == 0o600, "write_atomic keeps the mode"
+    assert (out / "powermta" / "mta1.config").read_bytes() == (GOLDEN / "mta1.config").read_bytes()
+    servers = mailwizz_servers(prod, DAY)
+    for tenant in ("globex", "initech", "sos-expat"):
+        assert json.loads((out / "mailwizz" / f"{tenant}.json").read_text(encoding="utf-8")) == servers[tenant]
+    assert "wrote 3 PowerMTA configs and 3 MailWizz server files" in result.stdout
+
+
+def test_render_command_refuses_an_invalid_stack_and_writes_nothing(
+        stack_copy: Callable[[str], Path], tmp_path: Path) -> None:
+    stack = stack_copy("prod")
+    globex = stack / "tenants" / "globex.yaml"
+    globex.write_text(globex.read_text(encoding="utf-8").replace("mode: byo", "mode: byoo")
+                      .replace("policy: reject,", "policy: rejekt,"), encoding="utf-8")
+    out = tmp_path / "out"
+    result = _render(stack, "--out", out, "--date", "2026-11-25")
+    assert result.exit_code == 1
+    located = [line for line in result.stderr.splitlines() if re.search(r"tenants/globex\.yaml:\d+:\d+: ", line)]
+    assert len(located) == 2, result.stderr
+    assert any("domains[0].dkim.mode" in line for line in located)
+    assert any("domains[0].dmarc.policy" in line for line in located)
+    assert result.stderr.rstrip().endswith("2 errors")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("bad", ["2026-13-01", "tomorrow", "20261125x"])
+def test_render_command_rejects_a_bad_date_with_exit_2(tmp_path: Path, bad: str) -> None:
+    result = _render(PROD, "--out", tmp_path / "out", "--date", bad)
+    assert result.exit_code == 2
+    assert "is not a date" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_render_command_defaults_to_today(tmp_path: Path) -> None:
+    result = _render(ROOT / "stacks" / "dev", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert datetime.date.today().isoformat() in result.stdout
+    assert (tmp_path / "powermta" / "mta-dev.config").is_file()
