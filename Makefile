@@ -31,6 +31,7 @@ lint: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/mailplane schema
 	$(BIN)/python -m mailplane.model.reference README.md
+	$(BIN)/python -m mailplane.gitops.policy_reference README.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/validate_large.py

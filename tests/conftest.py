@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from dns_server import DnsTestData, KnotServer, Zone
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -23,3 +27,45 @@ def stack_copy(tmp_path: Path) -> Callable[[str | Path], Path]:
         return dest
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def dns_data(tmp_path_factory: pytest.TempPathFactory) -> DnsTestData:
+    """The example stacks with made-up Easy DKIM tokens, real BYODKIM keys, outputs files and their good zone."""
+    from dns_server import DnsTestData
+
+    return DnsTestData(ROOT / "stacks", tmp_path_factory.mktemp("dns-data"))
+
+
+@pytest.fixture(scope="session")
+def good_dns(dns_data: DnsTestData, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotServer]:
+    """A real DNS server (knotd on a loopback port) serving the good records of stacks/prod and stacks/dev."""
+    from dns_server import KnotServer
+
+    server = KnotServer(dns_data.zone, tmp_path_factory.mktemp("knot-good"))
+    try:
+        server.start()
+    except RuntimeError as err:  # not installed: a failure, never a skip (CI installs it)
+        pytest.fail(str(err), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def serve_zone(tmp_path: Path) -> Iterator[Callable[[Zone], KnotServer]]:
+    """Start a knotd serving a given (broken) zone; every one started is stopped after the test."""
+    from dns_server import KnotServer
+
+    servers: list[KnotServer] = []
+
+    def serve(zone: Zone) -> KnotServer:
+        server = KnotServer(zone, tmp_path / f"knot-{len(servers)}")
+        servers.append(server)
+        try:
+            return server.start()
+        except RuntimeError as err:
+            pytest.fail(str(err), pytrace=False)
+
+    yield serve
+    for server in servers:
+        server.stop()

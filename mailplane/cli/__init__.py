@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from mailplane.cli import edit, lint, plan, render, schema, validate, warmup
+from mailplane.cli import dns, edit, lint, plan, render, schema, validate, warmup
 
 app = typer.Typer(
     name="mailplane",
@@ -19,6 +19,7 @@ validate.register(app)
 plan.register(app)
 schema.register(app)
 app.add_typer(warmup.app, name="warmup")
+app.add_typer(dns.app, name="dns")
 edit.register(app)
 lint.register(app)
 render.register(app)

@@ -1,14 +1,83 @@
-"""``mailplane plan``: the resources the Pulumi program would declare, offline."""
+"""``mailplane plan``: the resources the Pulumi program would declare, offline; with ``--base``,
+what a change does compared with another git revision, for a pull-request review.
+
+Exit status with ``--base``, for CI to gate on (as ``terraform plan -detailed-exitcode``): 0 no
+change, 2 changes, 1 an error (invalid stack at the head or the base, git cannot answer) or an
+unwaived policy error.  The review is printed in every case but an error, so a blocked pull
+request still shows what it would do.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import datetime
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from mailplane.cli.common import StackDir, load_or_exit, usage_error
+from mailplane.cli.common import StackDir, fail, load_or_exit, parse_date, usage_error
+from mailplane.model.problems import StackError
+from mailplane.model.stack import Fleet
 
 FORMATS = ("text", "json", "markdown")
+EXIT_NO_CHANGES, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def _policy_checks() -> Callable[..., list[Any]] | None:
+    """``check_policies`` if the policy module is there; None only when the module itself is
+    missing (an import error inside it is a bug and surfaces)."""
+    try:
+        from mailplane.gitops import policy
+    except ModuleNotFoundError as err:
+        if err.name != "mailplane.gitops.policy":
+            raise
+        return None
+    return policy.check_policies
+
+
+def _review(stack_dir: Path, base_ref: str, on: datetime.date, output: str, chart_url: str | None) -> int:
+    """Print the review of the working tree's stack against ``base_ref``; return the exit status."""
+    from mailplane.gitops import revision
+
+    head = load_or_exit(stack_dir)
+    try:
+        base = revision.load_revision(stack_dir, base_ref)
+    except revision.GitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except StackError as err:
+        print(f"error: the stack at {base_ref} is invalid, so there is nothing valid to compare with "
+              "(fix the base branch first):", file=sys.stderr)
+        fail(err.problems)
+    # Pulumi and pulumi-aws load in ~1 s: only here.
+    from mailplane.cloud.plan import plan
+    from mailplane.gitops.diff import compare
+    from mailplane.gitops.format import Review, render
+
+    diff = compare(base.fleet, head, on, plan(base.fleet) if base.fleet is not None else [], plan(head))
+    checks = _policy_checks()
+    findings = checks(head, today=on, base=base.fleet) if checks is not None else None
+    review = Review(diff, str(stack_dir), base_ref, base.commit, findings, chart_url)
+    print(render(review, output), end="")
+    if review.blocking:
+        count = len(review.blocking)
+        print(f"{count} policy error{'s' if count != 1 else ''}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_CHANGES if diff.changed else EXIT_NO_CHANGES
+
+
+def _resources(fleet: Fleet, output: str) -> None:
+    from mailplane.cloud import plan as cloud_plan  # Pulumi and pulumi-aws load in ~1 s: only here
+
+    resources = cloud_plan.plan(fleet)
+    if output == "json":
+        print(cloud_plan.to_json(resources), end="")
+    elif output == "markdown":
+        print(cloud_plan.to_markdown(fleet, resources), end="")
+    else:
+        print(cloud_plan.to_text(fleet, resources), end="")
 
 
 def register(app: typer.Typer) -> None:
@@ -16,21 +85,29 @@ def register(app: typer.Typer) -> None:
     def plan(
         stack_dir: StackDir,
         output: Annotated[str, typer.Option("--format", help="text, json or markdown.")] = "text",
+        base: Annotated[str | None, typer.Option(
+            "--base", metavar="GIT_REF", show_default=False,
+            help="Compare with the stack at this git revision (origin/main) instead of listing resources: "
+            "exit 0 no change, 2 changes, 1 errors or policy errors.")] = None,
+        date: Annotated[str | None, typer.Option(
+            "--date", help="With --base: day of the PowerMTA configs, capacities and policy checks; default today.",
+            show_default=False)] = None,
+        chart_url: Annotated[str | None, typer.Option(
+            "--chart-url", metavar="URL", show_default=False,
+            help="With --base: where the warmup chart of the change is published, to link from the review.")] = None,
     ) -> None:
         """Run the Pulumi program under mocks and list every resource it declares, by tenant.
 
         Secret inputs are masked and values AWS computes show as "(known after apply)"; the real
-        diff against the cloud is `pulumi preview`.
+        diff against the cloud is `pulumi preview`.  With --base GIT_REF: what the working tree's
+        stack changes compared with that revision (fleet, DNS records, resources, PowerMTA configs,
+        warmup capacity, policy findings), read from git without touching the working tree.
         """
         if output not in FORMATS:
             usage_error(f"--format must be one of {', '.join(FORMATS)}, not {output!r}")
-        fleet = load_or_exit(stack_dir)
-        from mailplane.cloud import plan as cloud_plan  # Pulumi and pulumi-aws load in ~1 s: only here
-
-        resources = cloud_plan.plan(fleet)
-        if output == "json":
-            print(cloud_plan.to_json(resources), end="")
-        elif output == "markdown":
-            print(cloud_plan.to_markdown(fleet, resources), end="")
-        else:
-            print(cloud_plan.to_text(fleet, resources), end="")
+        if base is None:
+            if date is not None or chart_url is not None:
+                usage_error("--date and --chart-url go with --base GIT_REF")
+            _resources(load_or_exit(stack_dir), output)
+            return
+        raise typer.Exit(_review(stack_dir, base, parse_date(date), output, chart_url))

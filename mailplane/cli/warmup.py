@@ -1,15 +1,18 @@
-"""``mailplane warmup status``: each IP's plan day and caps, each tenant's capacity and forecast."""
+"""``mailplane warmup``: ``status`` (each IP's plan day and caps, each tenant's capacity and forecast)
+and ``chart`` (the forecast as an SVG or PNG picture)."""
 
 from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 
 from mailplane.cli import common
 from mailplane.cli.common import StackDir, load_or_exit, parse_date, usage_error
+from mailplane.files import write_atomic
 from mailplane.model.stack import Fleet
 from mailplane.warmup.status import IpStatus, TenantCapacity, fleet_ip_status, forecast
 
@@ -103,3 +106,40 @@ def status(
         _print_rich(fleet, on, ips, data)
     else:
         _print_text(on, ips, data)
+
+
+CHART_FORMATS = {".svg": "svg", ".png": "png"}
+
+
+@app.command()
+def chart(
+    stack_dir: StackDir,
+    out: Annotated[Path, typer.Option("--out", help="Image to write: FILE.svg or FILE.png.", show_default=False)],
+    date: Annotated[str | None, typer.Option("--date", help="First day (YYYY-MM-DD); default today.")] = None,
+    days: Annotated[int | None, typer.Option(
+        "--days", min=1, max=366, show_default=False,
+        help="Days to draw; default until every IP shown is warm (at least 14, at most 120).")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant.")] = None,
+    width: Annotated[int, typer.Option("--width", min=200, max=8000, help="Image width in pixels.")] = 1200,
+    height: Annotated[int, typer.Option("--height", min=150, max=8000, help="Image height in pixels.")] = 675,
+) -> None:
+    """Draw each tenant's daily capacity over its warmup plans (one line per tenant) to OUT.
+
+    The same fleet and date give the same bytes; the file is replaced atomically; a stack with errors writes nothing.
+    """
+    image_format = CHART_FORMATS.get(out.suffix.lower())
+    if image_format is None:
+        usage_error(f"--out must end in .svg or .png, not {out.name!r}")
+    start = parse_date(date)
+    fleet = load_or_exit(stack_dir)
+    if tenant is not None and tenant not in {t.name for t in fleet.tenants}:
+        usage_error(f"no tenant {tenant!r} in {stack_dir}")
+    # matplotlib loads here only: `warmup status` and every other command stay fast.
+    from mailplane.warmup import chart as charts
+
+    span = days if days is not None else charts.default_days(fleet, start, tenant)
+    series = charts.chart_series(fleet, start, span, tenant)
+    image = charts.draw_chart(series, title=charts.chart_title(fleet.stack, start, span), image_format=image_format,
+                              quotas=charts.quotas_of(fleet, list(series)), width=width, height=height)
+    write_atomic(out, image)
+    print(f"wrote {out}: {len(series)} tenant{'s' if len(series) != 1 else ''}, {span} days from {start.isoformat()}")

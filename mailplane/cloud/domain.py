@@ -32,7 +32,7 @@ class DomainIdentity(pulumi.ComponentResource):
         domain = args.domain
         self.private_key_pem: pulumi.Output[str] | None = None
         if domain.dkim.mode == "byo":
-            key = tls.PrivateKey(f"{name}-dkim", algorithm="RSA", rsa_bits=2048, opts=child)
+            key = tls.PrivateKey(f"{name}-dkim", algorithm="RSA", rsa_bits=domain.dkim.key_bits, opts=child)
             self.private_key_pem = pulumi.Output.secret(key.private_key_pem)
             dkim = aws.sesv2.EmailIdentityDkimSigningAttributesArgs(
                 domain_signing_private_key=pulumi.Output.secret(key.private_key_pem.apply(rec.pem_body)),
@@ -69,8 +69,7 @@ class DomainIdentity(pulumi.ComponentResource):
         byo = args.domain.dkim.mode == "byo"
         for i in range(1 if byo else rec.EASY_DKIM_TOKENS):
             record = dkim_records.apply(lambda rs, i=i: rs[i])
-            name_ = (f"{args.domain.dkim.selector}._domainkey.{args.domain.name}" if byo
-                     else record.apply(lambda r: r.name))
+            name_ = rec.byo_dkim_name(args.domain) if byo else record.apply(lambda r: r.name)
             aws.route53.Record(
                 f"{name}-dkim-{i + 1}", zone_id=args.zone_id, name=name_, type="TXT" if byo else "CNAME",
                 ttl=args.ttl, records=[record.apply(lambda r: r.route53_value)], opts=child)

@@ -70,9 +70,14 @@ def pem_body(pem: str) -> str:
     return "".join(line.strip() for line in pem.strip().splitlines() if not line.startswith("-----"))
 
 
+def byo_dkim_name(domain: Domain) -> str:
+    """Name of a BYODKIM domain's TXT record: known offline, unlike its value (the public key)."""
+    return f"{domain.dkim.selector}._domainkey.{domain.name}"
+
+
 def byo_dkim_record(domain: Domain, public_key_pem: str, ttl: int) -> Record:
     value = f"v=DKIM1; k=rsa; p={dkim_public_key(public_key_pem)}"
-    return Record(f"{domain.dkim.selector}._domainkey.{domain.name}", "TXT", ttl, value, "dkim")
+    return Record(byo_dkim_name(domain), "TXT", ttl, value, "dkim")
 
 
 def dmarc_value(domain: Domain) -> str | None:
@@ -84,6 +89,19 @@ def dmarc_value(domain: Domain) -> str | None:
     if domain.dmarc.rua:
         tags.append("rua=" + ",".join(domain.dmarc.rua))
     return "; ".join(tags)
+
+
+DMARC_REPORT_AUTH_VALUE = "v=DMARC1"
+"""What a report receiver publishes to accept DMARC reports about another domain (RFC 7489 7.1)."""
+
+
+def dmarc_report_auth_name(domain: str, destination_host: str) -> str:
+    """Where ``destination_host`` (a ``rua`` mailbox's domain) authorises reports about ``domain``.
+
+    Not a record mailplane publishes: the receiving domain's owner does, and receivers drop the
+    reports without it when the two domains belong to different organisations.
+    """
+    return f"{domain}._report._dmarc.{destination_host}"
 
 
 def apex_spf_value(tenant: Tenant, domain: Domain) -> str | None:

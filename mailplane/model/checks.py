@@ -158,6 +158,9 @@ def _check_domain(domain, fleet: FleetFile | None, doc: SourceDoc,  # type: igno
     if domain.dkim.mode == "easy" and domain.dkim.selector is not None:
         out.append(doc.problem((*path, "dkim", "selector"), "Easy DKIM selectors are chosen by SES",
                                "remove 'selector', or use mode: byo"))
+    if domain.dkim.mode == "easy" and "key_bits" in domain.dkim.model_fields_set:
+        out.append(doc.problem((*path, "dkim", "key_bits"), "Easy DKIM keys are made by SES (2048 bits)",
+                               "remove 'key_bits', or use mode: byo"))
     if domain.mail_from is not None and not is_subdomain(domain.mail_from, domain.name):
         out.append(doc.problem((*path, "mail_from"),
                                f"MAIL FROM {domain.mail_from} is not a subdomain of {domain.name}",

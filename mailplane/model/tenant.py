@@ -24,8 +24,11 @@ def _one_or_many(value: object) -> object:
 class Dkim(Model):
     mode: Literal["easy", "byo"] = Field(
         description="`easy`: SES generates the keys (three CNAMEs). `byo`: mailplane creates a "
-        "2048-bit key, SES and PowerMTA both sign with it (one TXT at the selector).")
+        "key of `key_bits` bits, SES and PowerMTA both sign with it (one TXT at the selector).")
     selector: DnsLabel | None = Field(None, description="DKIM selector; required for `byo` only.")
+    key_bits: Literal[1024, 2048] = Field(
+        2048, description="RSA size of the `byo` key (Easy DKIM keys are always 2048 bits); 1024 fails the "
+        "`dkim-key-2048` policy check unless waived.")
 
 
 class Dmarc(Model):
