@@ -1,0 +1,1 @@
+"""The sender service: durable queue, pacing gates, delivery and events."""

@@ -1,0 +1,487 @@
+"""Amazon SNS HTTP(S) messages: signature verification, topic allow-list, and the SES events inside.
+
+``POST /v1/webhooks/ses`` is reachable from the internet, so anyone can post a JSON body that looks like
+SNS. Nothing in a message is trusted until :class:`SnsVerifier` has checked, in this order (cheap checks
+first, and none of them fetches anything until the signing certificate's URL is known to be Amazon's):
+
+1. the body is a JSON object of a known ``Type`` with every field the signature covers;
+2. its ``TopicArn`` is one of the fleet's topics (the caller's allow-list, :func:`fleet_topics`);
+3. ``SignatureVersion`` is 1 (SHA1withRSA) or 2 (SHA256withRSA);
+4. ``SigningCertURL`` is ``https://sns.<region>.amazonaws.com/<name>.pem`` with the topic's own region and
+   partition (``.amazonaws.com.cn`` only for an ``arn:aws-cn:`` topic) — checked *before* fetching, so the
+   service never becomes a fetcher of attacker-chosen URLs;
+5. ``Timestamp`` is recent (default: at most one hour old, five minutes of clock skew ahead), which bounds
+   replays of captured messages;
+6. the RSA signature over AWS's canonical string verifies with the certificate's public key (certificate
+   fetched through an injectable fetcher and kept in a bounded LRU cache by URL).
+
+Every failure raises :class:`SnsRejected` with a :class:`RejectReason` for the log; the HTTP layer answers
+403 for all of them and shows no reason. A ``SubscriptionConfirmation`` yields ``subscribe_url`` (to be
+fetched with GET by the caller) only after all of the above and only if it points at the same SNS endpoint.
+
+:func:`parse_ses_events` turns the ``Message`` of a verified notification (SES event publishing,
+``eventType``, or identity feedback notifications, ``notificationType``) into one :class:`SesEvent` per
+recipient; :attr:`SesEvent.suppress` says which ones must put the address on the tenant's suppression list.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import re
+import threading
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+if TYPE_CHECKING:
+    from mailplane.model.tenant import Tenant
+
+NOTIFICATION = "Notification"
+SUBSCRIPTION_CONFIRMATION = "SubscriptionConfirmation"
+UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation"
+
+# The fields AWS signs, in the order AWS concatenates them ("Verifying the signatures of Amazon SNS
+# messages"). ``Subject`` is signed only when the notification has one.
+_SIGNED_FIELDS: dict[str, tuple[str, ...]] = {
+    NOTIFICATION: ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    SUBSCRIPTION_CONFIRMATION: ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+    UNSUBSCRIBE_CONFIRMATION: ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+}
+_OPTIONAL_SIGNED = frozenset({"Subject"})
+
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+
+# SNS messages are at most 256 KiB; the envelope and JSON escaping add a little. Anything bigger is not SNS.
+MAX_BODY_BYTES = 512 * 1024
+MAX_CERT_BYTES = 64 * 1024
+
+_REGION = r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}"
+_SNS_HOST = re.compile(rf"sns\.(?P<region>{_REGION})\.amazonaws\.com(?P<cn>\.cn)?")
+_CERT_PATH = re.compile(r"/[A-Za-z0-9][A-Za-z0-9._-]*\.pem")
+_TOPIC_ARN = re.compile(
+    rf"arn:(?P<partition>aws(?:-cn|-us-gov)?):sns:(?P<region>{_REGION}):\d{{12}}:[A-Za-z0-9_-]{{1,256}}")
+
+CertFetcher = Callable[[str], bytes]
+
+
+class RejectReason(enum.StrEnum):
+    """Why a message was refused: for logs and metrics only, never shown to the caller."""
+
+    MALFORMED = "malformed"  # not JSON, not an object, a field missing or of the wrong type, too big
+    UNKNOWN_TYPE = "unknown-type"
+    TYPE_MISMATCH = "type-mismatch"  # x-amz-sns-message-type header differs from the body's Type
+    UNKNOWN_TOPIC = "unknown-topic"
+    UNKNOWN_SIGNATURE_VERSION = "unknown-signature-version"
+    BAD_CERT_URL = "bad-cert-url"
+    STALE = "stale"  # Timestamp too old, too far ahead, or unreadable
+    CERT_UNAVAILABLE = "cert-unavailable"  # fetch failed, not a PEM certificate, not RSA, expired
+    BAD_SIGNATURE = "bad-signature"
+    BAD_SUBSCRIBE_URL = "bad-subscribe-url"
+
+
+class SnsRejected(Exception):
+    """A message that must not be acted upon; the HTTP layer answers 403 without the reason."""
+
+    def __init__(self, reason: RejectReason, detail: str = "") -> None:
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class VerifiedMessage:
+    """An SNS message whose signature, certificate host, topic and age were all checked."""
+
+    type: str
+    message_id: str
+    topic_arn: str
+    tenant: str  # from the allow-list: whose suppression list the events belong to
+    timestamp: datetime
+    message: str
+    subject: str | None = None
+    # Only for a SubscriptionConfirmation of an allowed topic, pointing at that topic's SNS endpoint:
+    # the caller confirms by GETting it. Never set for UnsubscribeConfirmation (GETting that URL would
+    # subscribe again, which is for an operator to decide).
+    subscribe_url: str | None = None
+    signature_checked: bool = True
+
+    @property
+    def is_notification(self) -> bool:
+        return self.type == NOTIFICATION
+
+
+def canonical_string(body: Mapping[str, Any]) -> bytes:
+    """The bytes AWS signs: ``Key\\nValue\\n`` for each signed field of the type, in AWS's order.
+
+    Raises ``KeyError``/``TypeError`` for an unknown type or a missing/non-string field; the verifier turns
+    those into ``MALFORMED`` after checking them itself, so this is also usable on its own (tests sign with it).
+    """
+    out: list[str] = []
+    for key in _SIGNED_FIELDS[body["Type"]]:
+        if key in _OPTIONAL_SIGNED and key not in body:
+            continue
+        value = body[key]
+        if not isinstance(value, str):
+            raise TypeError(f"{key} is not a string")
+        out.append(f"{key}\n{value}\n")
+    return "".join(out).encode("utf-8")
+
+
+def check_cert_url(url: str, *, partition: str, region: str) -> None:
+    """Refuse any SigningCertURL but ``https://sns.<region>.amazonaws.com[.cn]/<name>.pem`` of the topic's region.
+
+    Pinning the region (and the ``.cn`` suffix to the ``aws-cn`` partition) to the topic's ARN is stricter than
+    the host pattern alone and costs nothing: SNS signs with the certificate of the topic's own region.
+    """
+    parts = urlsplit(url)
+    match = _SNS_HOST.fullmatch(parts.netloc)
+    if (parts.scheme != "https" or match is None or parts.query or parts.fragment
+            or not _CERT_PATH.fullmatch(parts.path)):
+        raise SnsRejected(RejectReason.BAD_CERT_URL, url[:200])
+    if match["region"] != region or bool(match["cn"]) != (partition == "aws-cn"):
+        raise SnsRejected(RejectReason.BAD_CERT_URL, f"{url[:200]} is not the endpoint of {partition}/{region}")
+
+
+def check_subscribe_url(url: str, *, topic_arn: str, partition: str, region: str) -> None:
+    """The URL to GET must be the topic's SNS endpoint confirming this very topic, nothing else (no SSRF)."""
+    parts = urlsplit(url)
+    match = _SNS_HOST.fullmatch(parts.netloc)
+    query = parse_qs(parts.query)
+    if (parts.scheme != "https" or match is None or match["region"] != region
+            or bool(match["cn"]) != (partition == "aws-cn") or parts.path not in ("", "/") or parts.fragment
+            or query.get("Action") != ["ConfirmSubscription"] or query.get("TopicArn") != [topic_arn]):
+        raise SnsRejected(RejectReason.BAD_SUBSCRIBE_URL, url[:200])
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect would lead away from the host that was pinned; refuse it instead of following."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def urllib_fetcher(timeout: float = 5.0) -> CertFetcher:
+    """Default fetcher: HTTPS GET with a timeout, TLS verified by the default context, no redirects, size-capped."""
+    opener = urllib.request.build_opener(_NoRedirect)
+
+    def fetch(url: str) -> bytes:
+        with opener.open(url, timeout=timeout) as response:  # the URL passed check_cert_url
+            data: bytes = response.read(MAX_CERT_BYTES + 1)
+        if len(data) > MAX_CERT_BYTES:
+            raise ValueError("certificate response too large")
+        return data
+
+    return fetch
+
+
+class CertCache:
+    """Public keys of signing certificates by URL, bounded LRU, thread-safe.
+
+    Only successfully loaded keys are cached, so a failed fetch is retried on the next message; since only
+    Amazon's pinned URLs ever reach the fetcher, an attacker cannot use misses to make the service fetch
+    arbitrary hosts, and the bound keeps memory flat however many distinct (valid) URLs appear.
+    """
+
+    def __init__(self, fetcher: CertFetcher | None = None, *, max_entries: int = 32) -> None:
+        self._fetch = fetcher or urllib_fetcher()
+        self._max = max_entries
+        self._keys: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
+        self._lock = threading.Lock()
+        self.fetches = 0  # for metrics and tests
+
+    def public_key(self, url: str, now: datetime) -> rsa.RSAPublicKey:
+        with self._lock:
+            key = self._keys.get(url)
+            if key is not None:
+                self._keys.move_to_end(url)
+                return key
+        key = self._load(url, now)
+        with self._lock:
+            self._keys[url] = key
+            self._keys.move_to_end(url)
+            while len(self._keys) > self._max:
+                self._keys.popitem(last=False)
+        return key
+
+    def _load(self, url: str, now: datetime) -> rsa.RSAPublicKey:
+        # Two threads missing the same URL at once may both fetch; rare, harmless, and cheaper than a
+        # per-URL lock held across a network call.
+        with self._lock:
+            self.fetches += 1
+        try:
+            cert = x509.load_pem_x509_certificate(self._fetch(url))
+        except Exception as exc:  # network errors, timeouts, garbage: all the same to the caller
+            raise SnsRejected(RejectReason.CERT_UNAVAILABLE, f"{url}: {exc}") from exc
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise SnsRejected(RejectReason.CERT_UNAVAILABLE, f"{url}: certificate not valid now")
+        key = cert.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise SnsRejected(RejectReason.CERT_UNAVAILABLE, f"{url}: not an RSA key")
+        return key
+
+
+def fleet_topics(tenants: Iterable[Tenant], *, region: str, account_id: str, partition: str = "aws") -> dict[str, str]:
+    """The allow-list: topic ARN → tenant name, from the same ``topic_name`` the Pulumi program uses.
+
+    The names are fixed, so the list is known before the topics exist. ``mailplane.cloud.tenant`` imports
+    Pulumi, hence the import here rather than at module level (the service imports this module at start).
+    """
+    from mailplane.cloud.tenant import topic_name
+
+    return {f"arn:{partition}:sns:{region}:{account_id}:{topic_name(t)}": t.name for t in tenants}
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp without time zone")
+    return parsed.astimezone(UTC)
+
+
+@dataclass
+class SnsVerifier:
+    """Checks SNS messages for one fleet; one instance per service process (it owns the certificate cache).
+
+    ``allowed_topics`` maps each accepted topic ARN to its tenant. ``insecure_skip_signature`` exists only for
+    tests against moto (which cannot sign): it skips the certificate URL pin, the signature, and the SNS host
+    pin of ``SubscribeURL``, and nothing else; it is off unless the configuration turns it on explicitly.
+    """
+
+    allowed_topics: Mapping[str, str]
+    fetcher: CertFetcher | None = None
+    max_age: timedelta = timedelta(hours=1)
+    max_skew: timedelta = timedelta(minutes=5)
+    cache_size: int = 32
+    insecure_skip_signature: bool = False
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    cache: CertCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cache = CertCache(self.fetcher, max_entries=self.cache_size)
+
+    def verify(self, body: bytes | str, *, message_type_header: str | None = None) -> VerifiedMessage:
+        """Return the verified message or raise :class:`SnsRejected`; see the module docstring for the order.
+
+        ``body`` is the raw request body whatever its Content-Type (SNS posts JSON as ``text/plain``).
+        ``message_type_header`` is the ``x-amz-sns-message-type`` header if the request had one: a body whose
+        ``Type`` differs is refused, so routing on the header can never disagree with what was verified.
+        """
+        msg = self._parse(body)
+        kind = msg["Type"]
+        if message_type_header is not None and message_type_header != kind:
+            raise SnsRejected(RejectReason.TYPE_MISMATCH, f"header {message_type_header!r}, body {kind!r}")
+        topic_arn = msg["TopicArn"]
+        tenant = self.allowed_topics.get(topic_arn)
+        arn = _TOPIC_ARN.fullmatch(topic_arn)
+        if tenant is None or arn is None:
+            raise SnsRejected(RejectReason.UNKNOWN_TOPIC, topic_arn[:300])
+        partition, region = arn["partition"], arn["region"]
+        version = msg.get("SignatureVersion")
+        if version not in _HASHES:
+            raise SnsRejected(RejectReason.UNKNOWN_SIGNATURE_VERSION, repr(version)[:50])
+        if not self.insecure_skip_signature:
+            check_cert_url(msg["SigningCertURL"], partition=partition, region=region)
+        now = self.clock()
+        try:
+            timestamp = _parse_time(msg["Timestamp"])
+        except ValueError as exc:
+            raise SnsRejected(RejectReason.STALE, f"unreadable Timestamp {msg['Timestamp'][:50]!r}") from exc
+        if timestamp < now - self.max_age or timestamp > now + self.max_skew:
+            raise SnsRejected(RejectReason.STALE, f"Timestamp {msg['Timestamp']}")
+        if not self.insecure_skip_signature:
+            self._check_signature(msg, version, now)
+        subscribe_url = None
+        if kind == SUBSCRIPTION_CONFIRMATION:
+            subscribe_url = msg["SubscribeURL"]
+            if not self.insecure_skip_signature:
+                check_subscribe_url(subscribe_url, topic_arn=topic_arn, partition=partition, region=region)
+        return VerifiedMessage(type=kind, message_id=msg["MessageId"], topic_arn=topic_arn, tenant=tenant,
+                               timestamp=timestamp, message=msg["Message"], subject=msg.get("Subject"),
+                               subscribe_url=subscribe_url, signature_checked=not self.insecure_skip_signature)
+
+    def _parse(self, body: bytes | str) -> dict[str, Any]:
+        raw = body.encode("utf-8") if isinstance(body, str) else body
+        if len(raw) > MAX_BODY_BYTES:
+            raise SnsRejected(RejectReason.MALFORMED, f"body of {len(raw)} bytes")
+        try:
+            msg = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SnsRejected(RejectReason.MALFORMED, "not JSON") from exc
+        if not isinstance(msg, dict):
+            raise SnsRejected(RejectReason.MALFORMED, "not a JSON object")
+        kind = msg.get("Type")
+        if kind not in _SIGNED_FIELDS:
+            raise SnsRejected(RejectReason.UNKNOWN_TYPE, repr(kind)[:50])
+        needed = [k for k in _SIGNED_FIELDS[kind] if k not in _OPTIONAL_SIGNED]
+        needed += [] if self.insecure_skip_signature else ["Signature", "SigningCertURL"]
+        for key in needed:
+            if not isinstance(msg.get(key), str):
+                raise SnsRejected(RejectReason.MALFORMED, f"{key} missing or not a string")
+        if "Subject" in msg and not isinstance(msg["Subject"], str):
+            raise SnsRejected(RejectReason.MALFORMED, "Subject not a string")
+        return msg
+
+    def _check_signature(self, msg: Mapping[str, Any], version: str, now: datetime) -> None:
+        try:
+            signature = base64.b64decode(msg["Signature"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise SnsRejected(RejectReason.BAD_SIGNATURE, "Signature is not base64") from exc
+        key = self.cache.public_key(msg["SigningCertURL"], now)
+        try:
+            key.verify(signature, canonical_string(msg), padding.PKCS1v15(), _HASHES[version]())
+        except InvalidSignature as exc:
+            raise SnsRejected(RejectReason.BAD_SIGNATURE, f"MessageId {msg['MessageId'][:80]}") from exc
+
+
+# --- SES events inside a notification ----------------------------------------------------------------------
+
+
+class EventKind(enum.StrEnum):
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    DELIVERY = "delivery"
+    SEND = "send"
+    REJECT = "reject"
+    DELIVERY_DELAY = "delivery-delay"
+    OPEN = "open"
+    CLICK = "click"
+    RENDERING_FAILURE = "rendering-failure"
+    SUBSCRIPTION = "subscription"
+
+
+# eventType (event publishing) / notificationType (feedback notifications) → kind and the key of its details.
+_KINDS: dict[str, tuple[EventKind, str]] = {
+    "Bounce": (EventKind.BOUNCE, "bounce"),
+    "Complaint": (EventKind.COMPLAINT, "complaint"),
+    "Delivery": (EventKind.DELIVERY, "delivery"),
+    "Send": (EventKind.SEND, "send"),
+    "Reject": (EventKind.REJECT, "reject"),
+    "DeliveryDelay": (EventKind.DELIVERY_DELAY, "deliveryDelay"),
+    "Open": (EventKind.OPEN, "open"),
+    "Click": (EventKind.CLICK, "click"),
+    "Rendering Failure": (EventKind.RENDERING_FAILURE, "failure"),
+    "Subscription": (EventKind.SUBSCRIPTION, "subscription"),
+}
+
+
+class SesEventError(ValueError):
+    """The Message of a verified notification is not an SES event (log it; retrying will not help)."""
+
+
+@dataclass(frozen=True)
+class SesEvent:
+    """One recipient's share of one SES event."""
+
+    kind: EventKind
+    recipient: str
+    ses_message_id: str | None = None
+    timestamp: str | None = None
+    configuration_set: str | None = None
+    bounce_type: str | None = None  # Permanent | Transient | Undetermined
+    bounce_subtype: str | None = None  # General, NoEmail, Suppressed, OnAccountSuppressionList, ...
+    feedback_type: str | None = None  # complaintFeedbackType: abuse, fraud, not-spam, ...
+    diagnostic: str | None = None  # diagnosticCode, smtpResponse or status: for the log only
+    tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def suppress(self) -> bool:
+        """Permanent bounces and complaints stop all further mail to the address for the tenant.
+
+        Transient and Undetermined bounces do not (the mailbox may come back; the per-IP rates still count
+        them). A complaint whose feedback type is ``not-spam`` is the recipient saying the opposite of a
+        complaint, so it does not suppress either.
+        """
+        if self.kind is EventKind.BOUNCE:
+            return self.bounce_type == "Permanent"
+        if self.kind is EventKind.COMPLAINT:
+            return self.feedback_type != "not-spam"
+        return False
+
+
+def _address(value: Any) -> str | None:
+    """The bare address: SES reports plain addresses, but be safe with ``"Name" <a@b>`` forms."""
+    if not isinstance(value, str):
+        return None
+    address = parseaddr(value)[1].strip()
+    return address if "@" in address else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def parse_ses_events(message: str | Mapping[str, Any]) -> list[SesEvent]:
+    """SES event publishing (``eventType``) or feedback (``notificationType``) JSON → one event per recipient.
+
+    Unknown event types (AWS adds some now and then) and SES's ``AmazonSnsSubscriptionSucceeded`` notice
+    give an empty list rather than an error, so a new kind never stops the webhook; a Message that is not a
+    JSON object raises :class:`SesEventError`.
+    """
+    if isinstance(message, str):
+        try:
+            data = json.loads(message)
+        except ValueError as exc:
+            raise SesEventError("Message is not JSON") from exc
+    else:
+        data = message
+    if not isinstance(data, Mapping):
+        raise SesEventError("Message is not a JSON object")
+    name = data.get("eventType", data.get("notificationType"))
+    if name not in _KINDS:
+        return []
+    kind, key = _KINDS[name]
+    mail = data.get("mail") if isinstance(data.get("mail"), Mapping) else {}
+    detail = data.get(key) if isinstance(data.get(key), Mapping) else {}
+    raw_tags = mail.get("tags") if isinstance(mail.get("tags"), Mapping) else {}
+    tags = {str(k): tuple(str(x) for x in v) for k, v in raw_tags.items() if isinstance(v, list)}
+    common = {
+        "ses_message_id": _str(mail.get("messageId")),
+        "timestamp": _str(detail.get("timestamp")) or _str(mail.get("timestamp")),
+        "configuration_set": (tags.get("ses:configuration-set") or (None,))[0],
+        "tags": tags,
+    }
+    destination = mail.get("destination") if isinstance(mail.get("destination"), list) else []
+
+    def recipients(items: Any, address_key: str) -> list[tuple[str, Mapping[str, Any]]]:
+        out = []
+        for item in items if isinstance(items, list) else []:
+            entry = item if isinstance(item, Mapping) else {}
+            address = _address(entry.get(address_key) if entry else item)
+            if address:
+                out.append((address, entry))
+        return out
+
+    events: list[SesEvent] = []
+    if kind is EventKind.BOUNCE:
+        for address, entry in recipients(detail.get("bouncedRecipients"), "emailAddress"):
+            events.append(SesEvent(kind, address, bounce_type=_str(detail.get("bounceType")),
+                                   bounce_subtype=_str(detail.get("bounceSubType")),
+                                   diagnostic=_str(entry.get("diagnosticCode")) or _str(entry.get("status")),
+                                   **common))
+    elif kind is EventKind.COMPLAINT:
+        for address, _entry in recipients(detail.get("complainedRecipients"), "emailAddress"):
+            events.append(SesEvent(kind, address, feedback_type=_str(detail.get("complaintFeedbackType")), **common))
+    elif kind is EventKind.DELIVERY:
+        for address, _entry in recipients(detail.get("recipients"), ""):
+            events.append(SesEvent(kind, address, diagnostic=_str(detail.get("smtpResponse")), **common))
+    elif kind is EventKind.DELIVERY_DELAY:
+        for address, entry in recipients(detail.get("delayedRecipients"), "emailAddress"):
+            events.append(SesEvent(kind, address, diagnostic=_str(entry.get("diagnosticCode")), **common))
+    else:
+        diagnostic = _str(detail.get("reason")) or _str(detail.get("errorMessage"))
+        for address, _entry in recipients(destination, ""):
+            events.append(SesEvent(kind, address, diagnostic=diagnostic, **common))
+    return events
