@@ -1,0 +1,286 @@
+"""Reserve a send before making it: the gates that make "warmup is law" hold across workers.
+
+A worker that holds a claimed message calls ``Pacer.reserve``.  In ONE transaction it reads and
+locks every counter the send is subject to, decides, increments them and records the reservation
+on the message, so no interleaving of workers, threads or instances can push a counter past its
+cap (listmonk's per-worker counters overshoot by the number of workers; ours are shared rows):
+
+* a tenant with IPs for the message's stream sends through PowerMTA: among those IPs, the one
+  with the most remaining warmup quota today (its ``daily_cap`` from ``ip_status``), and room
+  under its hourly ceiling;
+* a tenant without one sends through SES: the account's daily quota and its max send rate, one
+  token bucket row shared by everyone (not one per worker);
+* always the tenant's own ``daily_quota``.
+
+What cannot go now is not dropped: the message goes back to the queue with ``next_attempt_at``
+at tomorrow 00:00 UTC (a daily cap), the next hour (an hourly ceiling) or when the bucket has a
+token again.  Days are UTC days; SES's quota is a rolling 24 hours, so counting it per UTC day
+can let up to twice the quota through in the 24 hours around midnight, and SES then answers
+``Daily message quota exceeded``, which the transport treats as retryable (and refunds).
+
+Refund rule (``Pacer.release``): a reservation is given back only when the provider certainly did
+not take the message -- the connection failed before the DATA command was accepted, or SES
+refused the call with a throttling / quota error.  Everything else keeps counting: a permanent
+failure (5xx) was still a message the IP offered to a mailbox provider, and a failure after DATA
+(a 4xx, a timeout awaiting the final reply) may have been delivered.  The retry reserves again,
+so a cap can be under-used, never overshot.  The rate token is never refunded: it stands for a
+moment in time that has passed.  The same holds after a crash: a re-claimed message reserves
+again, and its first reservation stays counted.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Connection, Row, Select, Table, select, update
+
+from mailplane.model.names import vmta_name
+from mailplane.model.stack import Fleet
+from mailplane.model.tenant import Ip, Tenant
+from mailplane.sender.store import Message, Store, daily_counters, hourly_counters, messages, token_buckets
+from mailplane.warmup.status import ip_status
+
+SES_BUCKET = "ses"
+DEFAULT_BURST = 1.0
+"""Tokens the SES bucket holds at most: 1 keeps sends evenly spaced at the account's rate."""
+
+
+@dataclass(frozen=True)
+class IpOverride:
+    """What the reputation module imposes on an IP: a held plan, a frozen or lowered cap, a pause."""
+
+    held_days: int = 0
+    daily_cap: int | None = None
+    """Replaces the plan's cap for the day when given (e.g. frozen at the value it had)."""
+    hourly_cap: int | None = None
+    paused: bool = False
+
+
+Overrides = Callable[[str, str, datetime.date], IpOverride | None]
+"""(tenant, IP address, day) -> the override in force, or None."""
+
+
+@dataclass(frozen=True)
+class Granted:
+    transport: Literal["ses", "pmta"]
+    ip: str | None
+    vmta: str | None
+    """The virtual MTA named in ``X-Virtual-MTA`` (PowerMTA only)."""
+    day: datetime.date
+
+
+@dataclass(frozen=True)
+class Deferred:
+    until: float
+    """Epoch seconds at which the message is due again (it is back in the queue)."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class LostClaim:
+    """The worker's lease ran out and someone else holds the message: do not send it."""
+
+
+Reservation = Granted | Deferred | LostClaim
+
+
+@dataclass(frozen=True)
+class _IpGate:
+    address: str
+    daily_cap: int | None
+    hourly_cap: int | None
+
+
+class _MissingRow(Exception):
+    """A counter row this process created is gone: counting without it would count nothing."""
+
+
+def _midnight_after(day: datetime.date) -> float:
+    nxt = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), datetime.UTC)
+    return nxt.timestamp()
+
+
+class Pacer:
+    """The send gates of one fleet over one store; shared by all the workers of an instance."""
+
+    def __init__(self, store: Store, fleet: Fleet, *, overrides: Overrides | None = None,
+                 burst: float = DEFAULT_BURST):
+        self.store = store
+        self.fleet = fleet
+        self.overrides = overrides
+        self.burst = burst
+        self.ses = fleet.settings.ses
+
+    # -- what applies to a message (pure) -------------------------------------------------
+
+    def ips_for(self, tenant: Tenant, stream: str) -> list[Ip]:
+        """The tenant's IPs that carry ``stream`` (an IP without ``streams`` carries all)."""
+        return [ip for ip in tenant.ips if ip.streams is None or stream in ip.streams]
+
+    def ip_gate(self, tenant: Tenant, ip: Ip, day: datetime.date) -> _IpGate:
+        """The IP's caps on ``day``: its plan's, as held, frozen or paused by an override."""
+        override = self.overrides(tenant.name, ip.address, day) if self.overrides else None
+        status = ip_status(tenant, ip, self.fleet.plan_for(ip), day, override.held_days if override else 0)
+        daily, hourly = status.daily_cap, status.hourly_cap
+        if override is not None:
+            if override.paused:
+                daily = hourly = 0
+            if override.daily_cap is not None:
+                daily = override.daily_cap
+            if override.hourly_cap is not None:
+                hourly = override.hourly_cap
+        return _IpGate(ip.address, daily, hourly)
+
+    # -- the reservation (one transaction) ------------------------------------------------
+
+    def reserve(self, worker: str, message: Message) -> Reservation:
+        """Reserve ``message``'s send now, or put it back in the queue until it can go."""
+        now = self.store.clock()
+        day = datetime.datetime.fromtimestamp(now, datetime.UTC).date()
+        hour = int(now // 3600)
+        tenant = self.fleet.tenant(message.tenant)
+        gates = [self.ip_gate(tenant, ip, day) for ip in self.ips_for(tenant, message.stream)]
+        via_ses = not gates
+        daily_keys = sorted([("tenant", tenant.name, day)] + [("ip", g.address, day) for g in gates]
+                            + ([("ses", self.ses.region, day)] if via_ses else []), key=str)
+        hourly_keys = sorted(("ip", g.address, hour) for g in gates)
+
+        def work(conn: Connection) -> Reservation:
+            return self._reserve(conn, worker, message, now, day, hour, tenant, gates, daily_keys, hourly_keys)
+
+        for _ in range(2):
+            self.store.ensure_rows(daily_keys, hourly_keys)
+            if via_ses:
+                self.store.ensure_bucket(SES_BUCKET, self.burst)
+            try:
+                return self.store.run(work)
+            except _MissingRow:  # deleted since this process created it (old days pruned): create again
+                self.store.forget_rows()
+        raise RuntimeError("counter rows vanish as soon as they are created")
+
+    def _lock(self, conn: Connection, query: Select[Any]) -> Row[Any] | None:
+        return conn.execute(self.store.for_update(query)).first()
+
+    def _reserve(self, conn: Connection, worker: str, message: Message, now: float, day: datetime.date,
+                 hour: int, tenant: Tenant, gates: list[_IpGate], daily_keys: list[tuple[str, str, datetime.date]],
+                 hourly_keys: list[tuple[str, str, int]]) -> Reservation:
+        # Lock order: message, bucket, daily rows, hourly rows (each sorted) -- the same everywhere.
+        held = self._lock(conn, select(messages.c.id).where(
+            messages.c.id == message.id, messages.c.state == "sending", messages.c.claimed_by == worker))
+        if held is None:
+            return LostClaim()
+        bucket = None
+        if not gates:
+            bucket = self._lock(conn, select(token_buckets.c.tokens, token_buckets.c.updated_at)
+                                .where(token_buckets.c.name == SES_BUCKET))
+            if bucket is None:
+                raise _MissingRow
+        sent: dict[tuple[str, str], int] = {}
+        for kind, key, d in daily_keys:
+            row = self._lock(conn, select(daily_counters.c.sent).where(
+                daily_counters.c.kind == kind, daily_counters.c.key == key, daily_counters.c.day == d))
+            if row is None:
+                raise _MissingRow
+            sent[(kind, key)] = int(row.sent)
+        hourly: dict[str, int] = {}
+        for _kind, key, h in hourly_keys:
+            row = self._lock(conn, select(hourly_counters.c.sent).where(
+                hourly_counters.c.kind == "ip", hourly_counters.c.key == key, hourly_counters.c.hour == h))
+            if row is None:
+                raise _MissingRow
+            hourly[key] = int(row.sent)
+
+        # The locks may have been waited for: the bucket and the record use the time we got them.
+        # (``day`` and ``hour`` stay those of the rows locked; at worst a send straddling midnight
+        # counts on the day it asked.)
+        now = max(now, self.store.clock())
+        tomorrow = _midnight_after(day)
+        quota = tenant.daily_quota
+        if quota is not None and sent[("tenant", tenant.name)] >= quota:
+            return self._defer(conn, message, now, tomorrow, f"tenant {tenant.name} daily quota {quota} reached")
+
+        ip: str | None = None
+        if gates:
+            def remaining(g: _IpGate) -> float:
+                return float("inf") if g.daily_cap is None else g.daily_cap - sent[("ip", g.address)]
+
+            open_today = [g for g in gates if remaining(g) > 0]
+            if not open_today:
+                return self._defer(conn, message, now, tomorrow, "every IP reached its warmup cap for the day")
+            open_now = [g for g in open_today if g.hourly_cap is None or hourly[g.address] < g.hourly_cap]
+            if not open_now:
+                return self._defer(conn, message, now, (hour + 1) * 3600.0, "every IP reached its hourly ceiling")
+            best = min(open_now, key=lambda g: (-remaining(g), sent[("ip", g.address)], g.address))
+            ip = best.address
+            self._bump(conn, daily_counters, "ip", ip, daily_counters.c.day == day)
+            self._bump(conn, hourly_counters, "ip", ip, hourly_counters.c.hour == hour)
+        else:
+            if sent[("ses", self.ses.region)] >= self.ses.daily_quota:
+                return self._defer(conn, message, now, tomorrow, f"SES daily quota {self.ses.daily_quota} reached")
+            assert bucket is not None
+            tokens, updated = float(bucket.tokens), float(bucket.updated_at)
+            rate = self.ses.max_send_rate
+            # A clock behind the row's (another instance's skew) adds nothing rather than going back.
+            tokens = min(self.burst, tokens + max(now - updated, 0.0) * rate)
+            stamp = max(now, updated)
+            if tokens < 1.0:
+                return self._defer(conn, message, now, stamp + (1.0 - tokens) / rate, "SES max send rate")
+            conn.execute(update(token_buckets).where(token_buckets.c.name == SES_BUCKET)
+                         .values(tokens=tokens - 1.0, updated_at=stamp))
+            self._bump(conn, daily_counters, "ses", self.ses.region, daily_counters.c.day == day)
+        self._bump(conn, daily_counters, "tenant", tenant.name, daily_counters.c.day == day)
+        conn.execute(update(messages).where(messages.c.id == message.id).values(
+            transport="pmta" if ip else "ses", ip=ip, reserved_day=day, reserved_hour=hour, reserved_at=now,
+            updated_at=now))
+        return Granted("pmta" if ip else "ses", ip, vmta_name(tenant.name, ip) if ip else None, day)
+
+    @staticmethod
+    def _bump(conn: Connection, table: Table, kind: str, key: str, when: ColumnElement[bool], by: int = 1) -> None:
+        """Add ``by`` to a counter row of ``table`` (daily or hourly: the same kind, key, sent columns)."""
+        cond = [table.c.kind == kind, table.c.key == key, when]
+        if by < 0:
+            cond.append(table.c.sent >= -by)  # a refund never takes a counter below zero
+        conn.execute(update(table).where(*cond).values(sent=table.c.sent + by))
+
+    def _defer(self, conn: Connection, message: Message, now: float, until: float, reason: str) -> Deferred:
+        conn.execute(update(messages).where(messages.c.id == message.id).values(
+            state="queued", next_attempt_at=until, claimed_by=None, claimed_until=None, last_error=reason,
+            transport=None, ip=None, reserved_day=None, reserved_hour=None, updated_at=now))
+        return Deferred(until, reason)
+
+    # -- after an attempt -----------------------------------------------------------------
+
+    def release(self, worker: str, message_id: int, *, retry_in: float, refund: bool, error: str) -> bool:
+        """Put a message that failed temporarily back in the queue ``retry_in`` seconds from now.
+
+        ``refund``: True only when the provider certainly did not take it (connection failed
+        before DATA was accepted; SES throttling or quota error); then its reservation's counters
+        are given back, in the same transaction.  False if ``worker`` no longer holds the claim.
+        """
+
+        def work(conn: Connection) -> bool:
+            now = self.store.clock()
+            row = self._lock(conn, select(messages).where(
+                messages.c.id == message_id, messages.c.state == "sending", messages.c.claimed_by == worker))
+            if row is None:
+                return False
+            day, hour = row.reserved_day, row.reserved_hour
+            if refund and day is not None:  # in the reservation's lock order: daily rows sorted, then hourly
+                ip, tenant = row.ip, row.tenant
+                if ip:
+                    self._bump(conn, daily_counters, "ip", ip, daily_counters.c.day == day, -1)
+                else:
+                    self._bump(conn, daily_counters, "ses", self.ses.region, daily_counters.c.day == day, -1)
+                self._bump(conn, daily_counters, "tenant", tenant, daily_counters.c.day == day, -1)
+                if ip:
+                    self._bump(conn, hourly_counters, "ip", ip, hourly_counters.c.hour == hour, -1)
+            conn.execute(update(messages).where(messages.c.id == message_id).values(
+                state="queued", next_attempt_at=now + retry_in, claimed_by=None, claimed_until=None,
+                attempts=messages.c.attempts + 1, last_error=error, transport=None, ip=None, reserved_day=None,
+                reserved_hour=None, updated_at=now))
+            return True
+
+        return self.store.run(work)

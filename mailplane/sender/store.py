@@ -1,0 +1,414 @@
+"""The sender's durable queue and shared counters, on SQLite (default) or PostgreSQL (by URL).
+
+Every sender instance and worker shares one database, so the queue and the pacing counters
+live in it rather than in memory: a message is committed before the API answers 202, and a cap
+is enforced by a row every worker reads and writes inside one transaction (see ``pacing``).
+
+Concurrency, per engine:
+
+* SQLite: WAL (readers never block the writer), ``busy_timeout`` (a writer waits for the lock
+  instead of failing) and ``BEGIN IMMEDIATE`` for every transaction: the write lock is taken at
+  the start, so a read-decide-write transaction can never be interleaved with another writer
+  (a deferred BEGIN could read, lose the upgrade race and fail, or act on a stale read).
+* PostgreSQL: claims use ``SELECT ... FOR UPDATE SKIP LOCKED`` (workers never wait on each
+  other's batches and never take the same row); counters are locked with ``FOR UPDATE`` in one
+  fixed order (message, token bucket, daily counters, hourly counters, each sorted), so two
+  transactions cannot deadlock and none reads a value another is about to change.
+
+Claims are leases: a worker that dies (even ``kill -9``) leaves ``claimed_until`` in the past
+after ``lease`` seconds and its rows are claimed again, so nothing is lost and at most the
+messages it had in flight are sent twice.  Times are UTC epoch seconds (a float): one
+representation on both engines, compared in SQL with no time-zone handling.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    Date,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+State = Literal["queued", "sending", "sent", "failed", "suppressed"]
+FINAL_STATES: tuple[State, ...] = ("sent", "failed", "suppressed")
+CounterKind = Literal["ip", "tenant", "ses"]
+
+DEFAULT_URL = "sqlite:///mailplane-sender.db"
+DEFAULT_LEASE = 60.0
+"""Seconds a claim lasts; a worker renews it (``extend_lease``) for batches that take longer."""
+
+metadata = MetaData()
+
+_Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
+
+messages = Table(
+    "messages", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("sender", String(64), nullable=False),
+    Column("stream", String(16), nullable=False),
+    Column("from_addr", String(320), nullable=False),
+    Column("to_addr", String(320), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("idempotency_key", String(255)),
+    Column("state", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("claimed_by", String(128)),
+    Column("claimed_until", Float),
+    Column("transport", String(8)),  # ``ses`` or ``pmta``, once reserved
+    Column("ip", String(45)),  # the PowerMTA IP the reservation chose (None through SES)
+    Column("reserved_day", Date),  # with reserved_hour (epoch hour): the counters a refund gives back
+    Column("reserved_hour", Integer),
+    Column("reserved_at", Float),  # when the send was granted: latency, and the pacing tests' evidence
+    Column("last_error", String(1000)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("tenant", "sender", "idempotency_key", name="uq_messages_idempotency"),
+    Index("ix_messages_due", "state", "next_attempt_at"),
+    Index("ix_messages_lease", "state", "claimed_until"),
+)
+
+daily_counters = Table(
+    "daily_counters", metadata,
+    Column("kind", String(8), primary_key=True),  # ip (key: address), tenant (key: name), ses (key: region)
+    Column("key", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("sent", Integer, nullable=False, default=0),
+)
+
+hourly_counters = Table(
+    "hourly_counters", metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("hour", Integer, primary_key=True),  # epoch hour (UTC seconds // 3600): the plans' hourly ceiling
+    Column("sent", Integer, nullable=False, default=0),
+)
+
+token_buckets = Table(
+    "token_buckets", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """What the API hands to the queue; ``payload`` is everything the transport needs to build the mail."""
+
+    tenant: str
+    sender: str
+    stream: str
+    from_addr: str
+    to_addr: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    id: int
+    created: bool
+    """False when the idempotency key matched an earlier message: ``id`` is that message's."""
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    tenant: str
+    sender: str
+    stream: str
+    from_addr: str
+    to_addr: str
+    payload: dict[str, Any]
+    idempotency_key: str | None
+    state: str
+    attempts: int
+    next_attempt_at: float
+    claimed_by: str | None
+    claimed_until: float | None
+    transport: str | None
+    ip: str | None
+    last_error: str | None
+
+
+def _message(row: Any) -> Message:
+    return Message(**{name: getattr(row, name) for name in Message.__dataclass_fields__})
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3 (the driver we depend on)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """Own the transactions (pysqlite's implicit BEGIN is deferred) and set WAL and the wait."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")  # a 202 means committed to disk, even in WAL
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # Reads alone (``Store.reading``) need no write lock: under WAL they see the last commit.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
+
+
+_RETRYABLE_PG = {"40P01", "40001"}  # deadlock detected, serialization failure: safe to redo
+
+
+class Store:
+    """The queue and counters behind one database URL; safe to share between threads."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, clock: Callable[[], float] = time.time, create: bool = True):
+        self.url = normalise_url(url)
+        self.clock = clock
+        u = make_url(self.url)
+        self.dialect = u.get_backend_name()
+        if self.dialect == "sqlite":
+            if u.database in (None, "", ":memory:"):
+                raise ValueError("the queue must be durable: give SQLite a file, not :memory:")
+            self.engine = create_engine(self.url, connect_args={"timeout": 60, "check_same_thread": False},
+                                        pool_size=16, max_overflow=16)
+            _sqlite_setup(self.engine)
+        elif self.dialect == "postgresql":
+            self.engine = create_engine(self.url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+        else:
+            raise ValueError(f"unsupported database {self.dialect!r}: use sqlite:///FILE or postgresql://...")
+        self._ensured: set[tuple[str, str, str, object]] = set()
+        self._ensured_lock = threading.Lock()
+        if create:
+            metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: ``BEGIN IMMEDIATE`` on SQLite, READ COMMITTED plus row locks on PostgreSQL."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only look (status pages, metrics) that never waits for or blocks a writer on SQLite."""
+        with self.engine.connect() as conn:
+            conn.execution_options(read_only=True)
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+
+    def run(self, work: Callable[[Connection], Any], attempts: int = 5) -> Any:
+        """Run ``work`` in a transaction, redoing it on a PostgreSQL deadlock or serialization failure.
+
+        Our fixed lock order should make deadlocks impossible; redoing is the belt to those braces.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.transaction() as conn:
+                    return work(conn)
+            except DBAPIError as err:
+                code = getattr(err.orig, "sqlstate", None)
+                if code not in _RETRYABLE_PG or attempt == attempts - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _insert(self, table: Table) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    def for_update(self, statement: Any, skip_locked: bool = False) -> Any:
+        """Row locks on PostgreSQL; nothing on SQLite, whose ``BEGIN IMMEDIATE`` already excludes writers."""
+        return statement.with_for_update(skip_locked=skip_locked) if self.dialect == "postgresql" else statement
+
+    # -- the queue ------------------------------------------------------------------------
+
+    def enqueue(self, batch: Sequence[NewMessage]) -> list[Enqueued]:
+        """Queue messages in one transaction; when this returns they are committed (durable).
+
+        An idempotency key already used by the same tenant and sender returns the earlier
+        message's id with ``created=False`` and queues nothing.
+        """
+
+        def work(conn: Connection) -> list[Enqueued]:
+            now = self.clock()
+            out: list[Enqueued] = []
+            for m in batch:
+                stmt = self._insert(messages).values(
+                    tenant=m.tenant, sender=m.sender, stream=m.stream, from_addr=m.from_addr, to_addr=m.to_addr,
+                    payload=m.payload, idempotency_key=m.idempotency_key, state="queued", attempts=0,
+                    next_attempt_at=now, created_at=now, updated_at=now,
+                ).on_conflict_do_nothing().returning(messages.c.id)
+                new_id = conn.execute(stmt).scalar()
+                if new_id is not None:
+                    out.append(Enqueued(int(new_id), True))
+                    continue
+                old = conn.execute(select(messages.c.id).where(
+                    messages.c.tenant == m.tenant, messages.c.sender == m.sender,
+                    messages.c.idempotency_key == m.idempotency_key)).scalar_one()
+                out.append(Enqueued(int(old), False))
+            return out
+
+        return self.run(work)
+
+    def get(self, message_id: int) -> Message | None:
+        with self.reading() as conn:
+            row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
+        return _message(row) if row else None
+
+    def claim(self, worker: str, limit: int, lease: float = DEFAULT_LEASE) -> list[Message]:
+        """Take up to ``limit`` due messages for ``worker`` for ``lease`` seconds.
+
+        Due: queued with ``next_attempt_at`` reached, or claimed by someone whose lease ran out
+        (a worker that died).  The oldest due first.
+        """
+
+        def work(conn: Connection) -> list[Message]:
+            now = self.clock()
+            due = or_(and_(messages.c.state == "queued", messages.c.next_attempt_at <= now),
+                      and_(messages.c.state == "sending", messages.c.claimed_until < now))
+            query = select(messages.c.id).where(due).order_by(messages.c.next_attempt_at, messages.c.id).limit(limit)
+            ids = list(conn.execute(self.for_update(query, skip_locked=True)).scalars())
+            if not ids:
+                return []
+            conn.execute(update(messages).where(messages.c.id.in_(ids)).values(
+                state="sending", claimed_by=worker, claimed_until=now + lease, updated_at=now))
+            rows = conn.execute(select(messages).where(messages.c.id.in_(ids)).order_by(messages.c.id))
+            return [_message(r) for r in rows]
+
+        return self.run(work)
+
+    def extend_lease(self, worker: str, ids: Sequence[int], lease: float = DEFAULT_LEASE) -> int:
+        """Renew this worker's claims; returns how many it still holds."""
+
+        def work(conn: Connection) -> int:
+            now = self.clock()
+            result = conn.execute(update(messages).where(
+                messages.c.id.in_(list(ids)), messages.c.state == "sending", messages.c.claimed_by == worker,
+            ).values(claimed_until=now + lease, updated_at=now))
+            return int(result.rowcount)
+
+        return self.run(work)
+
+    def complete(self, worker: str, message_id: int, state: State, error: str | None = None) -> bool:
+        """Final state (sent, failed, suppressed); False if ``worker`` no longer holds the claim.
+
+        Counters are left alone: a message the provider took, even to refuse it permanently,
+        counted against the IP's and the account's volume (see ``pacing``).
+        """
+        if state not in FINAL_STATES:
+            raise ValueError(f"not a final state: {state}")
+
+        def work(conn: Connection) -> bool:
+            now = self.clock()
+            result = conn.execute(update(messages).where(
+                messages.c.id == message_id, messages.c.state == "sending", messages.c.claimed_by == worker,
+            ).values(state=state, claimed_by=None, claimed_until=None, last_error=error,
+                     attempts=messages.c.attempts + 1, updated_at=now))
+            return result.rowcount == 1
+
+        return self.run(work)
+
+    def counts(self) -> dict[str, int]:
+        """Messages per state: the queue's gauge for ``/metrics``."""
+        with self.reading() as conn:
+            rows = conn.execute(select(messages.c.state, func.count()).group_by(messages.c.state)).all()
+        return {state: int(n) for state, n in rows}
+
+    def counter(self, kind: str, key: str, day: object) -> int:
+        """Today's (or any day's) count of one scope; 0 when nothing was counted."""
+        with self.reading() as conn:
+            value = conn.execute(select(daily_counters.c.sent).where(
+                daily_counters.c.kind == kind, daily_counters.c.key == key, daily_counters.c.day == day)).scalar()
+        return int(value or 0)
+
+    # -- counter rows ---------------------------------------------------------------------
+
+    def ensure_rows(self, daily: Sequence[tuple[str, str, object]], hourly: Sequence[tuple[str, str, int]]) -> None:
+        """Create missing counter rows in their own short transaction.
+
+        Inserting them inside a reservation would make row creation another lock taken in
+        whatever order the inserts happen; creating them first keeps the reservation's locks to
+        existing rows, taken in one fixed order.  Remembered per process, so it runs once per
+        scope and day.
+        """
+        todo_d = [k for k in daily if ("d", *k) not in self._ensured]
+        todo_h = [k for k in hourly if ("h", *k) not in self._ensured]
+        if not todo_d and not todo_h:
+            return
+
+        def work(conn: Connection) -> None:
+            for kind, key, day in sorted(todo_d, key=str):
+                conn.execute(self._insert(daily_counters).values(kind=kind, key=key, day=day, sent=0)
+                             .on_conflict_do_nothing())
+            for kind, key, hour in sorted(todo_h):
+                conn.execute(self._insert(hourly_counters).values(kind=kind, key=key, hour=hour, sent=0)
+                             .on_conflict_do_nothing())
+
+        self.run(work)
+        with self._ensured_lock:
+            self._ensured.update(("d", *k) for k in todo_d)
+            self._ensured.update(("h", *k) for k in todo_h)
+
+    def forget_rows(self) -> None:
+        """Drop the memory of created rows: the next ``ensure_*`` checks the database again."""
+        with self._ensured_lock:
+            self._ensured.clear()
+
+    def ensure_bucket(self, name: str, tokens: float) -> None:
+        """Create the token bucket ``name`` (full) if it does not exist."""
+        if ("b", name, "", None) in self._ensured:
+            return
+
+        def work(conn: Connection) -> None:
+            conn.execute(self._insert(token_buckets).values(name=name, tokens=tokens, updated_at=self.clock())
+                         .on_conflict_do_nothing())
+
+        self.run(work)
+        with self._ensured_lock:
+            self._ensured.add(("b", name, "", None))
+
+
+def default_worker_id() -> str:
+    """Host, process and thread: unique among the workers sharing one database."""
+    return f"{os.uname().nodename}:{os.getpid()}:{threading.get_ident()}"
