@@ -64,6 +64,15 @@ def _load_model(path: Path, model: type[M], overrides: dict[Path, bytes],
         return None, doc
 
 
+def load_file(path: Path, model: type[M]) -> M:
+    """One YAML file into ``model`` (the sender's config, say), or ``StackError`` with located problems."""
+    problems: list[Problem] = []
+    result, _doc = _load_model(path, model, {}, problems)
+    if problems or result is None:
+        raise StackError(problems)
+    return result
+
+
 def load_stack(stack_dir: Path | str, overrides: dict[Path, bytes] | None = None) -> Fleet:
     """Load and check a stack.
 

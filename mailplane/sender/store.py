@@ -113,6 +113,34 @@ hourly_counters = Table(
     Column("sent", Integer, nullable=False, default=0),
 )
 
+suppressions = Table(
+    "suppressions", metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("address", String(320), primary_key=True),  # lower-cased: see ``canonical_address``
+    Column("reason", String(32), nullable=False),  # hard_bounce, complaint, unsubscribe
+    Column("source", String(255), nullable=False),  # where it was learnt: smtp, ses-event, accounting file
+    Column("created_at", Float, nullable=False),
+)
+
+ip_day_stats = Table(
+    "ip_day_stats", metadata,
+    Column("ip", String(45), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("delivered", Integer, nullable=False, default=0),
+    Column("hard_bounces", Integer, nullable=False, default=0),
+    Column("soft_bounces", Integer, nullable=False, default=0),
+    Column("complaints", Integer, nullable=False, default=0),
+    Column("deferrals", Integer, nullable=False, default=0),
+)
+
+service_state = Table(
+    "service_state", metadata,
+    Column("key", String(255), primary_key=True),  # e.g. accounting cursors, alerts already sent
+    Column("value", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 token_buckets = Table(
     "token_buckets", metadata,
     Column("name", String(64), primary_key=True),
@@ -362,6 +390,74 @@ class Store:
                 daily_counters.c.kind == kind, daily_counters.c.key == key, daily_counters.c.day == day)).scalar()
         return int(value or 0)
 
+    # -- suppressions ---------------------------------------------------------------------
+
+    def suppress(self, tenant: str, address: str, reason: str, source: str) -> bool:
+        """Never send to ``address`` for ``tenant`` again; False if it already was suppressed."""
+
+        def work(conn: Connection) -> bool:
+            stmt = self._insert(suppressions).values(
+                tenant=tenant, address=canonical_address(address), reason=reason, source=source[:255],
+                created_at=self.clock()).on_conflict_do_nothing()
+            return conn.execute(stmt).rowcount == 1
+
+        return bool(self.run(work))
+
+    def suppressed(self, tenant: str, addresses: Sequence[str]) -> set[str]:
+        """Those of ``addresses`` (canonical form) suppressed for ``tenant``."""
+        keys = sorted({canonical_address(a) for a in addresses})
+        if not keys:
+            return set()
+        with self.reading() as conn:
+            rows = conn.execute(select(suppressions.c.address).where(
+                suppressions.c.tenant == tenant, suppressions.c.address.in_(keys)))
+            return {r.address for r in rows}
+
+    def suppression_count(self) -> int:
+        with self.reading() as conn:
+            return int(conn.execute(select(func.count()).select_from(suppressions)).scalar() or 0)
+
+    # -- per-IP daily outcome counts (reputation) --------------------------------------
+
+    def add_ip_stats(self, ip: str, day: object, tenant: str, counts: dict[str, int]) -> None:
+        """Add outcome counts (delivered, hard_bounces, soft_bounces, complaints, deferrals) to a day."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(self._insert(ip_day_stats).values(
+                ip=ip, day=day, tenant=tenant, delivered=0, hard_bounces=0, soft_bounces=0, complaints=0,
+                deferrals=0).on_conflict_do_nothing())
+            conn.execute(update(ip_day_stats).where(ip_day_stats.c.ip == ip, ip_day_stats.c.day == day).values(
+                **{name: ip_day_stats.c[name] + int(n) for name, n in counts.items()}))
+
+        self.run(work)
+
+    def ip_stats(self, ip: str | None = None) -> list[dict[str, Any]]:
+        """Stored day rows, of one IP or all, oldest first: the input of ``reputation.held_days``."""
+        query = select(ip_day_stats).order_by(ip_day_stats.c.ip, ip_day_stats.c.day)
+        if ip is not None:
+            query = query.where(ip_day_stats.c.ip == ip)
+        with self.reading() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # -- small durable state (cursors, markers) ----------------------------------------
+
+    def get_state(self, key: str) -> Any:
+        with self.reading() as conn:
+            return conn.execute(select(service_state.c.value).where(service_state.c.key == key)).scalar()
+
+    def put_state(self, key: str, value: Any, conn: Connection | None = None) -> None:
+        """Set ``key``; inside the caller's transaction when ``conn`` is given (a cursor moves with its data)."""
+
+        def work(c: Connection) -> None:
+            stmt = self._insert(service_state).values(key=key, value=value, updated_at=self.clock())
+            c.execute(stmt.on_conflict_do_update(index_elements=[service_state.c.key],
+                                                 set_={"value": value, "updated_at": self.clock()}))
+
+        if conn is not None:
+            work(conn)
+        else:
+            self.run(work)
+
     # -- counter rows ---------------------------------------------------------------------
 
     def ensure_rows(self, daily: Sequence[tuple[str, str, object]], hourly: Sequence[tuple[str, str, int]]) -> None:
@@ -407,6 +503,16 @@ class Store:
         self.run(work)
         with self._ensured_lock:
             self._ensured.add(("b", name, "", None))
+
+
+def canonical_address(address: str) -> str:
+    """The suppression key of an address: lower-cased whole.
+
+    RFC 5321 lets a local part be case-sensitive, but no mailbox provider we send to treats it
+    so, and a suppression missed because of case is a complaint; over-suppressing a
+    case-variant twin of a bad address costs nothing.
+    """
+    return address.strip().lower()
 
 
 def default_worker_id() -> str:

@@ -1,0 +1,100 @@
+"""The sender service's own settings: one YAML file beside the stack, holding its secrets.
+
+The fleet (``stacks/<name>/``) says what may be sent and how fast; this file says how this
+instance runs: its database, where it listens, the API keys' hashes, the unsubscribe signing
+keys.  It is written on the host by ``roles/sender`` from Ansible variables (Vault for the
+secrets) at mode 0600 and is never committed; ``mailplane sender-config`` prints a starting one.
+It is read with the stack's loader, so a mistake is reported as ``file:line:col: path: message``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from mailplane.model.base import Model
+from mailplane.model.loader import load_file
+from mailplane.model.types import Listener
+
+KEY_PREFIX = "mpk_"
+"""API keys start with this, so a leaked one is recognisable by secret scanners."""
+HASH_PREFIX = "sha256:"
+
+
+def new_api_key() -> str:
+    """A fresh random API key (256 bits); only its hash is ever stored."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    """The stored form of a key.
+
+    A plain SHA-256 is the right tool here, not a password hash: the keys are 256 random bits,
+    so there is nothing to brute-force, and a slow hash would cost every API request.
+    """
+    return HASH_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_matches(key: str, stored: str) -> bool:
+    return hmac.compare_digest(hash_api_key(key), stored)
+
+
+class AwsSettings(Model):
+    account_id: StrictStr = Field(pattern=r"^\d{12}$", description="Account of the fleet's SNS topics.")
+    partition: Literal["aws", "aws-cn", "aws-us-gov"] = "aws"
+    endpoint_url: StrictStr | None = Field(
+        None, description="Another endpoint for SES and SNS (a test double such as moto); unset in production.")
+
+
+class SenderConfig(Model):
+    """The whole of the sender service's configuration file."""
+
+    database_url: StrictStr = Field(
+        "sqlite:///mailplane-sender.db",
+        description="sqlite:///FILE for one instance; postgresql://... for several sharing one queue.")
+    listen: Listener = Field("127.0.0.1:8025", description="ADDRESS:PORT the HTTP API listens on.")
+    aws: AwsSettings
+    api_keys: dict[StrictStr, StrictStr] = Field(
+        default_factory=dict,
+        description="`tenant/sender` to the key's hash (`sha256:<hex>`, from `mailplane sender-key`).")
+    unsubscribe_keys: list[StrictStr] = Field(
+        min_length=1, description="Secrets signing unsubscribe tokens; the first signs, all verify (rotation).")
+    smtp_endpoints: dict[StrictStr, Listener] = Field(
+        default_factory=dict,
+        description="MTA host name to the ADDRESS:PORT to submit to, where not the fleet's `smtp_listener`.")
+    accounting_files: list[StrictStr] = Field(
+        default_factory=list, description="Glob patterns of PowerMTA accounting CSV files to ingest.")
+    alert_webhook_url: StrictStr | None = Field(None, description="POSTed a JSON alert when an IP is held.")
+    workers: StrictInt = Field(2, ge=1, le=64, description="Delivery worker threads of this instance.")
+    smtp_connections: StrictInt = Field(16, ge=1, le=256, description="SMTP connections per MTA host.")
+    batch_size: StrictInt = Field(64, ge=1, le=1000, description="Messages a worker claims at once.")
+    insecure_skip_sns_signature: StrictBool = Field(
+        False, description="Accept SNS messages without checking their signature. Tests only, never in production.")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, stored in value.items():
+            if name.count("/") != 1:
+                raise ValueError(f"{name!r}: name API keys `tenant/sender`")
+            if not stored.startswith(HASH_PREFIX) or len(stored) != len(HASH_PREFIX) + 64:
+                raise ValueError(f"{name!r}: store the key's hash (`sha256:` and 64 hex digits), never the key")
+        return value
+
+    @field_validator("unsubscribe_keys")
+    @classmethod
+    def _check_unsubscribe(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if len(key.encode()) < 16:
+                raise ValueError("an unsubscribe key must be at least 16 bytes")
+        return value
+
+
+def load_config(path: Path | str) -> SenderConfig:
+    """Read and check the file; raises ``StackError`` with located problems."""
+    return load_file(Path(path), SenderConfig)

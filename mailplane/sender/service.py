@@ -1,0 +1,89 @@
+"""One sender instance's parts, wired once: fleet, config, store, pacer, metrics, events.
+
+The HTTP app, the delivery workers and the event ingestion all take this object, so each of
+them can be built and tested alone against a real database while sharing one set of counters.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from mailplane.model.stack import Fleet
+from mailplane.model.tenant import Tenant
+from mailplane.sender.config import SenderConfig, key_matches
+from mailplane.sender.metrics import Metrics
+from mailplane.sender.pacing import IpOverride, Pacer
+from mailplane.sender.store import Store
+
+
+class Service:
+    """Everything an instance shares between its API, its workers and its event handling."""
+
+    def __init__(self, fleet: Fleet, config: SenderConfig, *, stack_name: str = "stack",
+                 clock: Callable[[], float] = time.time, store: Store | None = None) -> None:
+        self.fleet = fleet
+        self.config = config
+        self.stack_name = stack_name
+        self.clock = clock
+        self.store = store or Store(config.database_url, clock=clock)
+        self.metrics = Metrics()
+        self.pacer = Pacer(self.store, fleet, overrides=self.override)
+        self.events = None  # set by ``mailplane.sender.events.Events`` when it attaches itself
+        self._keys = [(name, stored) for name, stored in sorted(config.api_keys.items())]
+        self.metrics.watch(self.store.counts, self.ip_remaining)
+
+    @classmethod
+    def open(cls, stack_dir: Path | str, config: SenderConfig, **kwargs: object) -> Service:
+        from mailplane.model.loader import load_stack
+
+        fleet = load_stack(stack_dir)
+        return cls(fleet, config, stack_name=fleet.stack, **kwargs)  # type: ignore[arg-type]
+
+    # -- identity ----------------------------------------------------------------------
+
+    def authenticate(self, key: str) -> tuple[Tenant, str] | None:
+        """The (tenant, sender name) an API key belongs to, or None.
+
+        Every stored hash is compared (in constant time each) so the answer's timing does not
+        tell which sender, if any, a guessed key came close to.
+        """
+        found: tuple[Tenant, str] | None = None
+        for name, stored in self._keys:
+            if key_matches(key, stored) and found is None:
+                tenant_name, sender = name.split("/", 1)
+                tenant = self.tenant(tenant_name)
+                if tenant is not None and any(s.name == sender for s in tenant.senders):
+                    found = (tenant, sender)
+        return found
+
+    def tenant(self, name: str) -> Tenant | None:
+        try:
+            return self.fleet.tenant(name)
+        except KeyError:
+            return None
+
+    # -- pacing ------------------------------------------------------------------------
+
+    def override(self, tenant: str, ip: str, day: datetime.date) -> IpOverride | None:
+        """Holds the reputation side imposes on an IP (None until events are attached)."""
+        events = self.events
+        return events.override(tenant, ip, day) if events is not None else None  # type: ignore[attr-defined]
+
+    def today(self) -> datetime.date:
+        return datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).date()
+
+    def ip_remaining(self) -> Iterable[tuple[str, str, float]]:
+        """(tenant, IP, messages left today) for every planned IP: the metrics gauge."""
+        day = self.today()
+        for tenant in self.fleet.tenants:
+            for ip in tenant.ips:
+                gate = self.pacer.ip_gate(tenant, ip, day)
+                if gate.daily_cap is not None:
+                    sent = self.store.counter("ip", ip.address, day)
+                    yield tenant.name, ip.address, float(max(gate.daily_cap - sent, 0))
+
+    def close(self) -> None:
+        self.store.close()
