@@ -6,9 +6,11 @@ one database, and the counts are checked exactly at the end.  ``kill -9`` is a r
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -25,7 +27,7 @@ import pytest
 from sqlalchemy import select
 
 from mailplane.model.loader import load_stack
-from mailplane.sender.pacing import Deferred, Granted, IpOverride, LostClaim, Pacer
+from mailplane.sender.pacing import DEFAULT_CATCH_UP, Deferred, Granted, IpOverride, LostClaim, Pacer, RateSchedule
 from mailplane.sender.store import NewMessage, Store, messages
 
 HERE = Path(__file__).resolve().parent
@@ -291,7 +293,7 @@ def test_ses_rate_and_daily_quota(store: Store, tmp_path: Path, clock: FakeClock
     ids = [e.id for e in store.enqueue([msg("beta", n) for n in range(5)])]
     first, second = store.claim("w", 2)
     assert pacer.reserve("w", first) == Granted("ses", None, None, TODAY)
-    deferred = pacer.reserve("w", second)  # the bucket (burst 1) is empty: half a second at 2/s
+    deferred = pacer.reserve("w", second)  # the next slot: half a second later at 2/s
     assert isinstance(deferred, Deferred) and deferred.until == NOON + 0.5
     sent = Counter[str]()
     for _ in range(4):  # half a second each: one token each, until the quota of 3
@@ -388,22 +390,24 @@ def test_caps_hold_with_two_processes_of_four_threads(db_url: str, tmp_path: Pat
 
 
 def test_token_bucket_is_shared_by_all_workers(db_url: str, tmp_path: Path) -> None:
-    rate, burst = 100.0, 1.0
+    rate = 100.0
     stack = write_stack(tmp_path, rate=rate, ses_quota=100_000)
     store = Store(db_url)
     store.enqueue([msg("beta", n) for n in range(1000)])
     start = time.time()
-    store.ensure_bucket("ses", burst)  # full now: the bound below counts from here
+    store.ensure_bucket("ses")  # a send may go now: the bound below counts from here
     _wait(_workers("bucket", db_url, stack))
     with store.engine.connect() as conn:
         times = sorted(conn.execute(select(messages.c.reserved_at).where(messages.c.state == "sent")).scalars())
     store.close()
-    # liveness only (the bench measures the achieved rate): the bound below must not hold by starving
+    # liveness only (the bench measures the achieved rate): the bounds below must not hold by starving
     assert len(times) >= rate * 1.5 * 0.25, f"only {len(times)} sends in 1.5 s at {rate}/s"
-    assert len(times) <= burst + rate * (times[-1] - start) + 1e-6
-    # any window: never more than burst + rate x its length (8 workers in 2 processes, one bucket)
-    for i, j in itertools.combinations(range(len(times)), 2):
-        assert j - i + 1 <= burst + rate * (times[j] - times[i]) + 1e-6, (i, j, times[i], times[j])
+    slack = 1 + rate * DEFAULT_CATCH_UP  # what the schedule may make up after late sends
+    assert len(times) <= slack + rate * (times[-1] - start) + 1e-6
+    for i, j in itertools.combinations(range(len(times)), 2):  # 8 workers in 2 processes, one schedule
+        assert j - i + 1 <= slack + rate * (times[j] - times[i]) + 1e-6, (i, j, times[i], times[j])
+        if times[j] - times[i] < 1.0:  # any 1-second window: at most the account's rate
+            assert j - i + 1 <= rate, (i, j, times[i], times[j])
 
 
 def test_kill_9_mid_batch_loses_nothing(tmp_path: Path) -> None:
@@ -434,3 +438,27 @@ def test_kill_9_mid_batch_loses_nothing(tmp_path: Path) -> None:
     assert twice <= set(in_flight) and len(twice) <= 1  # only the one being sent when it died goes twice
     assert max(sends.values()) <= 2
     store.close()
+
+
+def test_rate_schedule_makes_up_lateness_within_the_window() -> None:
+    """Workers late to every slot by up to 5 ms keep 99 % of the rate, never over 14 in any second."""
+    rng = random.Random(7)
+    schedule = RateSchedule(14.0, next_slot=0.0, recent=[])
+    now, times = 0.0, []
+    while now < 60.0:
+        now = max(now, schedule.earliest()) + rng.uniform(0.0, 0.005)  # the worker arrives late
+        schedule.take(now)
+        times.append(now)
+    mean = (len(times) - 1) / (times[-1] - times[0])
+    assert mean > 13.9, mean
+    assert max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)) <= 14
+
+
+def test_rate_schedule_catch_up_is_bounded_after_idle() -> None:
+    schedule = RateSchedule(14.0, next_slot=0.0, recent=[], catch_up=0.25)
+    now = 100.0  # idle for 100 s: only a quarter of a second of slots may go at once
+    burst = 0
+    while schedule.earliest() <= now:
+        schedule.take(now)
+        burst += 1
+    assert burst == 4  # 0.25 s x 14/s = 3.5 slots: the fourth starts before now

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from mailplane.cli import dns, edit, lint, plan, render, schema, validate, warmup
+from mailplane.cli import dns, edit, lint, plan, render, schema, serve, validate, warmup
 
 app = typer.Typer(
     name="mailplane",
@@ -23,6 +23,7 @@ app.add_typer(dns.app, name="dns")
 edit.register(app)
 lint.register(app)
 render.register(app)
+serve.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -73,6 +73,10 @@ class SenderConfig(Model):
     workers: StrictInt = Field(2, ge=1, le=64, description="Delivery worker threads of this instance.")
     smtp_connections: StrictInt = Field(16, ge=1, le=256, description="SMTP connections per MTA host.")
     batch_size: StrictInt = Field(64, ge=1, le=1000, description="Messages a worker claims at once.")
+    retry_base_seconds: float = Field(60.0, gt=0, description="First retry delay after a temporary failure; doubles.")
+    retry_max_seconds: float = Field(3600.0, gt=0, description="Longest delay between two attempts.")
+    give_up_after_seconds: float = Field(
+        3 * 86400.0, gt=0, description="A message still failing temporarily this long after acceptance fails.")
     insecure_skip_sns_signature: StrictBool = Field(
         False, description="Accept SNS messages without checking their signature. Tests only, never in production.")
 
@@ -98,3 +102,25 @@ class SenderConfig(Model):
 def load_config(path: Path | str) -> SenderConfig:
     """Read and check the file; raises ``StackError`` with located problems."""
     return load_file(Path(path), SenderConfig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mailplane.sender.config FILE``: the ``validate:`` command of ``roles/sender``."""
+    import sys
+
+    from mailplane.model.problems import StackError
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m mailplane.sender.config FILE", file=sys.stderr)
+        return 2
+    try:
+        load_config(args[0])
+    except StackError as err:
+        print(err, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

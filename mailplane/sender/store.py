@@ -142,9 +142,10 @@ service_state = Table(
 )
 
 token_buckets = Table(
-    "token_buckets", metadata,
+    "token_buckets", metadata,  # the SES send rate: a schedule of slots shared by every worker (``pacing``)
     Column("name", String(64), primary_key=True),
-    Column("tokens", Float, nullable=False),
+    Column("next_slot", Float, nullable=False),  # the earliest time the next send may go
+    Column("recent", JSON, nullable=False),  # the last grants' times, newest last: the 1-second window
     Column("updated_at", Float, nullable=False),
 )
 
@@ -187,6 +188,7 @@ class Message:
     transport: str | None
     ip: str | None
     last_error: str | None
+    created_at: float = 0.0
 
 
 def _message(row: Any) -> Message:
@@ -377,6 +379,38 @@ class Store:
 
         return self.run(work)
 
+    def unclaim(self, worker: str, ids: Sequence[int]) -> int:
+        """Give claims back untouched (a worker stopping): due again at once, no attempt counted."""
+
+        def work(conn: Connection) -> int:
+            now = self.clock()
+            result = conn.execute(update(messages).where(
+                messages.c.id.in_(list(ids)), messages.c.state == "sending", messages.c.claimed_by == worker,
+            ).values(state="queued", claimed_by=None, claimed_until=None, transport=None, ip=None,
+                     reserved_day=None, reserved_hour=None, updated_at=now))
+            return int(result.rowcount)
+
+        return int(self.run(work)) if ids else 0
+
+    def complete_many(self, worker: str, results: Sequence[tuple[int, State, str | None]]) -> int:
+        """``complete`` for several messages in one transaction (one commit for a whole batch's outcomes)."""
+        for _, state, _ in results:
+            if state not in FINAL_STATES:
+                raise ValueError(f"not a final state: {state}")
+
+        def work(conn: Connection) -> int:
+            now = self.clock()
+            done = 0
+            for (state, error), ids in _grouped(results).items():
+                result = conn.execute(update(messages).where(
+                    messages.c.id.in_(ids), messages.c.state == "sending", messages.c.claimed_by == worker,
+                ).values(state=state, claimed_by=None, claimed_until=None, last_error=error,
+                         attempts=messages.c.attempts + 1, updated_at=now))
+                done += int(result.rowcount)
+            return done
+
+        return int(self.run(work)) if results else 0
+
     def counts(self) -> dict[str, int]:
         """Messages per state: the queue's gauge for ``/metrics``."""
         with self.reading() as conn:
@@ -491,18 +525,26 @@ class Store:
         with self._ensured_lock:
             self._ensured.clear()
 
-    def ensure_bucket(self, name: str, tokens: float) -> None:
-        """Create the token bucket ``name`` (full) if it does not exist."""
+    def ensure_bucket(self, name: str) -> None:
+        """Create the rate schedule ``name`` (a send may go now) if it does not exist."""
         if ("b", name, "", None) in self._ensured:
             return
 
         def work(conn: Connection) -> None:
-            conn.execute(self._insert(token_buckets).values(name=name, tokens=tokens, updated_at=self.clock())
+            now = self.clock()
+            conn.execute(self._insert(token_buckets).values(name=name, next_slot=now, recent=[], updated_at=now)
                          .on_conflict_do_nothing())
 
         self.run(work)
         with self._ensured_lock:
             self._ensured.add(("b", name, "", None))
+
+
+def _grouped(results: Sequence[tuple[int, str, str | None]]) -> dict[tuple[str, str | None], list[int]]:
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for message_id, state, error in results:
+        groups.setdefault((state, error), []).append(message_id)
+    return groups
 
 
 def canonical_address(address: str) -> str:

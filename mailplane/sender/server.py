@@ -1,0 +1,56 @@
+"""``mailplane serve``: the HTTP API, the delivery workers and the event ingestion in one process.
+
+uvicorn runs in the main thread (it owns SIGTERM and SIGINT, so ``systemctl stop`` drains
+requests); delivery and accounting ingestion run in threads beside it and are stopped after it,
+so a message accepted by the last request is durably queued before the process exits, and the
+workers finish or give back the batches they hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import uvicorn
+
+from mailplane.sender.config import SenderConfig
+from mailplane.sender.service import Service
+
+log = logging.getLogger("mailplane.sender")
+
+ACCOUNTING_INTERVAL = 30.0
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> None:
+    """Run one instance until it is told to stop."""
+    from mailplane.sender.app import create_app
+    from mailplane.sender.events import Events
+    from mailplane.sender.worker import Delivery
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    service = Service.open(stack_dir, config)
+    events = Events(service)
+    delivery = Delivery(service)
+    stop = threading.Event()
+    ingest = threading.Thread(target=events.run_forever, args=(stop, ACCOUNTING_INTERVAL),
+                              name="mailplane-accounting", daemon=True)
+    host, port = split_listen(config.listen)
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level=log_level,
+                                           access_log=False, server_header=False))
+    delivery.start()
+    ingest.start()
+    log.info("mailplane sender for stack %s: http://%s, %d workers, database %s",
+             service.stack_name, config.listen, config.workers, service.store.engine.url.render_as_string())
+    try:
+        server.run()
+    finally:
+        stop.set()
+        delivery.stop()
+        ingest.join(10)
+        service.close()

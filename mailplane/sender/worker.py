@@ -1,0 +1,238 @@
+"""Delivery: claim queued messages, reserve their sends, hand them over, record what happened.
+
+One asyncio loop (its own thread) runs ``config.workers`` claim loops over one SMTP connection
+pool per MTA host and one SES client: the work is waiting on sockets, which one loop does for
+hundreds of messages at a time, while the database calls go to threads.  Every database step is
+batched -- one transaction claims a batch, one reserves it, one records the outcomes -- because on
+SQLite each commit is an fsync and per-message commits would cap delivery far below the MTA's
+pace.
+
+Outcomes (``transports``) map to the queue like this:
+
+* delivered: ``sent``;
+* permanent failure: ``failed``; a hard bounce also suppresses the address for the tenant;
+* temporary failure: back in the queue after an exponential backoff (or the provider's hint),
+  with the reservation refunded only when the provider certainly did not take the message
+  (``pacing.Pacer.release``); still failing ``give_up_after_seconds`` after acceptance: ``failed``.
+
+A worker that dies leaves its claims to expire (``store``); one that stops gives back what it
+has not reserved and finishes what it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mailplane.sender.compose import build_message
+from mailplane.sender.pacing import Deferred, Granted
+from mailplane.sender.service import Service
+from mailplane.sender.store import DEFAULT_LEASE, Message, State
+from mailplane.sender.transports import (
+    Delivered,
+    Outcome,
+    PermanentFailure,
+    SesTransport,
+    SmtpPool,
+    TemporaryFailure,
+    endpoints_for,
+)
+
+log = logging.getLogger("mailplane.sender.worker")
+
+KEEP_WITHIN = 2.0
+"""Seconds a worker keeps a claimed message it may send soon (the SES rate's next token) instead
+of putting it back in the queue: see ``Pacer.reserve_many``."""
+IDLE_POLL = 0.5
+"""Seconds between two looks at an empty queue."""
+
+
+def backoff(attempts: int, base: float, ceiling: float, hint: float | None = None) -> float:
+    """Delay before attempt ``attempts + 1``: doubling from ``base``, at most ``ceiling``, jittered.
+
+    The jitter (±20 %) keeps messages deferred together by one outage from all coming back in
+    the same second; a provider's own hint (``retry_after``) wins when it is longer.
+    """
+    delay = min(base * (2 ** min(attempts, 30)), ceiling) * random.uniform(0.8, 1.2)
+    return max(delay, hint or 0.0)
+
+
+@dataclass(frozen=True)
+class _Result:
+    message: Message
+    granted: Granted
+    outcome: Outcome
+
+
+class Delivery:
+    """The delivery side of one instance: start it, stop it; it never touches the HTTP side."""
+
+    def __init__(self, service: Service, *, idle_poll: float = IDLE_POLL, lease: float = DEFAULT_LEASE) -> None:
+        self.service = service
+        self.config = service.config
+        self.idle_poll = idle_poll
+        self.lease = lease
+        self.host_of_ip = {ref.ip.address: ref.ip.host for ref in service.fleet.ips()}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        sender = service.fleet.settings.sender
+        self.public_url = sender.public_url if sender else None
+        self.node = f"{os.uname().nodename}:{os.getpid()}"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mailplane-delivery", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        asyncio.run(self.run())
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.smtp = SmtpPool(endpoints_for(self.service.fleet, self.config),
+                             connections_per_host=self.config.smtp_connections)
+        self.ses = SesTransport(self.service.fleet.settings.ses.region, endpoint_url=self.config.aws.endpoint_url,
+                                max_workers=self.config.smtp_connections)
+        try:
+            await asyncio.gather(*(self._claim_loop(f"{self.node}:{n}") for n in range(self.config.workers)))
+        finally:
+            await self.smtp.close()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when asked to stop."""
+        assert self._wake is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
+
+    # -- one claim loop ----------------------------------------------------------------
+
+    async def _claim_loop(self, worker: str) -> None:
+        store = self.service.store
+        while not self._stop.is_set():
+            try:
+                batch = await asyncio.to_thread(store.claim, worker, self.config.batch_size, self.lease)
+                if not batch:
+                    await self._sleep(self.idle_poll)
+                    continue
+                await self._process(worker, batch)
+            except Exception:  # a database outage: log, wait, go on (claims expire if we cannot)
+                log.exception("delivery worker %s: batch failed", worker)
+                await self._sleep(5.0)
+
+    async def _process(self, worker: str, batch: list[Message]) -> None:
+        store = self.service.store
+        held = {m.id for m in batch}
+        renew = asyncio.create_task(self._renew(worker, held))
+        try:
+            pending = await self._drop_suppressed(worker, batch, held)
+            sends: list[asyncio.Task[_Result]] = []
+            while pending:
+                reservations = await asyncio.to_thread(
+                    self.service.pacer.reserve_many, worker, pending, keep_within=KEEP_WITHIN)
+                kept: list[tuple[Message, float]] = []
+                for message, reservation in zip(pending, reservations, strict=True):
+                    if isinstance(reservation, Granted):
+                        sends.append(asyncio.create_task(self._deliver(message, reservation)))
+                    elif isinstance(reservation, Deferred) and reservation.kept:
+                        kept.append((message, reservation.until))
+                    else:  # back in the queue (a daily or hourly cap), or no longer ours
+                        held.discard(message.id)
+                if not kept:
+                    break
+                if self._stop.is_set():
+                    await asyncio.to_thread(store.unclaim, worker, [m.id for m, _ in kept])
+                    held.difference_update(m.id for m, _ in kept)
+                    break
+                await self._sleep(min(until for _, until in kept) - self.service.clock())
+                pending = [m for m, _ in kept]
+            results = await asyncio.gather(*sends)
+            await asyncio.to_thread(self._record, worker, results)
+        finally:
+            renew.cancel()
+
+    async def _renew(self, worker: str, held: set[int]) -> None:
+        """Extend this batch's claims while it is being worked on (slow hosts, a long SES wait)."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            if held:
+                await asyncio.to_thread(self.service.store.extend_lease, worker, sorted(held), self.lease)
+
+    async def _drop_suppressed(self, worker: str, batch: list[Message], held: set[int]) -> list[Message]:
+        """Suppressed recipients are never sent to, even if they were suppressed after acceptance."""
+        store = self.service.store
+        by_tenant: dict[str, list[Message]] = defaultdict(list)
+        for m in batch:
+            by_tenant[m.tenant].append(m)
+        suppressed: list[int] = []
+        for tenant, items in by_tenant.items():
+            found = await asyncio.to_thread(store.suppressed, tenant, [m.to_addr for m in items])
+            suppressed.extend(m.id for m in items if m.to_addr.strip().lower() in found)
+        if suppressed:
+            await asyncio.to_thread(store.complete_many, worker,
+                                    [(i, "suppressed", "recipient is on the tenant's suppression list")
+                                     for i in suppressed])
+            held.difference_update(suppressed)
+        return [m for m in batch if m.id not in set(suppressed)]
+
+    async def _deliver(self, message: Message, granted: Granted) -> _Result:
+        try:
+            mail = build_message(message, granted, public_url=self.public_url,
+                                 unsubscribe_key=self.config.unsubscribe_keys[0])
+        except ValueError as err:
+            return _Result(message, granted, PermanentFailure(f"cannot build the message: {err}", hard_bounce=False))
+        try:
+            if granted.transport == "pmta":
+                assert granted.ip is not None
+                outcome = await self.smtp.send(self.host_of_ip[granted.ip], mail, message.from_addr, message.to_addr)
+            else:
+                tenant = self.service.fleet.tenant(message.tenant)
+                outcome = await self.ses.send(mail, configuration_set=tenant.configuration_set,
+                                              sender=message.from_addr, recipient=message.to_addr)
+        except Exception as err:  # a bug or an unforeseen error: retry, keep the counters
+            log.exception("delivery of message %s raised", message.id)
+            outcome = TemporaryFailure(f"unexpected error: {err!r}"[:500], refund=False)
+        return _Result(message, granted, outcome)
+
+    # -- recording outcomes (a worker thread) -----------------------------------------
+
+    def _record(self, worker: str, results: Sequence[_Result]) -> None:
+        service, config, metrics = self.service, self.config, self.service.metrics
+        now = service.clock()
+        final: list[tuple[int, State, str | None]] = []
+        for r in results:
+            m, transport, outcome = r.message, r.granted.transport, r.outcome
+            if isinstance(outcome, Delivered):
+                final.append((m.id, "sent", None))
+                metrics.sent.labels(m.tenant, transport).inc()
+                metrics.latency.labels(transport).observe(max(now - m.created_at, 0.0))
+            elif isinstance(outcome, PermanentFailure):
+                final.append((m.id, "failed", outcome.error[:1000]))
+                metrics.failed.labels(m.tenant, transport).inc()
+                if outcome.hard_bounce and service.store.suppress(m.tenant, m.to_addr, "hard_bounce", transport):
+                    metrics.suppressed.labels(m.tenant, "hard_bounce").inc()
+            elif now - m.created_at > config.give_up_after_seconds:
+                final.append((m.id, "failed", f"gave up after {config.give_up_after_seconds:.0f} s: {outcome.error}"))
+                metrics.failed.labels(m.tenant, transport).inc()
+            else:
+                delay = backoff(m.attempts, config.retry_base_seconds, config.retry_max_seconds, outcome.retry_after)
+                service.pacer.release(worker, m.id, retry_in=delay, refund=outcome.refund, error=outcome.error[:1000])
+                metrics.retried.labels(m.tenant, transport).inc()
+        service.store.complete_many(worker, final)
