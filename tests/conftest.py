@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from pg_server import db_url, pg_server
+
+__all__ = ["db_url", "pg_server"]  # fixtures shared by the sender's tests
 
 if TYPE_CHECKING:
     from dns_server import DnsTestData, KnotServer, Zone

@@ -73,6 +73,9 @@ class SenderConfig(Model):
     workers: StrictInt = Field(2, ge=1, le=64, description="Delivery worker threads of this instance.")
     smtp_connections: StrictInt = Field(16, ge=1, le=256, description="SMTP connections per MTA host.")
     batch_size: StrictInt = Field(64, ge=1, le=1000, description="Messages a worker claims at once.")
+    claim_lease_seconds: float = Field(
+        60.0, ge=1, description="How long a worker's claim on a batch lasts unless renewed; a dead worker's "
+        "messages are taken over after it.")
     retry_base_seconds: float = Field(60.0, gt=0, description="First retry delay after a temporary failure; doubles.")
     retry_max_seconds: float = Field(3600.0, gt=0, description="Longest delay between two attempts.")
     give_up_after_seconds: float = Field(

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from mailplane.sender.compose import build_message
 from mailplane.sender.pacing import Deferred, Granted
 from mailplane.sender.service import Service
-from mailplane.sender.store import DEFAULT_LEASE, Message, State
+from mailplane.sender.store import Message, State
 from mailplane.sender.transports import (
     Delivered,
     Outcome,
@@ -74,11 +74,11 @@ class _Result:
 class Delivery:
     """The delivery side of one instance: start it, stop it; it never touches the HTTP side."""
 
-    def __init__(self, service: Service, *, idle_poll: float = IDLE_POLL, lease: float = DEFAULT_LEASE) -> None:
+    def __init__(self, service: Service, *, idle_poll: float = IDLE_POLL) -> None:
         self.service = service
         self.config = service.config
         self.idle_poll = idle_poll
-        self.lease = lease
+        self.lease = service.config.claim_lease_seconds
         self.host_of_ip = {ref.ip.address: ref.ip.host for ref in service.fleet.ips()}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -115,6 +115,7 @@ class Delivery:
             await asyncio.gather(*(self._claim_loop(f"{self.node}:{n}") for n in range(self.config.workers)))
         finally:
             await self.smtp.close()
+            await self.ses.close()
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when asked to stop."""

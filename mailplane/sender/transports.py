@@ -1,0 +1,389 @@
+"""Hand a composed mail to PowerMTA (SMTP) or to Amazon SES, and say what became of it.
+
+Both transports answer with an :data:`Outcome` instead of raising, because the worker's next step
+depends on more than success or failure:
+
+* ``TemporaryFailure.refund`` says whether the pacing reservation may be given back.  It is True
+  only when the provider certainly did not take the message (see ``pacing``): the connection
+  failed, a 4xx came at MAIL, RCPT or the DATA command itself, or SES refused the call for rate or
+  quota.  Once the content has been sent, a 4xx to the final dot, a timeout awaiting that reply or
+  a lost connection may all hide a delivered message, so the reservation keeps counting: a cap may
+  then be under-used, never overshot.
+* ``PermanentFailure.hard_bounce`` says whether the recipient address itself is bad (550, 551,
+  553, or an enhanced status 5.1.x, at RCPT or after DATA), which suppresses it for the tenant.
+  A more specific enhanced status wins over the basic code: ``550 5.7.1`` is a policy or content
+  block, and suppressing the address for it would lose a reader who exists.
+
+The SMTP side keeps persistent connections per MTA host (PowerMTA listens on loopback or a
+private network, so there is no TLS and no login): connecting per message would cost a round
+trip and a PowerMTA session each time, which is most of the work on a local submission.  The
+DATA phase is driven step by step (the ``DATA`` command, then the content) rather than through
+``aiosmtplib.SMTP.data``, because only that tells a 4xx before the content was sent (refund)
+from one after it (no refund).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import socket
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiosmtplib
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    ParamValidationError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from mailplane.sender.compose import wire_bytes
+
+if TYPE_CHECKING:
+    from mailplane.model.stack import Fleet
+    from mailplane.sender.config import SenderConfig
+
+
+@dataclass(frozen=True)
+class Delivered:
+    detail: str
+    """The provider's acceptance: the final SMTP reply, or the SES message id."""
+
+
+@dataclass(frozen=True)
+class TemporaryFailure:
+    error: str
+    refund: bool
+    """True only when the provider certainly did not take the message (give the reservation back)."""
+    retry_after: float | None = None
+    """Seconds the transport suggests waiting; None leaves it to the worker's backoff."""
+
+
+@dataclass(frozen=True)
+class PermanentFailure:
+    error: str
+    hard_bounce: bool
+    """The recipient address is bad (suppress it); False for refusals about the sender or content."""
+
+
+Outcome = Delivered | TemporaryFailure | PermanentFailure
+
+# -- classification of SMTP replies --------------------------------------------------------------
+
+Stage = Literal["connect", "mail", "rcpt", "data", "content"]
+"""Where a session stopped: ``data`` is the DATA command (before 354), ``content`` the final dot."""
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?!\d)")
+_BAD_MAILBOX_CODES = frozenset({550, 551, 553})
+
+
+def _bad_mailbox(code: int, text: str) -> bool:
+    """Does a 5xx reply say the address does not exist (as opposed to policy, content, or size)?"""
+    enhanced = _ENHANCED.match(text.lstrip())
+    if enhanced is None or (enhanced.group(2), enhanced.group(3)) == ("0", "0"):
+        return code in _BAD_MAILBOX_CODES  # no specific detail: trust the basic code
+    return enhanced.group(2) == "1"  # 5.1.x: addressing status (bad mailbox, bad domain)
+
+
+def classify_reply(stage: Stage, code: int, text: str) -> Outcome:
+    """Map a refusal (or the final 250) to an outcome; see the module docstring for the rules."""
+    error = f"{stage}: {code} {text}".strip()
+    if stage == "content" and 200 <= code < 300:
+        return Delivered(f"{code} {text}".strip())
+    if 500 <= code < 600 and stage != "connect":
+        return PermanentFailure(error, hard_bounce=stage in ("rcpt", "content") and _bad_mailbox(code, text))
+    # 4xx, an unexpected code, or a host that refuses sessions (a 5xx greeting is the host's
+    # problem, not the message's): retry; refund unless the content was already sent.
+    return TemporaryFailure(error, refund=stage != "content")
+
+
+def _lost(stage: Stage, exc: BaseException) -> TemporaryFailure:
+    """A connection lost or timed out: only after the content was sent may the MTA have taken it."""
+    return TemporaryFailure(f"{stage}: {type(exc).__name__}: {exc}", refund=stage != "content")
+
+
+# -- SMTP ----------------------------------------------------------------------------------------
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_LINK_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError)
+
+
+def data_block(data: bytes) -> bytes:
+    """The content as it goes after 354: CRLF line ends, leading dots doubled, then the final dot."""
+    data = _LINE_END.sub(b"\r\n", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return _LEADING_DOT.sub(b"..", data) + b".\r\n"
+
+
+async def _rset(smtp: aiosmtplib.SMTP) -> None:
+    """End a half-done transaction so the connection can carry the next one; drop it if RSET fails."""
+    if not smtp.is_connected:
+        return
+    try:
+        reply = await smtp.rset()
+    except (aiosmtplib.SMTPException, OSError):
+        smtp.close()
+        return
+    if reply.code != 250:
+        smtp.close()
+
+
+async def _transaction(smtp: aiosmtplib.SMTP, block: bytes, sender: str, recipient: str,
+                       timeout: float) -> tuple[Outcome, Stage | None]:
+    """One MAIL/RCPT/DATA transaction on an open connection, and the stage where the link broke, if it did.
+
+    Closes the connection when it is unusable and resets it after a refusal mid-transaction.
+    """
+    stage: Stage = "mail"
+    try:
+        await smtp.mail(sender)
+        stage = "rcpt"
+        await smtp.rcpt(recipient)
+        stage = "data"
+        reply = await smtp.execute_command(b"DATA")
+        if reply.code != 354:
+            raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+        protocol = smtp.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("connection lost before the content")
+        protocol.write(block)  # raises, having sent nothing, if the connection is already closing
+        stage = "content"
+        reply = await protocol.read_response(timeout=timeout)
+    except aiosmtplib.SMTPResponseException as exc:
+        if stage == "content":  # a garbled final reply: the session's state is unknown
+            smtp.close()
+        else:
+            await _rset(smtp)
+        return classify_reply(stage, exc.code, exc.message), None
+    except _LINK_ERRORS as exc:
+        smtp.close()
+        return _lost(stage, exc), stage
+    if reply.code == 421:  # the server is closing: nothing more will go over this connection
+        smtp.close()
+    return classify_reply("content", reply.code, reply.message), None
+
+
+class _Host:
+    """The idle connections of one MTA host and the slots that bound how many exist at once."""
+
+    def __init__(self, address: str, port: int, size: int) -> None:
+        self.address, self.port = address, port
+        self.idle: list[aiosmtplib.SMTP] = []
+        self.slots = asyncio.Semaphore(size)
+
+
+class SmtpPool:
+    """Persistent SMTP connections to the fleet's PowerMTA hosts, at most N per host.
+
+    Used from one event loop (a worker's).  A connection goes back to the pool after a transaction
+    unless the error left it unusable (lost, timed out, 421); a reused connection that turns out
+    to have been closed by the server while idle is replaced once, transparently, since nothing
+    of the message was sent on it.
+    """
+
+    def __init__(self, endpoints: Mapping[str, tuple[str, int]], connections_per_host: int = 16,
+                 timeout: float = 30.0, *, local_hostname: str | None = None) -> None:
+        if connections_per_host < 1:
+            raise ValueError("connections_per_host must be at least 1")
+        self.timeout = timeout
+        # socket.getfqdn (aiosmtplib's default) can wait on reverse DNS: resolve the EHLO name once.
+        self.local_hostname = local_hostname or socket.gethostname() or "localhost"
+        self._hosts = {name: _Host(address, port, connections_per_host)
+                       for name, (address, port) in endpoints.items()}
+        self._closed = False
+
+    def _host(self, name: str) -> _Host:
+        try:
+            return self._hosts[name]
+        except KeyError:
+            raise ValueError(f"no SMTP endpoint for MTA host {name!r}") from None
+
+    async def _connect(self, host: _Host) -> aiosmtplib.SMTP | TemporaryFailure:
+        smtp = aiosmtplib.SMTP(hostname=host.address, port=host.port, timeout=self.timeout, use_tls=False,
+                               start_tls=False, local_hostname=self.local_hostname)
+        try:
+            await smtp.connect()
+            await _greet(smtp)
+        except aiosmtplib.SMTPResponseException as exc:
+            smtp.close()
+            return classify_reply("connect", exc.code, exc.message)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            return _lost("connect", exc)
+        return smtp
+
+    def _checkout(self, host: _Host) -> aiosmtplib.SMTP | None:
+        """An idle connection still open, closing the ones the server hung up on meanwhile."""
+        while host.idle:
+            smtp = host.idle.pop()
+            if smtp.is_connected:
+                return smtp
+            smtp.close()
+        return None
+
+    async def send(self, host: str, mail: EmailMessage, sender: str, recipient: str) -> Outcome:
+        """Submit ``mail`` to MTA ``host`` for one recipient; waits for a free connection slot."""
+        pool = self._host(host)
+        block = data_block(wire_bytes(mail))
+        async with pool.slots:
+            smtp = self._checkout(pool)
+            reused = smtp is not None
+            try:
+                for _attempt in range(2):
+                    if smtp is None:
+                        connected = await self._connect(pool)
+                        if isinstance(connected, TemporaryFailure):
+                            return connected
+                        smtp = connected
+                    outcome, lost_at = await _transaction(smtp, block, sender, recipient, self.timeout)
+                    if not (reused and lost_at == "mail"):
+                        break
+                    smtp, reused = None, False  # the idle connection had died: one fresh try
+            except BaseException:
+                if smtp is not None:  # cancelled mid-session: its state is unknown, never reuse it
+                    smtp.close()
+                raise
+            self._checkin(pool, smtp)
+            return outcome
+
+    def _checkin(self, host: _Host, smtp: aiosmtplib.SMTP | None) -> None:
+        if smtp is None:
+            return
+        if self._closed or not smtp.is_connected:
+            smtp.close()
+        else:
+            host.idle.append(smtp)
+
+    async def close(self) -> None:
+        """QUIT every idle connection; connections in use are closed when their send returns."""
+        self._closed = True
+        for host in self._hosts.values():
+            idle, host.idle = host.idle, []
+            await asyncio.gather(*(_quit(smtp) for smtp in idle))
+
+
+async def _greet(smtp: aiosmtplib.SMTP) -> None:
+    """EHLO now, so a host that refuses sessions fails at connect (refund) rather than at MAIL."""
+    try:
+        await smtp.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        if not smtp.is_connected:
+            raise
+        await smtp.helo()
+
+
+async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    try:
+        await smtp.quit(timeout=2.0)
+    except (aiosmtplib.SMTPException, OSError):
+        pass
+    finally:
+        smtp.close()
+
+
+def parse_listener(value: str) -> tuple[str, int]:
+    """``ADDR:PORT`` or ``[V6]:PORT`` (the model's normalised listener) to ``(address, port)``."""
+    address, _, port = value.rpartition(":")
+    return address.removeprefix("[").removesuffix("]"), int(port)
+
+
+def endpoints_for(fleet: Fleet, config: SenderConfig) -> dict[str, tuple[str, int]]:
+    """Each MTA host's submission endpoint: its ``smtp_listener``, unless the sender config overrides it."""
+    hosts = fleet.settings.mta_hosts
+    unknown = sorted(set(config.smtp_endpoints) - set(hosts))
+    if unknown:
+        raise ValueError(f"smtp_endpoints names MTA hosts the fleet does not have: {', '.join(unknown)}")
+    endpoints = {name: parse_listener(host.smtp_listener) for name, host in hosts.items()}
+    endpoints.update({name: parse_listener(value) for name, value in config.smtp_endpoints.items()})
+    return endpoints
+
+
+# -- Amazon SES ------------------------------------------------------------------------------------
+
+_THROTTLED = frozenset({"TooManyRequestsException", "Throttling", "ThrottlingException", "LimitExceededException"})
+_PAUSED = frozenset({"SendingPausedException", "AccountSuspendedException"})
+_REFUSED = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException", "NotFoundException",
+                      "BadRequestException"})
+RATE_RETRY = 1.0
+"""Seconds to wait after a rate refusal: SES's send rate is per second."""
+PAUSED_RETRY = 3600.0
+"""Seconds to wait when sending is paused or the account suspended: a human has to act first."""
+
+
+def classify_ses_error(exc: BotoCoreError | ClientError) -> Outcome:
+    """Map a failed ``send_email`` call to an outcome; see the module docstring for the refund rule."""
+    if isinstance(exc, ClientError):
+        return _classify_client_error(exc)
+    if isinstance(exc, BotoConnectionError | NoCredentialsError):
+        # Could not connect (refused, DNS, TLS handshake, connect timeout) or could not sign: never sent.
+        return TemporaryFailure(f"SES: {exc}", refund=True)
+    if isinstance(exc, ParamValidationError):
+        return PermanentFailure(f"SES: {exc}", hard_bounce=False)
+    # HTTPClientError (read timeout, connection closed) and anything else: the request may have arrived.
+    kind = "after the request was sent" if isinstance(exc, HTTPClientError) else "unclassified"
+    return TemporaryFailure(f"SES ({kind}): {exc}", refund=False)
+
+
+def _classify_client_error(exc: ClientError) -> Outcome:
+    error: dict[str, Any] = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    text = str(error.get("Message", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    detail = f"SES {code} (HTTP {status}): {text}"
+    if "Daily message quota exceeded" in text:
+        return TemporaryFailure(detail, refund=True)  # the worker knows when the quota day turns
+    if "Maximum sending rate exceeded" in text or code in _THROTTLED:
+        return TemporaryFailure(detail, refund=True, retry_after=RATE_RETRY)
+    if code in _PAUSED:
+        return TemporaryFailure(detail, refund=True, retry_after=PAUSED_RETRY)
+    if code in _REFUSED:
+        return PermanentFailure(detail, hard_bounce=False)
+    if status >= 500 or status == 0:
+        return TemporaryFailure(detail, refund=False)  # SES failed while handling it: it may have sent
+    # Another 4xx (access denied, bad signature...): SES refused the request, so nothing was sent,
+    # and it is a configuration problem that retrying after a fix resolves, not the message's fault.
+    return TemporaryFailure(detail, refund=True)
+
+
+class SesTransport:
+    """``sesv2.send_email`` with raw content, from an event loop, through a bounded thread pool.
+
+    boto3 clients are thread-safe and blocking, so one client is shared by ``max_workers``
+    threads with as many pooled HTTPS connections.  botocore's own retries are off: a retry after
+    a read timeout could send the message twice, and rate refusals are the pacer's business.
+    """
+
+    def __init__(self, region: str, endpoint_url: str | None = None, max_workers: int = 16, *,
+                 timeout: float = 30.0) -> None:
+        config = Config(max_pool_connections=max_workers, connect_timeout=timeout, read_timeout=timeout,
+                        retries={"total_max_attempts": 1, "mode": "standard"})
+        self._client = boto3.session.Session().client("sesv2", region_name=region, endpoint_url=endpoint_url,
+                                                      config=config)
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ses-send")
+
+    async def send(self, mail: EmailMessage, *, configuration_set: str, sender: str, recipient: str) -> Outcome:
+        """Send ``mail`` to one recipient through the tenant's configuration set."""
+        call = functools.partial(
+            self._client.send_email, FromEmailAddress=sender, Destination={"ToAddresses": [recipient]},
+            Content={"Raw": {"Data": wire_bytes(mail)}}, ConfigurationSetName=configuration_set)
+        try:
+            reply = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except (ClientError, BotoCoreError) as exc:
+            return classify_ses_error(exc)
+        return Delivered(f"SES MessageId {reply.get('MessageId', '?')}")
+
+    async def close(self) -> None:
+        """Wait for calls in flight, then release the threads and HTTP connections."""
+        await asyncio.get_running_loop().run_in_executor(None, functools.partial(self._executor.shutdown, wait=True))
+        self._client.close()
