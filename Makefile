@@ -35,6 +35,10 @@ schema: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/validate_large.py
+	$(BIN)/python bench/render_large.py
+	$(BIN)/python bench/sender_throughput.py
+	$(BIN)/python bench/sender_pacing.py
+	$(BIN)/python bench/sender_accept.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -391,3 +391,19 @@ def test_rate_schedule_catch_up_is_bounded_after_idle() -> None:
         schedule.take(now)
         burst += 1
     assert burst == 4  # 0.25 s x 14/s = 3.5 slots: the fourth starts before now
+
+
+def test_unsubscribe_stops_marketing_only_until_a_bounce_widens_it(db_url: str) -> None:
+    store = Store(db_url)
+    try:
+        assert store.suppress("alpha", "Reader@Example.org", "unsubscribe", "one-click")
+        assert not store.suppress("alpha", "reader@example.org", "unsubscribe", "one-click")  # already
+        assert store.suppressed("alpha", ["reader@example.org"], stream="marketing") == {"reader@example.org"}
+        assert store.suppressed("alpha", ["READER@example.org"], stream="transactional") == set()
+        assert store.suppressed("beta", ["reader@example.org"]) == set()  # per tenant
+        assert store.suppress("alpha", "reader@example.org", "complaint", "ses-event")  # widened: True
+        assert store.suppressed("alpha", ["reader@example.org"], stream="transactional") == {"reader@example.org"}
+        assert not store.suppress("alpha", "reader@example.org", "unsubscribe", "one-click")  # never narrowed
+        assert store.suppressed("alpha", ["reader@example.org"], stream="transactional") == {"reader@example.org"}
+    finally:
+        store.close()

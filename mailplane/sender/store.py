@@ -60,6 +60,8 @@ from sqlalchemy.exc import DBAPIError
 State = Literal["queued", "sending", "sent", "failed", "suppressed"]
 FINAL_STATES: tuple[State, ...] = ("sent", "failed", "suppressed")
 CounterKind = Literal["ip", "tenant", "ses"]
+UNSUBSCRIBE = "unsubscribe"
+"""The suppression reason that applies to marketing mail only."""
 
 DEFAULT_URL = "sqlite:///mailplane-sender.db"
 DEFAULT_LEASE = 60.0
@@ -427,25 +429,43 @@ class Store:
     # -- suppressions ---------------------------------------------------------------------
 
     def suppress(self, tenant: str, address: str, reason: str, source: str) -> bool:
-        """Never send to ``address`` for ``tenant`` again; False if it already was suppressed."""
+        """Never send to ``address`` for ``tenant`` again; False if it already was suppressed.
+
+        ``reason`` ``unsubscribe`` stops marketing mail only (see ``suppressed``).  A hard bounce
+        or a complaint arriving for an address that had only unsubscribed widens it to all mail.
+        """
 
         def work(conn: Connection) -> bool:
+            key = canonical_address(address)
             stmt = self._insert(suppressions).values(
-                tenant=tenant, address=canonical_address(address), reason=reason, source=source[:255],
-                created_at=self.clock()).on_conflict_do_nothing()
-            return conn.execute(stmt).rowcount == 1
+                tenant=tenant, address=key, reason=reason, source=source[:255], created_at=self.clock(),
+            ).on_conflict_do_nothing().returning(suppressions.c.address)
+            if conn.execute(stmt).first() is not None:  # (rowcount is -1 for this on psycopg 3)
+                return True
+            if reason != UNSUBSCRIBE:
+                widened = conn.execute(update(suppressions).where(
+                    suppressions.c.tenant == tenant, suppressions.c.address == key,
+                    suppressions.c.reason == UNSUBSCRIBE).values(reason=reason, source=source[:255])
+                    .returning(suppressions.c.address)).first()
+                return widened is not None
+            return False
 
         return bool(self.run(work))
 
-    def suppressed(self, tenant: str, addresses: Sequence[str]) -> set[str]:
-        """Those of ``addresses`` (canonical form) suppressed for ``tenant``."""
+    def suppressed(self, tenant: str, addresses: Sequence[str], *, stream: str | None = None) -> set[str]:
+        """Those of ``addresses`` (canonical form) ``tenant`` may not send ``stream`` mail to.
+
+        An unsubscription is from the tenant's marketing mail: it does not stop a password reset
+        or a receipt (``stream="transactional"``).  Bounces and complaints stop everything.
+        """
         keys = sorted({canonical_address(a) for a in addresses})
         if not keys:
             return set()
+        query = select(suppressions.c.address).where(suppressions.c.tenant == tenant, suppressions.c.address.in_(keys))
+        if stream == "transactional":
+            query = query.where(suppressions.c.reason != UNSUBSCRIBE)
         with self.reading() as conn:
-            rows = conn.execute(select(suppressions.c.address).where(
-                suppressions.c.tenant == tenant, suppressions.c.address.in_(keys)))
-            return {r.address for r in rows}
+            return {r.address for r in conn.execute(query)}
 
     def suppression_count(self) -> int:
         with self.reading() as conn:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from mailplane.sender.compose import build_message
 from mailplane.sender.pacing import Deferred, Granted
 from mailplane.sender.service import Service
-from mailplane.sender.store import Message, State
+from mailplane.sender.store import Message, State, canonical_address
 from mailplane.sender.transports import (
     Delivered,
     Outcome,
@@ -179,13 +179,13 @@ class Delivery:
     async def _drop_suppressed(self, worker: str, batch: list[Message], held: set[int]) -> list[Message]:
         """Suppressed recipients are never sent to, even if they were suppressed after acceptance."""
         store = self.service.store
-        by_tenant: dict[str, list[Message]] = defaultdict(list)
+        groups: dict[tuple[str, str], list[Message]] = defaultdict(list)
         for m in batch:
-            by_tenant[m.tenant].append(m)
+            groups[(m.tenant, m.stream)].append(m)
         suppressed: list[int] = []
-        for tenant, items in by_tenant.items():
-            found = await asyncio.to_thread(store.suppressed, tenant, [m.to_addr for m in items])
-            suppressed.extend(m.id for m in items if m.to_addr.strip().lower() in found)
+        for (tenant, stream), items in groups.items():
+            found = await asyncio.to_thread(store.suppressed, tenant, [m.to_addr for m in items], stream=stream)
+            suppressed.extend(m.id for m in items if canonical_address(m.to_addr) in found)
         if suppressed:
             await asyncio.to_thread(store.complete_many, worker,
                                     [(i, "suppressed", "recipient is on the tenant's suppression list")

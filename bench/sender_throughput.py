@@ -1,0 +1,151 @@
+"""Delivery throughput of the sender into a local SMTP sink, against a bare aiosmtplib client.
+
+Why: the service adds a durable queue, batched reservations under the pacing gates, MIME
+composition and outcome records to every send; this measures what that costs.  Both runs send
+the same number of messages over the same number of persistent connections into the same sink,
+an aiosmtpd server in another process (``tests/smtp_sink.py``), so the ratio is the service's
+overhead alone.  The service side is the real ``Delivery`` over a SQLite (WAL, synchronous=FULL)
+queue, with warmup caps high enough not to bind.  Prints figures; never asserts (machines differ).
+
+    .venv/bin/python bench/sender_throughput.py [--messages 4000] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+
+ROOT = Path(__file__).resolve().parent.parent
+
+from mailplane.model.loader import load_stack  # noqa: E402
+from mailplane.sender.config import SenderConfig  # noqa: E402
+from mailplane.sender.service import Service  # noqa: E402
+from mailplane.sender.store import NewMessage  # noqa: E402
+from mailplane.sender.worker import Delivery  # noqa: E402
+
+BODY = "Hello,\n\nyour invoice is attached to your account page.\n\n" + "Lorem ipsum dolor sit amet. " * 20
+
+
+def start_sink() -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "smtp_sink.py"), "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
+def stop_sink(proc: subprocess.Popen[str]) -> str:
+    proc.terminate()
+    out, _ = proc.communicate(timeout=30)
+    return out.strip()
+
+
+async def bare_client(port: int, messages: int, connections: int) -> float:
+    """The baseline: persistent aiosmtplib connections, a prepared message each, nothing else."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(messages):
+        queue.put_nowait(n)
+
+    async def one_connection() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+        await client.connect()
+        while True:
+            try:
+                n = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            mail = EmailMessage()
+            mail["From"], mail["To"], mail["Subject"] = "app@bench.example.com", f"rcpt{n}@example.org", f"hello {n}"
+            mail.set_content(BODY)
+            await client.send_message(mail)
+        await client.quit()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    return messages / (time.perf_counter() - start)
+
+
+def write_stack(root: Path, port: int) -> Path:
+    stack = root / "stack"
+    (stack / "tenants").mkdir(parents=True)
+    (stack / "fleet.yaml").write_text(textwrap.dedent(f"""\
+        ses: {{region: eu-west-1, max_send_rate: 14, daily_quota: 50000}}
+        dns: {{default_provider: external}}
+        mta_hosts:
+          mta1: {{ansible_host: 192.0.2.10, smtp_listener: "127.0.0.1:{port}"}}
+        warmup_plans:
+          open: {{schedule: [{{day: 1, daily: 10000000, hourly: 10000000}}]}}
+        """))
+    (stack / "tenants" / "bench.yaml").write_text(textwrap.dedent("""\
+        name: bench
+        domains: [{name: bench.example.com, dkim: {mode: easy}}]
+        ips:
+          - {address: 192.0.2.31, hostname: o1.bench.example.com, host: mta1, warmup: {plan: open, started: 2020-01-01}}
+          - {address: 192.0.2.32, hostname: o2.bench.example.com, host: mta1, warmup: {plan: open, started: 2020-01-01}}
+        senders: [{name: app, from: [app@bench.example.com]}]
+        """))
+    return stack
+
+
+def service_run(port: int, messages: int, connections: int, workers: int, batch: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        fleet = load_stack(write_stack(root, port))
+        config = SenderConfig.model_validate({
+            "database_url": f"sqlite:///{root / 'queue.db'}", "aws": {"account_id": "123456789012"},
+            "unsubscribe_keys": ["bench-key-0123456789abcdef"], "workers": workers, "batch_size": batch,
+            "smtp_connections": connections}, strict=False)
+        service = Service(fleet, config)
+        for start in range(0, messages, 500):
+            service.store.enqueue([NewMessage("bench", "app", "transactional", "app@bench.example.com",
+                                              f"rcpt{n}@example.org", {"subject": f"hello {n}", "text": BODY})
+                                   for n in range(start, min(start + 500, messages))])
+        delivery = Delivery(service, idle_poll=0.05)
+        done = threading.Event()
+
+        def watch() -> None:
+            while service.store.counts().get("sent", 0) < messages:
+                time.sleep(0.02)
+            done.set()
+
+        start = time.perf_counter()
+        delivery.start()
+        threading.Thread(target=watch, daemon=True).start()
+        done.wait()
+        elapsed = time.perf_counter() - start
+        delivery.stop()
+        service.close()
+        return messages / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=4000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=4, help="the service's claim loops")
+    parser.add_argument("--batch", type=int, default=64, help="messages a claim loop takes at once")
+    args = parser.parse_args()
+
+    sink, port = start_sink()
+    try:
+        bare = asyncio.run(bare_client(port, args.messages, args.connections))
+        ours = service_run(port, args.messages, args.connections, args.workers, args.batch)
+    finally:
+        sink_report = stop_sink(sink)
+    print(f"messages per run:          {args.messages} over {args.connections} connections (sink: {sink_report})")
+    print(f"bare aiosmtplib client:    {bare:8.1f} msg/s")
+    print(f"mailplane delivery:        {ours:8.1f} msg/s  ({args.workers} claim loops, batches of {args.batch})")
+    print(f"ratio (goal >= 0.8):       {ours / bare:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The quota report of ``GET /v1/quotas/{tenant}``: what a tenant may still send today, and why.
+
+Pure: the caller passes the day's counters (the shared rows every worker increments) and each
+IP's held days and override, so the numbers here are the ones the pacer enforces: caps from the
+warmup plan on the IP's *held* plan day (a held day does not advance the ramp), replaced or
+zeroed by an override the reputation side imposes.  Remaining values never go below 0: a
+counter can pass a cap that was lowered during the day (a new hold), which is not a debt.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping
+
+from pydantic import BaseModel, Field
+
+from mailplane.model.stack import Fleet
+from mailplane.model.tenant import Tenant
+from mailplane.sender.pacing import IpOverride
+from mailplane.warmup.status import ip_status
+
+Counter = Callable[[str, str], int]
+"""(kind, key) -> today's count: kinds ``ip`` (address), ``tenant`` (name), ``ses`` (region)."""
+
+
+class IpQuota(BaseModel):
+    address: str
+    host: str
+    streams: list[str] | None = Field(description="Streams the IP carries; null: all the tenant's.")
+    plan: str | None = Field(description="Warmup plan; null: no warmup cap (an IP declared warm).")
+    plan_day: int = Field(description="Day of the plan (1 on the start date, 0 before), after held days.")
+    state: str = Field(description="scheduled, warming, warm or unplanned.")
+    held_days: int = Field(description="Days the ramp was held for bad bounce, complaint or deferral rates.")
+    paused: bool = Field(description="The reputation side stopped the IP for now.")
+    daily_cap: int | None = Field(description="Messages the IP may send today; null: no warmup cap.")
+    hourly_cap: int | None
+    sent: int
+    remaining: int | None = Field(description="daily_cap - sent, at least 0; null: no warmup cap.")
+
+
+class TenantQuota(BaseModel):
+    daily_quota: int | None = Field(description="The tenant's own cap across IPs and SES; null: none.")
+    sent: int
+    remaining: int | None
+
+
+class SesQuota(BaseModel):
+    region: str
+    daily_quota: int = Field(description="The account's limit, shared by every tenant sending through SES.")
+    sent: int
+    remaining: int
+    max_send_rate: float = Field(description="Messages per second, for the whole account.")
+
+
+class QuotaReport(BaseModel):
+    tenant: str
+    day: datetime.date = Field(description="The UTC day the counters are for.")
+    quota: TenantQuota
+    ips: list[IpQuota]
+    ses: SesQuota
+
+
+def _left(cap: int | None, sent: int) -> int | None:
+    return None if cap is None else max(cap - sent, 0)
+
+
+def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Counter, *,
+                 held_days: Mapping[str, int] | None = None,
+                 overrides: Mapping[str, IpOverride] | None = None) -> QuotaReport:
+    """The report for ``tenant`` on ``day``; ``held_days`` and ``overrides`` are keyed by IP address."""
+    held_days = held_days or {}
+    overrides = overrides or {}
+    ips: list[IpQuota] = []
+    for ip in tenant.ips:
+        held = held_days.get(ip.address, 0)
+        status = ip_status(tenant, ip, fleet.plan_for(ip), day, held)
+        daily, hourly = status.daily_cap, status.hourly_cap
+        override = overrides.get(ip.address)
+        paused = bool(override and override.paused)
+        if override is not None:
+            if override.paused:
+                daily = hourly = 0
+            daily = override.daily_cap if override.daily_cap is not None else daily
+            hourly = override.hourly_cap if override.hourly_cap is not None else hourly
+        sent = counter("ip", ip.address)
+        ips.append(IpQuota(address=ip.address, host=ip.host, streams=ip.streams, plan=status.plan,
+                           plan_day=status.day, state=status.state, held_days=held, paused=paused,
+                           daily_cap=daily, hourly_cap=hourly, sent=sent, remaining=_left(daily, sent)))
+    tenant_sent = counter("tenant", tenant.name)
+    ses = fleet.settings.ses
+    ses_sent = counter("ses", ses.region)
+    return QuotaReport(
+        tenant=tenant.name, day=day,
+        quota=TenantQuota(daily_quota=tenant.daily_quota, sent=tenant_sent,
+                          remaining=_left(tenant.daily_quota, tenant_sent)),
+        ips=ips,
+        ses=SesQuota(region=ses.region, daily_quota=ses.daily_quota, sent=ses_sent,
+                     remaining=max(ses.daily_quota - ses_sent, 0), max_send_rate=ses.max_send_rate))

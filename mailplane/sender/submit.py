@@ -1,0 +1,232 @@
+"""What a submission may contain and who may send it: the request models and pure checks.
+
+The HTTP layer (``app``) authenticates the key, then hands each message here with the key's
+tenant and sender.  Nothing here does I/O, so every rule is testable without a server:
+
+* From must be one of the *sender's* allowed addresses (``*@domain`` allows any local part);
+  the domain compares case-insensitively (and as its IDNA A-label), the local part exactly.
+  Addresses come from the key's own tenant file, so a key of tenant A can never send as B.
+* The stream must be one of the tenant's; ``marketing`` also needs ``sender.public_url`` in
+  fleet.yaml, where the RFC 8058 one-click unsubscribe endpoint lives (Gmail and Yahoo require
+  it of bulk mail, and the worker cannot add a ``List-Unsubscribe`` header without it).
+* One recipient per message: a batch of N recipients is N messages, each paced, suppressed,
+  retried and reported on by itself.
+* Suppressed recipients are refused at submission (problem code ``suppressed``), not silently
+  dropped later: the client learns now that this address will never get mail from it, and the
+  queue does not fill with messages that can only end as ``suppressed``.  The worker still checks
+  again at send time (an address may be suppressed while its message waits).  A retry with the
+  idempotency key of a message already queued still gets its ``duplicate`` answer (the app skips
+  the check there).
+* All or nothing: the app queues a batch only when no message has a problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from mailplane.model.stack import Fleet
+from mailplane.model.tenant import Tenant
+from mailplane.model.types import normalise_email
+from mailplane.sender.compose import check_headers
+from mailplane.sender.store import NewMessage, canonical_address
+from mailplane.sender.templating import MAX_OUTPUT_CHARS, MAX_SUBJECT_CHARS, TemplateProblems, render
+
+MAX_BATCH = 500
+"""Messages in one request: enough for any page of a client's outbox, small enough that one
+request's transaction (and its 422 listing) stays short."""
+MAX_TEMPLATE_SUBJECT = 4096
+MAX_ADDRESS = 254  # RFC 5321's path limit, less the angle brackets
+
+_LIST_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class _In(BaseModel):
+    """Request models reject unknown fields: a misspelt ``htlm`` must not send an empty mail."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TemplateIn(_In):
+    """A Jinja2 template (sandboxed, variables required, HTML part autoescaped)."""
+
+    subject: str = Field(min_length=1, max_length=MAX_TEMPLATE_SUBJECT)
+    text: str | None = Field(None, max_length=MAX_OUTPUT_CHARS)
+    html: str | None = Field(None, max_length=MAX_OUTPUT_CHARS)
+
+    @model_validator(mode="after")
+    def _a_body(self) -> TemplateIn:
+        if self.text is None and self.html is None:
+            raise ValueError("a template needs `text`, `html` or both")
+        return self
+
+
+class MessageIn(_In):
+    """One message to one recipient: literal content, or a template with its variables."""
+
+    from_: str = Field(alias="from", min_length=3, max_length=MAX_ADDRESS,
+                       description="One of the sender's allowed From addresses (bare address, no display name).")
+    to: str = Field(min_length=3, max_length=MAX_ADDRESS, description="The one recipient.")
+    subject: str | None = Field(None, min_length=1, max_length=MAX_SUBJECT_CHARS)
+    text: str | None = Field(None, max_length=MAX_OUTPUT_CHARS)
+    html: str | None = Field(None, max_length=MAX_OUTPUT_CHARS)
+    template: TemplateIn | None = None
+    variables: dict[str, Any] | None = Field(None, description="Values for the template.")
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=255,
+        description="A retry with the same key (same sender) returns the first message's id, status `duplicate`.")
+    stream: Literal["transactional", "marketing"] = "transactional"
+    headers: dict[str, str] | None = Field(None, description="Extra headers; structural ones are refused.")
+    reply_to: str | None = Field(None, min_length=3, max_length=MAX_ADDRESS)
+    list_id: str | None = Field(None, pattern=_LIST_ID,
+                                description="Marketing list the unsubscribe link names (default: the stream).")
+
+    @model_validator(mode="after")
+    def _content(self) -> MessageIn:
+        if self.template is not None:
+            if self.subject is not None or self.text is not None or self.html is not None:
+                raise ValueError("give either `template` or `subject` with `text`/`html`, not both")
+            return self
+        if self.variables is not None:
+            raise ValueError("`variables` only go with a `template`")
+        if self.subject is None:
+            raise ValueError("`subject` is required (or a `template`)")
+        if self.text is None and self.html is None:
+            raise ValueError("`text`, `html` or both are required (or a `template`)")
+        return self
+
+
+class BatchIn(_In):
+    messages: list[MessageIn] = Field(min_length=1, max_length=MAX_BATCH,
+                                      description=f"At most {MAX_BATCH}; queued all together or not at all.")
+
+
+def _shape(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "messages" in value else "single"
+
+
+SubmitBody = Annotated[Annotated[MessageIn, Tag("single")] | Annotated[BatchIn, Tag("batch")],
+                       Discriminator(_shape)]
+"""The body of ``POST /v1/messages``: one message, or ``{"messages": [...]}``."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one message (``index`` in the request; 0 for a single one) cannot be queued."""
+
+    index: int | None
+    field: str
+    code: str
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "code": self.code, "message": self.message}
+
+
+# -- addresses -------------------------------------------------------------------------------
+
+
+def address(value: str) -> str:
+    """A single bare ``local@domain``, domain normalised; ``ValueError`` otherwise.
+
+    Display names, lists, comments and whitespace are refused rather than parsed: one field,
+    one mailbox, nothing a header could be smuggled through.  Local parts are ASCII dot-atoms
+    (no SMTPUTF8 yet).
+    """
+    if len(value) > MAX_ADDRESS or any(c.isspace() or c in "<>,;:\"()[]\\" for c in value):
+        raise ValueError(f"{value!r} is not a single bare address (local@domain)")
+    normalised = normalise_email(value)
+    if normalised.startswith("*@"):
+        raise ValueError(f"{value!r} is a pattern, not an address")
+    return normalised
+
+
+def from_allowed(patterns: list[str], from_addr: str) -> bool:
+    """``from_addr`` (normalised) matches one of the sender's addresses or ``*@domain`` patterns."""
+    local, _, domain = from_addr.rpartition("@")
+    for pattern in patterns:
+        p_local, _, p_domain = pattern.rpartition("@")
+        if p_domain == domain and p_local in ("*", local):
+            return True
+    return False
+
+
+# -- one message -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A message that passed every check but suppression (which needs the store)."""
+
+    new: NewMessage
+
+
+def check_message(index: int, message: MessageIn, tenant: Tenant, sender: str, fleet: Fleet) -> Checked | list[Problem]:
+    """Every problem of one message, or what to queue; pure (rendering included)."""
+    problems: list[Problem] = []
+
+    def problem(field: str, code: str, text: str) -> None:
+        problems.append(Problem(index, field, code, text))
+
+    patterns = next((list(s.from_) for s in tenant.senders if s.name == sender), [])
+    from_addr = to_addr = reply_to = None
+    try:
+        from_addr = address(message.from_)
+    except ValueError as err:
+        problem("from", "invalid_address", str(err))
+    if from_addr is not None and not from_allowed(patterns, from_addr):
+        problem("from", "from_not_allowed",
+                f"{message.from_!r} is not an address sender {tenant.name}/{sender} may send from "
+                f"(allowed: {', '.join(patterns)})")
+    try:
+        to_addr = address(message.to)
+    except ValueError as err:
+        problem("to", "invalid_address", str(err))
+    if message.reply_to is not None:
+        try:
+            reply_to = address(message.reply_to)
+        except ValueError as err:
+            problem("reply_to", "invalid_address", str(err))
+    if message.stream not in tenant.streams:
+        problem("stream", "stream_not_allowed",
+                f"tenant {tenant.name} sends {', '.join(tenant.streams)} mail, not {message.stream}")
+    elif message.stream == "marketing" and fleet.settings.sender is None:
+        problem("stream", "no_unsubscribe_endpoint",
+                "marketing mail needs one-click unsubscribe: fleet.yaml must set sender.public_url")
+    headers = dict(message.headers or {})
+    for text in check_headers(headers):  # the composer's rule: it knows which headers it writes itself
+        problem("headers", "header_refused", text)
+    if message.reply_to is not None and any(name.lower() == "reply-to" for name in headers):
+        problem("reply_to", "header_refused", "Reply-To given both as reply_to and in headers")
+
+    subject, text_part, html_part = message.subject, message.text, message.html
+    if message.template is not None:
+        t = message.template
+        try:
+            rendered = render(t.subject, t.text, t.html, message.variables or {})
+        except TemplateProblems as err:
+            for part, text in err.problems:
+                code = "undefined_variable" if text.startswith("undefined variable") else "template_error"
+                problem(f"template.{part}", code, text)
+        else:
+            subject, text_part, html_part = rendered.subject, rendered.text, rendered.html
+    elif subject is not None and ("\r" in subject or "\n" in subject):
+        problem("subject", "invalid_subject", "the subject may not contain line breaks")
+
+    if problems:
+        return problems
+    assert from_addr is not None and to_addr is not None
+    payload = {"subject": subject, "text": text_part, "html": html_part, "headers": headers,
+               "reply_to": reply_to, "list_id": message.list_id}
+    return Checked(NewMessage(tenant=tenant.name, sender=sender, stream=message.stream, from_addr=from_addr,
+                              to_addr=to_addr, payload=payload, idempotency_key=message.idempotency_key))
+
+
+def suppression_problems(checked: list[tuple[int, Checked]], suppressed: set[str]) -> list[Problem]:
+    """A ``suppressed`` problem for each message whose recipient is in ``suppressed`` (canonical form)."""
+    return [Problem(i, "to", "suppressed",
+                    f"{c.new.to_addr} is on tenant {c.new.tenant}'s suppression list (bounce, complaint or "
+                    "unsubscribe): it will never be sent mail")
+            for i, c in checked if canonical_address(c.new.to_addr) in suppressed]

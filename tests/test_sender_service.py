@@ -1,0 +1,323 @@
+"""The sender service end to end: `mailplane serve` processes, a real SMTP server, moto for SES.
+
+Messages go in over HTTP, through the shared queue and the pacing gates, out over SMTP to an
+aiosmtpd server standing in for PowerMTA (with scripted faults) or through SES v2 to moto in
+server mode.  What the tests count is what the servers received.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from moto_server import MotoServer, ses_sent
+from smtp_sink import Faults, SmtpSink
+
+from mailplane.sender.config import hash_api_key, new_api_key
+from mailplane.sender.store import Store
+
+MAILPLANE = str(Path(sys.executable).parent / "mailplane")
+REGION = "eu-west-1"
+CAPS = {"192.0.2.31": 40, "192.0.2.32": 25, "192.0.2.41": 30}  # acme: two IPs; bravo: one
+ACME_QUOTA = 55  # acme's tenant quota binds before its IPs' caps (65)
+SES_QUOTA = 20  # sesco has no IP: SES
+BIG = 100_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_stack(root: Path, caps: dict[str, int] = CAPS, *, acme_quota: int | None = ACME_QUOTA) -> Path:
+    stack = root / "stack"
+    (stack / "tenants").mkdir(parents=True)
+    plans = "\n".join(f"  cap{n}:\n    schedule: [{{day: 1, daily: {n}, hourly: {n}}}]"
+                      for n in sorted(set(caps.values())))
+    (stack / "fleet.yaml").write_text(textwrap.dedent(f"""\
+        ses: {{region: {REGION}, max_send_rate: 50, daily_quota: {SES_QUOTA}}}
+        dns: {{default_provider: external}}
+        mta_hosts:
+          mta1: {{ansible_host: 192.0.2.10}}
+        sender: {{public_url: "https://mailplane.test"}}
+        warmup_plans:
+        """) + plans + "\n")
+    addresses = list(caps)
+
+    def tenant(name: str, ips: list[str], quota: int | None = None, streams: str = "[transactional]") -> None:
+        lines = [f"name: {name}", f"streams: {streams}",
+                 f"domains: [{{name: {name}.example.com, dkim: {{mode: easy}}}}]"]
+        if quota:
+            lines.append(f"daily_quota: {quota}")
+        if ips:
+            lines.append("ips:")
+            lines += [f"  - {{address: {a}, hostname: o{i}.{name}.example.com, host: mta1, "
+                      f"warmup: {{plan: cap{caps[a]}, started: 2020-01-01}}}}" for i, a in enumerate(ips)]
+        lines.append(f"senders: [{{name: app, from: [app@{name}.example.com]}}]")
+        (stack / "tenants" / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+
+    tenant("acme", addresses[:2], acme_quota, "[transactional, marketing]")
+    tenant("bravo", addresses[2:3])
+    tenant("sesco", [])
+    return stack
+
+
+KEYS = {name: new_api_key() for name in ("acme", "bravo", "sesco")}
+
+
+def write_config(path: Path, *, db: str, sink_port: int, moto_url: str | None = None, workers: int = 2,
+                 batch: int = 8, lease: float = 60.0) -> Path:
+    keys = "\n".join(f'  {t}/app: "{hash_api_key(k)}"' for t, k in KEYS.items())
+    endpoint = f"endpoint_url: {moto_url}" if moto_url else ""
+    path.write_text(textwrap.dedent("""\
+        database_url: "{db}"
+        listen: 127.0.0.1:{port}
+        aws: {{account_id: "123456789012", {endpoint}}}
+        unsubscribe_keys: ["a-test-key-of-32-bytes-0123456789"]
+        smtp_endpoints: {{mta1: "127.0.0.1:{sink_port}"}}
+        workers: {workers}
+        batch_size: {batch}
+        claim_lease_seconds: {lease}
+        retry_base_seconds: 0.2
+        retry_max_seconds: 1.0
+        api_keys:
+        """).format(db=db, port=_free_port(), endpoint=endpoint, sink_port=sink_port, workers=workers,
+                    batch=batch, lease=lease) + keys + "\n")
+    return path
+
+
+class Instance:
+    """One `mailplane serve` process."""
+
+    def __init__(self, stack: Path, config: Path, log: Path) -> None:
+        import yaml
+
+        self.url = "http://" + yaml.safe_load(config.read_text())["listen"]
+        self.log = log
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.proc = subprocess.Popen([MAILPLANE, "serve", str(stack), "--config", str(config),
+                                      "--log-level", "warning"], stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.http.get("/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mailplane serve did not come up:\n{log.read_text()}")
+            time.sleep(0.1)
+
+    def post(self, tenant: str, body: dict[str, Any]) -> httpx.Response:
+        return self.http.post("/v1/messages", json=body, headers={"Authorization": f"Bearer {KEYS[tenant]}"})
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def instances() -> Iterator[Callable[..., Instance]]:
+    started: list[Instance] = []
+
+    def start(stack: Path, config: Path) -> Instance:
+        inst = Instance(stack, config, config.with_suffix(f".{len(started)}.log"))
+        started.append(inst)
+        return inst
+
+    yield start
+    for inst in started:
+        inst.stop()
+
+
+def message(tenant: str, n: int, **extra: Any) -> dict[str, Any]:
+    return {"from": f"app@{tenant}.example.com", "to": f"rcpt{n}@example.org", "subject": f"hello {n}",
+            "text": f"message {n}", **extra}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def message_ids(sink: SmtpSink) -> Counter[str]:
+    return Counter(str(m.message["Message-ID"]) for m in list(sink.messages))
+
+
+def vmta_counts(sink: SmtpSink) -> Counter[str]:
+    return Counter(str(m.message["X-Virtual-MTA"]) for m in list(sink.messages))
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        server.verify_identity("sesco.example.com", REGION)
+        server.create_configuration_set("sesco", REGION)
+        yield server
+
+
+def test_two_instances_never_exceed_any_cap(tmp_path: Path, db_url: str, moto: MotoServer,
+                                            instances: Callable[..., Instance]) -> None:
+    """Two processes x 3 workers on one database: every IP, tenant and SES cap holds exactly."""
+    stack = write_stack(tmp_path)
+    before = len(ses_sent(REGION))
+    with SmtpSink() as sink:
+        one = instances(stack, write_config(tmp_path / "one.yaml", db=db_url, sink_port=sink.port,
+                                            moto_url=moto.url, workers=3))
+        two = instances(stack, write_config(tmp_path / "two.yaml", db=db_url, sink_port=sink.port,
+                                            moto_url=moto.url, workers=3))
+        wanted = {"acme": 80, "bravo": 45, "sesco": 30}
+        for tenant, count in wanted.items():
+            for start in range(0, count, 10):  # batches, alternating between the instances
+                inst = one if (start // 10) % 2 else two
+                batch = [message(tenant, n) for n in range(start, min(start + 10, count))]
+                response = inst.post(tenant, {"messages": batch})
+                assert response.status_code == 202, response.text
+        expected_pmta = ACME_QUOTA + CAPS["192.0.2.41"]
+        wait_for(lambda: sink.received >= expected_pmta and len(ses_sent(REGION)) - before >= SES_QUOTA,
+                 60, "the capped volume to be delivered")
+        time.sleep(1.5)  # anything beyond the caps would show now
+        by_vmta = vmta_counts(sink)
+    store = Store(db_url, create=False)
+    try:
+        counts = store.counts()
+        assert counts == {"sent": expected_pmta + SES_QUOTA,
+                          "queued": sum(wanted.values()) - expected_pmta - SES_QUOTA}, counts
+        today = datetime.datetime.now(datetime.UTC).date()
+        ip_sent = {ip: store.counter("ip", ip, today) for ip in CAPS}
+    finally:
+        store.close()
+    assert sink.received == expected_pmta and len(message_ids(sink)) == expected_pmta  # none twice
+    assert len(ses_sent(REGION)) - before == SES_QUOTA
+    # every IP within its cap; acme's tenant quota (55) bound before its IPs' caps (40 + 25)
+    assert by_vmta["bravo-192-0-2-41"] == CAPS["192.0.2.41"]
+    assert by_vmta["acme-192-0-2-31"] + by_vmta["acme-192-0-2-32"] == ACME_QUOTA
+    assert by_vmta["acme-192-0-2-31"] <= 40 and by_vmta["acme-192-0-2-32"] <= 25
+    assert set(by_vmta) == {"acme-192-0-2-31", "acme-192-0-2-32", "bravo-192-0-2-41"}
+    assert ip_sent == {"192.0.2.31": by_vmta["acme-192-0-2-31"], "192.0.2.32": by_vmta["acme-192-0-2-32"],
+                       "192.0.2.41": 30}
+
+
+def test_temporary_failures_retry_until_all_delivered(tmp_path: Path, instances: Callable[..., Instance]) -> None:
+    """421/451 for a third of the attempts (at RCPT and after DATA): every message arrives in the end."""
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    faults = Faults(rcpt_every=3, rcpt_code=451, data_every=3, data_code=421)
+    with SmtpSink(faults) as sink:
+        inst = instances(stack, write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
+                                             sink_port=sink.port))
+        response = inst.post("bravo", {"messages": [message("bravo", n) for n in range(30)]})
+        assert response.status_code == 202, response.text
+        ids = [m["id"] for m in response.json()["messages"]]
+        wait_for(lambda: len(message_ids(sink)) == 30, 60, "all 30 messages")
+        states = {inst.http.get(f"/v1/messages/{i}", headers={"Authorization": f"Bearer {KEYS['bravo']}"}
+                                ).json()["state"] for i in ids}
+    assert states == {"sent"}
+    store = Store(f"sqlite:///{tmp_path / 'q.db'}", create=False)
+    try:
+        retried = [m for m in map(store.get, [int(i) for i in ids]) if m and m.attempts > 1]
+    finally:
+        store.close()
+    assert len(retried) >= 10  # a third of 30 failed at least once (a retry may fail again)
+    # a 421 after DATA may have been delivered: such messages can arrive twice, never more often
+    # than they were refused after the dot; RCPT-time failures are never delivered twice
+    assert max(message_ids(sink).values()) <= 3
+
+
+def test_permanent_failure_fails_and_suppresses(tmp_path: Path, instances: Callable[..., Instance]) -> None:
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    with SmtpSink(Faults(reject=r"^bounce")) as sink:
+        inst = instances(stack, write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
+                                             sink_port=sink.port))
+        auth = {"Authorization": f"Bearer {KEYS['bravo']}"}
+        bad = inst.post("bravo", {**message("bravo", 1), "to": "bounce-me@example.org"})
+        good = inst.post("bravo", message("bravo", 2))
+        assert bad.status_code == good.status_code == 202
+        wait_for(lambda: inst.http.get(f"/v1/messages/{bad.json()['id']}", headers=auth).json()["state"] == "failed",
+                 30, "the bounce to fail")
+        failed = inst.http.get(f"/v1/messages/{bad.json()['id']}", headers=auth).json()
+        assert "550" in failed["last_error"]
+        wait_for(lambda: sink.received == 1, 30, "the good message")
+        # the address is now suppressed for bravo: refused at submission, never sent
+        again = inst.post("bravo", {**message("bravo", 3), "to": "Bounce-Me@example.org"})
+        assert again.status_code == 422 and "suppress" in again.text.lower()
+        assert [m.rcpt_tos for m in sink.messages] == [["rcpt2@example.org"]]
+    store = Store(f"sqlite:///{tmp_path / 'q.db'}", create=False)
+    try:
+        assert store.suppressed("bravo", ["bounce-me@example.org"]) == {"bounce-me@example.org"}
+        assert store.suppressed("acme", ["bounce-me@example.org"]) == set()  # per tenant
+    finally:
+        store.close()
+
+
+def test_kill_9_mid_batch_loses_nothing(tmp_path: Path, instances: Callable[..., Instance]) -> None:
+    """A `mailplane serve` killed with SIGKILL mid-batch: another instance delivers everything;
+    only messages that were in flight at the kill may arrive twice."""
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    db = f"sqlite:///{tmp_path / 'q.db'}"
+    with SmtpSink(Faults(delay=0.05)) as sink:  # slow answers: the victim always has sends in flight
+        victim = instances(stack, write_config(tmp_path / "a.yaml", db=db, sink_port=sink.port, workers=1,
+                                               batch=10, lease=2))
+        assert victim.post("bravo", {"messages": [message("bravo", n) for n in range(40)]}).status_code == 202
+        wait_for(lambda: sink.received >= 5, 30, "the victim to start delivering")
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait(10)
+        store = Store(db, create=False)
+        in_flight = {m.id for m in map(store.get, range(1, 41)) if m and m.state == "sending"}
+        assert in_flight and len(in_flight) <= 10  # at most its one batch
+        heir = instances(stack, write_config(tmp_path / "b.yaml", db=db, sink_port=sink.port, lease=2))
+        wait_for(lambda: store.counts() == {"sent": 40}, 60, "the heir to deliver the rest")
+        heir.stop()
+        store.close()
+    received = message_ids(sink)
+    assert len(received) == 40  # nothing lost
+    twice = {mid for mid, n in received.items() if n > 1}
+    in_flight_ids = {f"<mp-{i}@bravo.example.com>" for i in in_flight}
+    assert twice <= in_flight_ids and max(received.values()) == (2 if twice else 1)
+
+
+def test_marketing_mail_unsubscribes_with_one_click(tmp_path: Path, instances: Callable[..., Instance]) -> None:
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    with SmtpSink() as sink:
+        inst = instances(stack, write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
+                                             sink_port=sink.port))
+        assert inst.post("acme", message("acme", 1, stream="marketing")).status_code == 202
+        wait_for(lambda: sink.received == 1, 30, "the newsletter")
+        mail = sink.messages[0].message
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert str(mail["X-Virtual-MTA"]).startswith("acme-")  # acme's own IP, never another tenant's
+        link = str(mail["List-Unsubscribe"]).strip("<>")
+        assert link.startswith("https://mailplane.test/v1/unsubscribe/")
+        path = link.removeprefix("https://mailplane.test")
+        with httpx.Client(base_url=inst.url) as browser:  # a fresh client: no cookie, no login
+            page = browser.get(path)
+            assert page.status_code == 200 and inst.post("acme", message("acme", 1)).status_code == 202  # GET: nothing
+            click = browser.post(path, content=b"List-Unsubscribe=One-Click",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert click.status_code == 200 and "set-cookie" not in click.headers and not click.is_redirect
+        refused = inst.post("acme", message("acme", 1, stream="marketing"))
+        assert refused.status_code == 422 and "suppress" in refused.text.lower()
+        # an unsubscription is from the newsletter: a receipt still goes
+        assert inst.post("acme", message("acme", 1)).status_code == 202
