@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from mailplane.model.loader import load_stack
 from mailplane.sender.pacing import DEFAULT_CATCH_UP, Deferred, Granted, IpOverride, LostClaim, Pacer, RateSchedule
-from mailplane.sender.store import NewMessage, Store, messages
+from mailplane.sender.store import Enqueued, NewMessage, Store, messages
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -405,5 +405,20 @@ def test_unsubscribe_stops_marketing_only_until_a_bounce_widens_it(db_url: str) 
         assert store.suppressed("alpha", ["reader@example.org"], stream="transactional") == {"reader@example.org"}
         assert not store.suppress("alpha", "reader@example.org", "unsubscribe", "one-click")  # never narrowed
         assert store.suppressed("alpha", ["reader@example.org"], stream="transactional") == {"reader@example.org"}
+    finally:
+        store.close()
+
+
+def test_enqueue_batch_with_repeated_and_racing_keys(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(db_url)
+    try:
+        first = store.enqueue([msg("alpha", 1, "k1"), msg("alpha", 2, "k2"), msg("alpha", 3, "k1"), msg("alpha", 4)])
+        assert [e.created for e in first] == [True, True, False, True]
+        assert first[2].id == first[0].id and len({e.id for e in first}) == 3
+        # another instance committed "k2" after this one looked the batch's keys up: redone row by row
+        monkeypatch.setattr(store, "_existing_keys", lambda _conn, _batch: {})
+        again = store.enqueue([msg("alpha", 5, "k2"), msg("alpha", 6, "k3")])
+        assert again[0] == Enqueued(first[1].id, False) and again[1].created
+        assert store.counts() == {"queued": 4}
     finally:
         store.close()

@@ -55,7 +55,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 State = Literal["queued", "sending", "sent", "failed", "suppressed"]
 FINAL_STATES: tuple[State, ...] = ("sent", "failed", "suppressed")
@@ -298,30 +298,80 @@ class Store:
     def enqueue(self, batch: Sequence[NewMessage]) -> list[Enqueued]:
         """Queue messages in one transaction; when this returns they are committed (durable).
 
-        An idempotency key already used by the same tenant and sender returns the earlier
-        message's id with ``created=False`` and queues nothing.
+        An idempotency key already used by the same tenant and sender (before, or earlier in the
+        same batch) returns the earlier message's id with ``created=False`` and queues nothing.
+        The new rows go in as one multi-row INSERT; should another transaction commit one of the
+        batch's keys meanwhile (PostgreSQL), the batch is redone row by row.
         """
+        if not batch:
+            return []
+        try:
+            return self.run(lambda conn: self._enqueue_bulk(conn, batch))  # type: ignore[no-any-return]
+        except IntegrityError:
+            return self.run(lambda conn: self._enqueue_rows(conn, batch))  # type: ignore[no-any-return]
 
-        def work(conn: Connection) -> list[Enqueued]:
-            now = self.clock()
-            out: list[Enqueued] = []
-            for m in batch:
-                stmt = self._insert(messages).values(
-                    tenant=m.tenant, sender=m.sender, stream=m.stream, from_addr=m.from_addr, to_addr=m.to_addr,
-                    payload=m.payload, idempotency_key=m.idempotency_key, state="queued", attempts=0,
-                    next_attempt_at=now, created_at=now, updated_at=now,
-                ).on_conflict_do_nothing().returning(messages.c.id)
-                new_id = conn.execute(stmt).scalar()
-                if new_id is not None:
-                    out.append(Enqueued(int(new_id), True))
-                    continue
-                old = conn.execute(select(messages.c.id).where(
-                    messages.c.tenant == m.tenant, messages.c.sender == m.sender,
-                    messages.c.idempotency_key == m.idempotency_key)).scalar_one()
-                out.append(Enqueued(int(old), False))
-            return out
+    def _existing_keys(self, conn: Connection, batch: Sequence[NewMessage]) -> dict[tuple[str, str, str], int]:
+        keys = sorted({m.idempotency_key for m in batch if m.idempotency_key is not None})
+        found: dict[tuple[str, str, str], int] = {}
+        for start in range(0, len(keys), 500):
+            rows = conn.execute(select(messages.c.id, messages.c.tenant, messages.c.sender,
+                                       messages.c.idempotency_key).where(
+                messages.c.idempotency_key.in_(keys[start:start + 500])))
+            for r in rows:
+                found[(r.tenant, r.sender, r.idempotency_key)] = int(r.id)
+        return found
 
-        return self.run(work)
+    def _enqueue_bulk(self, conn: Connection, batch: Sequence[NewMessage]) -> list[Enqueued]:
+        now = self.clock()
+        known = self._existing_keys(conn, batch)
+        rows: list[dict[str, Any]] = []
+        plan: list[tuple[bool, int]] = []  # (new row?, row index or existing id)
+        first_in_batch: dict[tuple[str, str, str], int] = {}
+        for m in batch:
+            key = (m.tenant, m.sender, m.idempotency_key) if m.idempotency_key is not None else None
+            if key is not None and key in known:
+                plan.append((False, known[key]))
+            elif key is not None and key in first_in_batch:
+                plan.append((True, first_in_batch[key]))
+            else:
+                if key is not None:
+                    first_in_batch[key] = len(rows)
+                plan.append((True, len(rows)))
+                rows.append(dict(tenant=m.tenant, sender=m.sender, stream=m.stream, from_addr=m.from_addr,
+                                 to_addr=m.to_addr, payload=m.payload, idempotency_key=m.idempotency_key,
+                                 state="queued", attempts=0, next_attempt_at=now, created_at=now, updated_at=now))
+        ids: list[int] = []
+        if rows:
+            result = conn.execute(messages.insert().returning(messages.c.id, sort_by_parameter_order=True), rows)
+            ids = [int(i) for i in result.scalars()]
+        out: list[Enqueued] = []
+        created: set[int] = set()
+        for is_row, ref in plan:
+            if not is_row:
+                out.append(Enqueued(ref, False))
+            else:
+                out.append(Enqueued(ids[ref], ref not in created))
+                created.add(ref)
+        return out
+
+    def _enqueue_rows(self, conn: Connection, batch: Sequence[NewMessage]) -> list[Enqueued]:
+        now = self.clock()
+        out: list[Enqueued] = []
+        for m in batch:
+            stmt = self._insert(messages).values(
+                tenant=m.tenant, sender=m.sender, stream=m.stream, from_addr=m.from_addr, to_addr=m.to_addr,
+                payload=m.payload, idempotency_key=m.idempotency_key, state="queued", attempts=0,
+                next_attempt_at=now, created_at=now, updated_at=now,
+            ).on_conflict_do_nothing().returning(messages.c.id)
+            new_id = conn.execute(stmt).scalar()
+            if new_id is not None:
+                out.append(Enqueued(int(new_id), True))
+                continue
+            old = conn.execute(select(messages.c.id).where(
+                messages.c.tenant == m.tenant, messages.c.sender == m.sender,
+                messages.c.idempotency_key == m.idempotency_key)).scalar_one()
+            out.append(Enqueued(int(old), False))
+        return out
 
     def get(self, message_id: int) -> Message | None:
         with self.reading() as conn:
