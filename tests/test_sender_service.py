@@ -321,3 +321,65 @@ def test_marketing_mail_unsubscribes_with_one_click(tmp_path: Path, instances: C
         assert refused.status_code == 422 and "suppress" in refused.text.lower()
         # an unsubscription is from the newsletter: a receipt still goes
         assert inst.post("acme", message("acme", 1)).status_code == 202
+
+
+def _service(tmp_path: Path, sink_port: int) -> Any:
+    from mailplane.model.loader import load_stack
+    from mailplane.sender.config import load_config
+    from mailplane.sender.service import Service
+
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    config = load_config(write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}", sink_port=sink_port))
+    return Service(load_stack(stack), config)
+
+
+def test_a_message_that_cannot_be_built_or_has_no_tenant_fails_alone(tmp_path: Path) -> None:
+    """A poisoned payload or a tenant removed from the stack must not hold its batch hostage."""
+    from mailplane.sender.store import NewMessage
+    from mailplane.sender.worker import Delivery
+
+    def new(tenant: str, n: int, payload: dict[str, Any]) -> NewMessage:
+        return NewMessage(tenant, "app", "transactional", f"app@{tenant}.example.com", f"rcpt{n}@example.org",
+                          payload)
+
+    with SmtpSink() as sink:
+        service = _service(tmp_path, sink.port)
+        ids = [e.id for e in service.store.enqueue([
+            new("bravo", 1, {"subject": "ok", "text": "fine"}),
+            new("bravo", 2, {"subject": "no body"}),  # neither text nor html
+            new("bravo", 3, {"subject": "bad", "text": "x", "headers": {"Reply-To": "a@"}}),
+            new("ghost", 4, {"subject": "gone", "text": "x"}),  # a tenant no longer in the stack
+            new("bravo", 5, {"subject": "ok", "text": "fine"}),
+        ])]
+        delivery = Delivery(service, idle_poll=0.05)
+        delivery.start()
+        try:
+            wait_for(lambda: service.store.counts().get("queued", 0) + service.store.counts().get("sending", 0) == 0,
+                     30, "every message to reach a final state")
+        finally:
+            delivery.stop()
+        states = {i: service.store.get(i) for i in ids}
+        service.close()
+    assert [states[i].state for i in ids] == ["sent", "failed", "sent", "failed", "sent"]  # type: ignore[union-attr]
+    assert "cannot build" in (states[ids[1]].last_error or "")  # type: ignore[union-attr]
+    assert "no longer in the stack" in (states[ids[3]].last_error or "")  # type: ignore[union-attr]
+    assert sorted(m.rcpt_tos[0] for m in sink.messages) == ["rcpt1@example.org", "rcpt3@example.org",
+                                                           "rcpt5@example.org"]
+
+
+def test_sigterm_stops_cleanly_and_leaves_no_claim(tmp_path: Path, instances: Callable[..., Instance]) -> None:
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    db = f"sqlite:///{tmp_path / 'q.db'}"
+    with SmtpSink(Faults(delay=0.05)) as sink:
+        inst = instances(stack, write_config(tmp_path / "c.yaml", db=db, sink_port=sink.port, batch=10))
+        assert inst.post("bravo", {"messages": [message("bravo", n) for n in range(60)]}).status_code == 202
+        wait_for(lambda: sink.received >= 3, 30, "delivery to start")
+        inst.proc.send_signal(signal.SIGTERM)
+        assert inst.proc.wait(30) == 0
+    store = Store(db, create=False)
+    try:
+        counts = store.counts()
+    finally:
+        store.close()
+    assert "sending" not in counts, counts  # finished or given back: nothing waits for a lease to run out
+    assert counts.get("sent", 0) == sink.received and sum(counts.values()) == 60

@@ -422,3 +422,11 @@ def test_enqueue_batch_with_repeated_and_racing_keys(db_url: str, monkeypatch: p
         assert store.counts() == {"queued": 4}
     finally:
         store.close()
+
+
+def test_a_pause_wins_over_any_cap_of_an_override() -> None:
+    from mailplane.sender.pacing import apply_override
+
+    assert apply_override(100, 10, None) == (100, 10)
+    assert apply_override(100, 10, IpOverride(daily_cap=50)) == (50, 10)
+    assert apply_override(100, 10, IpOverride(daily_cap=50, hourly_cap=5, paused=True)) == (0, 0)

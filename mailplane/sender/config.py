@@ -70,7 +70,7 @@ class SenderConfig(Model):
     accounting_files: list[StrictStr] = Field(
         default_factory=list, description="Glob patterns of PowerMTA accounting CSV files to ingest.")
     alert_webhook_url: StrictStr | None = Field(None, description="POSTed a JSON alert when an IP is held.")
-    workers: StrictInt = Field(2, ge=1, le=64, description="Delivery worker threads of this instance.")
+    workers: StrictInt = Field(2, ge=1, le=64, description="Claim loops (coroutines) of this instance.")
     smtp_connections: StrictInt = Field(16, ge=1, le=256, description="SMTP connections per MTA host.")
     batch_size: StrictInt = Field(64, ge=1, le=1000, description="Messages a worker claims at once.")
     claim_lease_seconds: float = Field(

@@ -77,7 +77,7 @@ from mailplane.sender.sns import (
     parse_ses_events,
     urllib_fetcher,
 )
-from mailplane.sender.store import canonical_address, ip_day_stats, service_state, suppressions
+from mailplane.sender.store import canonical_address, ip_day_stats, service_state
 
 if TYPE_CHECKING:
     from mailplane.model.tenant import Ip
@@ -234,7 +234,7 @@ class Events:
 
     def _suppress(self, tenant: str, address: str, reason: str, source: str) -> bool:
         def work(conn: Connection) -> bool:
-            return _insert_suppression(conn, self.store.dialect, tenant, address, reason, source, self.store.clock())
+            return self.store.suppress(tenant, address, reason, source, conn=conn)
 
         new = bool(self.store.run(work))
         if new:
@@ -354,7 +354,7 @@ class Events:
             for stats in sorted(book.values(), key=lambda s: (s.ip, s.day)):  # one lock order everywhere
                 _add_stats(conn, dialect, stats)
             new = [(tenant, reason) for tenant, address, reason in to_suppress
-                   if _insert_suppression(conn, dialect, tenant, address, reason, source, self.store.clock())]
+                   if self.store.suppress(tenant, address, reason, source, conn=conn)]
             self.store.put_state(key, value, conn=conn)
             return new
 
@@ -532,15 +532,6 @@ def _add_stats(conn: Connection, dialect: str, stats: DailyStats) -> None:
         ip=stats.ip, day=stats.day, tenant=stats.tenant, **dict.fromkeys(COUNTS, 0)).on_conflict_do_nothing())
     conn.execute(table.update().where(table.c.ip == stats.ip, table.c.day == stats.day).values(
         **{name: table.c[name] + getattr(stats, name) for name in COUNTS}))
-
-
-def _insert_suppression(conn: Connection, dialect: str, tenant: str, address: str, reason: str,
-                        source: str, now: float) -> bool:
-    """Suppress inside the caller's transaction; True when the address was not suppressed yet."""
-    stmt = _insert(dialect, suppressions).values(
-        tenant=tenant, address=canonical_address(address), reason=reason, source=source[:255],
-        created_at=now).on_conflict_do_nothing().returning(suppressions.c.address)
-    return conn.execute(stmt).first() is not None  # RETURNING, not rowcount: psycopg 3 reports -1 here
 
 
 def _mark(conn: Connection, dialect: str, key: str, now: float) -> bool:

@@ -93,6 +93,20 @@ class IpOverride:
     paused: bool = False
 
 
+def apply_override(daily: int | None, hourly: int | None,
+                   override: IpOverride | None) -> tuple[int | None, int | None]:
+    """The caps an override leaves: its own caps replace the plan's, and a pause wins over both."""
+    if override is None:
+        return daily, hourly
+    if override.daily_cap is not None:
+        daily = override.daily_cap
+    if override.hourly_cap is not None:
+        hourly = override.hourly_cap
+    if override.paused:
+        daily = hourly = 0
+    return daily, hourly
+
+
 Overrides = Callable[[str, str, datetime.date], IpOverride | None]
 """(tenant, IP address, day) -> the override in force, or None."""
 
@@ -169,13 +183,7 @@ class Pacer:
         override = self.overrides(tenant.name, ip.address, day) if self.overrides else None
         status = ip_status(tenant, ip, self.fleet.plan_for(ip), day, override.held_days if override else 0)
         daily, hourly = status.daily_cap, status.hourly_cap
-        if override is not None:
-            if override.paused:
-                daily = hourly = 0
-            if override.daily_cap is not None:
-                daily = override.daily_cap
-            if override.hourly_cap is not None:
-                hourly = override.hourly_cap
+        daily, hourly = apply_override(daily, hourly, override)
         return _IpGate(ip.address, daily, hourly)
 
     # -- the reservation (one transaction) ------------------------------------------------

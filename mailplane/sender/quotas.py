@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
-from mailplane.sender.pacing import IpOverride
+from mailplane.sender.pacing import IpOverride, apply_override
 from mailplane.warmup.status import ip_status
 
 Counter = Callable[[str, str], int]
@@ -77,11 +77,7 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
         daily, hourly = status.daily_cap, status.hourly_cap
         override = overrides.get(ip.address)
         paused = bool(override and override.paused)
-        if override is not None:
-            if override.paused:
-                daily = hourly = 0
-            daily = override.daily_cap if override.daily_cap is not None else daily
-            hourly = override.hourly_cap if override.hourly_cap is not None else hourly
+        daily, hourly = apply_override(daily, hourly, override)
         sent = counter("ip", ip.address)
         ips.append(IpQuota(address=ip.address, host=ip.host, streams=ip.streams, plan=status.plan,
                            plan_day=status.day, state=status.state, held_days=held, paused=paused,

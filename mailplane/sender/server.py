@@ -9,6 +9,7 @@ workers finish or give back the batches they hold.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from pathlib import Path
 
@@ -43,6 +44,10 @@ def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> 
     host, port = split_listen(config.listen)
     server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level=log_level,
                                            access_log=False, server_header=False))
+    # uvicorn restores the handlers it found and raises the signal again once it has stopped;
+    # with the default SIGTERM handler that would kill the process before the workers stop.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     delivery.start()
     ingest.start()
     log.info("mailplane sender for stack %s: http://%s, %d workers, database %s",

@@ -478,11 +478,12 @@ class Store:
 
     # -- suppressions ---------------------------------------------------------------------
 
-    def suppress(self, tenant: str, address: str, reason: str, source: str) -> bool:
+    def suppress(self, tenant: str, address: str, reason: str, source: str, *, conn: Connection | None = None) -> bool:
         """Never send to ``address`` for ``tenant`` again; False if it already was suppressed.
 
         ``reason`` ``unsubscribe`` stops marketing mail only (see ``suppressed``).  A hard bounce
         or a complaint arriving for an address that had only unsubscribed widens it to all mail.
+        Inside the caller's transaction when ``conn`` is given (an ingest writes it with its cursor).
         """
 
         def work(conn: Connection) -> bool:
@@ -500,7 +501,7 @@ class Store:
                 return widened is not None
             return False
 
-        return bool(self.run(work))
+        return work(conn) if conn is not None else bool(self.run(work))
 
     def suppressed(self, tenant: str, addresses: Sequence[str], *, stream: str | None = None) -> set[str]:
         """Those of ``addresses`` (canonical form) ``tenant`` may not send ``stream`` mail to.

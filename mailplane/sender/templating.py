@@ -4,8 +4,10 @@ Why it is built this way:
 
 * Templates come from API clients, so they run in Jinja's ``ImmutableSandboxedEnvironment``:
   no attribute starting with ``_`` (``{{ ''.__class__ }}`` is refused, not evaluated), no
-  mutation of the variables, ``range`` bounded.  ``*`` and ``**`` are intercepted too, so
-  ``{{ 'x' * 10**9 }}`` cannot allocate gigabytes, and output is streamed with a size cap.
+  mutation of the variables, ``range`` bounded.  ``*``, ``**`` and ``%`` are intercepted too,
+  and the string methods and filters that pad (``center``, ``format``, ``indent``...) are
+  refused or bounded, so ``{{ 'x' * 10**9 }}`` or ``{{ '%0500000000d' % 1 }}`` cannot allocate
+  gigabytes; the output is streamed with a size cap.
 * ``StrictUndefined``: a variable the caller forgot is an error naming it, never an empty string
   in a customer's inbox ("Dear ,").
 * Autoescaping is on for the HTML part only: escaping the subject or the text part would put
@@ -19,6 +21,8 @@ request size limit bounds the variables, not the product of nested loops.
 from __future__ import annotations
 
 import operator
+import re
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,12 +53,68 @@ class Rendered:
     html: str | None
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox with bounded ``*`` and ``**`` (Jinja leaves them unbounded)."""
+MAX_WIDTH = 1000
+"""Largest padding width or precision a ``%`` format may ask for."""
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_PADDING_METHODS = frozenset({"format", "format_map", "center", "ljust", "rjust", "zfill", "expandtabs"})
+"""String methods whose arguments size their output: not callable from a template."""
 
-    intercepted_binops = frozenset({"*", "**"})
+
+def _check_percent(fmt: str) -> None:
+    for match in _PERCENT_SPEC.finditer(fmt):
+        for number in match.groups():
+            if number == "*" or (number is not None and int(number) > MAX_WIDTH):
+                raise SecurityError("format width too large")
+
+
+def _bounded_format(value: Any, *args: Any, **kwargs: Any) -> str:
+    """The ``format`` filter with the same width bound as ``%``."""
+    _check_percent(str(value))
+    return str(value) % (kwargs or args)
+
+
+def _bounded(filter_fn: Any, position: int) -> Any:
+    """A padding filter whose width argument (at ``position``) may not exceed ``MAX_WIDTH``."""
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        width = kwargs.get("width", args[position] if len(args) > position else None)
+        if isinstance(width, int) and width > MAX_WIDTH:
+            raise SecurityError("width too large")
+        return filter_fn(*args, **kwargs)
+
+    return bounded
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox with bounded ``*``, ``**`` and ``%`` (Jinja leaves them unbounded)."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.filters["center"] = _bounded(self.filters["center"], 1)
+        self.filters["indent"] = _bounded(self.filters["indent"], 1)
+        self.filters["format"] = _bounded_format
+        self.globals.pop("namespace", None)  # mutable state a loop could grow without bound
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """``str.format`` and ``format_map`` are refused outright: a spec such as ``{:>500000000}``
+        allocates before anything could bound it, and ``%`` (bounded) or ``~`` do the same jobs."""
+        if isinstance(value, types.MethodType | types.BuiltinMethodType) and \
+                value.__name__ in ("format", "format_map") and isinstance(value.__self__, str):
+            raise SecurityError("str.format is not available in templates; use ~ or %")
+        return None
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, str) and attr in _PADDING_METHODS:
+            return False
+        return bool(super().is_safe_attribute(obj, attr, value))
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "%":
+            if isinstance(left, str):
+                _check_percent(left)
+            return operator.mod(left, right)
         if operator_name == "**":
             if isinstance(right, int | float) and abs(right) > 64:
                 raise SecurityError("exponent too large")
@@ -134,7 +194,7 @@ def render(subject: str, text: str | None, html: str | None, variables: Mapping[
         try:
             out[part] = _render_one(env, source, variables, limit)
         except (TemplateError, _TooLong, ArithmeticError, TypeError, ValueError, LookupError,
-                RecursionError) as err:
+                RecursionError, MemoryError) as err:
             # Anything a template can provoke from data (1/0, int('x'), a bad filter argument) is the
             # caller's mistake and is reported as such; a bug of ours elsewhere still raises.
             problems.append((part, _describe(err)))
@@ -143,4 +203,6 @@ def render(subject: str, text: str | None, html: str | None, variables: Mapping[
     rendered_subject = out["subject"] or ""
     if "\n" in rendered_subject or "\r" in rendered_subject:
         raise TemplateProblems([("subject", "the rendered subject contains a line break")])
+    if not rendered_subject.strip():
+        raise TemplateProblems([("subject", "the rendered subject is empty")])
     return Rendered(rendered_subject, out["text"], out["html"])

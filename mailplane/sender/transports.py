@@ -31,7 +31,7 @@ import socket
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message as Mail
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiosmtplib
@@ -116,6 +116,11 @@ def _lost(stage: Stage, exc: BaseException) -> TemporaryFailure:
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _LINK_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError)
+
+
+def _raw(mail: Mail | bytes) -> bytes:
+    """The worker serialises in a thread and hands over bytes; tests and tools may pass the message."""
+    return mail if isinstance(mail, bytes) else wire_bytes(mail)
 
 
 def data_block(data: bytes) -> bytes:
@@ -232,10 +237,10 @@ class SmtpPool:
             smtp.close()
         return None
 
-    async def send(self, host: str, mail: EmailMessage, sender: str, recipient: str) -> Outcome:
-        """Submit ``mail`` to MTA ``host`` for one recipient; waits for a free connection slot."""
+    async def send(self, host: str, mail: Mail | bytes, sender: str, recipient: str) -> Outcome:
+        """Submit ``mail`` (or its wire bytes) to MTA ``host`` for one recipient; waits for a free slot."""
         pool = self._host(host)
-        block = data_block(wire_bytes(mail))
+        block = data_block(_raw(mail))
         async with pool.slots:
             smtp = self._checkout(pool)
             reused = smtp is not None
@@ -372,11 +377,11 @@ class SesTransport:
                                                       config=config)
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ses-send")
 
-    async def send(self, mail: EmailMessage, *, configuration_set: str, sender: str, recipient: str) -> Outcome:
-        """Send ``mail`` to one recipient through the tenant's configuration set."""
+    async def send(self, mail: Mail | bytes, *, configuration_set: str, sender: str, recipient: str) -> Outcome:
+        """Send ``mail`` (or its wire bytes) to one recipient through the tenant's configuration set."""
         call = functools.partial(
             self._client.send_email, FromEmailAddress=sender, Destination={"ToAddresses": [recipient]},
-            Content={"Raw": {"Data": wire_bytes(mail)}}, ConfigurationSetName=configuration_set)
+            Content={"Raw": {"Data": _raw(mail)}}, ConfigurationSetName=configuration_set)
         try:
             reply = await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except (ClientError, BotoCoreError) as exc:

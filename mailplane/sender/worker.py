@@ -2,7 +2,8 @@
 
 One asyncio loop (its own thread) runs ``config.workers`` claim loops over one SMTP connection
 pool per MTA host and one SES client: the work is waiting on sockets, which one loop does for
-hundreds of messages at a time, while the database calls go to threads.  Every database step is
+hundreds of messages at a time, while the database calls and message composition (megabytes,
+for a large HTML mail) go to threads, so the loop and the lease renewals never stall.  Every database step is
 batched -- one transaction claims a batch, one reserves it, one records the outcomes -- because on
 SQLite each commit is an fsync and per-message commits would cap delivery far below the MTA's
 pace.
@@ -16,7 +17,8 @@ Outcomes (``transports``) map to the queue like this:
   (``pacing.Pacer.release``); still failing ``give_up_after_seconds`` after acceptance: ``failed``.
 
 A worker that dies leaves its claims to expire (``store``); one that stops gives back what it
-has not reserved and finishes what it has.
+has not reserved and finishes what it has.  A payload that cannot be composed fails alone; an
+outcome that cannot be recorded (database outage) is retried while the claims are renewed.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mailplane.sender.compose import build_message
+from mailplane.sender.compose import build_message, wire_bytes
 from mailplane.sender.pacing import Deferred, Granted
 from mailplane.sender.service import Service
 from mailplane.sender.store import Message, State, canonical_address
@@ -52,6 +54,8 @@ KEEP_WITHIN = 2.0
 of putting it back in the queue: see ``Pacer.reserve_many``."""
 IDLE_POLL = 0.5
 """Seconds between two looks at an empty queue."""
+MIN_ATTEMPTS_TO_GIVE_UP = 5
+"""A message that waited days for warmup room is not failed on its first temporary error."""
 
 
 def backoff(attempts: int, base: float, ceiling: float, hint: float | None = None) -> float:
@@ -142,9 +146,10 @@ class Delivery:
         store = self.service.store
         held = {m.id for m in batch}
         renew = asyncio.create_task(self._renew(worker, held))
+        sends: list[asyncio.Task[_Result]] = []
         try:
-            pending = await self._drop_suppressed(worker, batch, held)
-            sends: list[asyncio.Task[_Result]] = []
+            pending = await self._drop_unknown_tenants(worker, batch, held)
+            pending = await self._drop_suppressed(worker, pending, held)
             while pending:
                 reservations = await asyncio.to_thread(
                     self.service.pacer.reserve_many, worker, pending, keep_within=KEEP_WITHIN)
@@ -164,17 +169,33 @@ class Delivery:
                     break
                 await self._sleep(min(until for _, until in kept) - self.service.clock())
                 pending = [m for m, _ in kept]
-            results = await asyncio.gather(*sends)
-            await asyncio.to_thread(self._record, worker, results)
         finally:
-            renew.cancel()
+            # Whatever happened above, sends already started are awaited and their outcomes
+            # recorded: an unrecorded send would be sent again when its lease runs out.
+            try:
+                results = await asyncio.gather(*sends)
+                await self._record_with_retries(worker, results)
+            finally:
+                renew.cancel()
 
     async def _renew(self, worker: str, held: set[int]) -> None:
         """Extend this batch's claims while it is being worked on (slow hosts, a long SES wait)."""
         while True:
             await asyncio.sleep(self.lease / 3)
             if held:
-                await asyncio.to_thread(self.service.store.extend_lease, worker, sorted(held), self.lease)
+                try:
+                    await asyncio.to_thread(self.service.store.extend_lease, worker, sorted(held), self.lease)
+                except Exception:  # the database is away: try again at the next beat
+                    log.exception("delivery worker %s: could not renew its claims", worker)
+
+    async def _drop_unknown_tenants(self, worker: str, batch: list[Message], held: set[int]) -> list[Message]:
+        """Messages of a tenant removed from the stack since they were queued fail, one by one."""
+        gone = [m.id for m in batch if self.service.tenant(m.tenant) is None]
+        if gone:
+            await asyncio.to_thread(self.service.store.complete_many, worker,
+                                    [(i, "failed", "the tenant is no longer in the stack") for i in gone])
+            held.difference_update(gone)
+        return [m for m in batch if m.id not in set(gone)]
 
     async def _drop_suppressed(self, worker: str, batch: list[Message], held: set[int]) -> list[Message]:
         """Suppressed recipients are never sent to, even if they were suppressed after acceptance."""
@@ -193,12 +214,17 @@ class Delivery:
             held.difference_update(suppressed)
         return [m for m in batch if m.id not in set(suppressed)]
 
+    def _compose(self, message: Message, granted: Granted) -> bytes:
+        return wire_bytes(build_message(message, granted, public_url=self.public_url,
+                                        unsubscribe_key=self.config.unsubscribe_keys[0]))
+
     async def _deliver(self, message: Message, granted: Granted) -> _Result:
-        try:
-            mail = build_message(message, granted, public_url=self.public_url,
-                                 unsubscribe_key=self.config.unsubscribe_keys[0])
-        except ValueError as err:
-            return _Result(message, granted, PermanentFailure(f"cannot build the message: {err}", hard_bounce=False))
+        try:  # in a thread: a message of megabytes must not stall the loop (and the lease renewals)
+            mail = await asyncio.to_thread(self._compose, message, granted)
+        except Exception as err:  # whatever the payload does, it fails alone and is never retried
+            log.warning("message %s cannot be built: %r", message.id, err)
+            return _Result(message, granted, PermanentFailure(f"cannot build the message: {err!r}"[:500],
+                                                              hard_bounce=False))
         try:
             if granted.transport == "pmta":
                 assert granted.ip is not None
@@ -212,28 +238,64 @@ class Delivery:
             outcome = TemporaryFailure(f"unexpected error: {err!r}"[:500], refund=False)
         return _Result(message, granted, outcome)
 
-    # -- recording outcomes (a worker thread) -----------------------------------------
+    # -- recording outcomes ---------------------------------------------------------------
 
-    def _record(self, worker: str, results: Sequence[_Result]) -> None:
-        service, config, metrics = self.service, self.config, self.service.metrics
+    async def _record_with_retries(self, worker: str, results: Sequence[_Result]) -> None:
+        """Record outcomes, retrying through a database outage while the claims are renewed.
+
+        Recording is idempotent (every write checks the claim is still this worker's), so a
+        retry after a half-done attempt does not count anything twice.
+        """
+        delay = 0.5
+        for attempt in range(8):
+            try:
+                counted = await asyncio.to_thread(self._record, worker, results)
+            except Exception:
+                if attempt == 7:
+                    raise
+                log.exception("delivery worker %s: recording %d outcomes failed; retrying", worker, len(results))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            else:
+                self._count(counted)
+                return
+
+    def _record(self, worker: str, results: Sequence[_Result]) -> list[tuple[str, Message, str]]:
+        """Write every outcome; returns what the metrics count once it has all been written."""
+        service, config = self.service, self.config
         now = service.clock()
         final: list[tuple[int, State, str | None]] = []
+        counted: list[tuple[str, Message, str]] = []
         for r in results:
             m, transport, outcome = r.message, r.granted.transport, r.outcome
             if isinstance(outcome, Delivered):
                 final.append((m.id, "sent", None))
-                metrics.sent.labels(m.tenant, transport).inc()
-                metrics.latency.labels(transport).observe(max(now - m.created_at, 0.0))
+                counted.append(("sent", m, transport))
             elif isinstance(outcome, PermanentFailure):
                 final.append((m.id, "failed", outcome.error[:1000]))
-                metrics.failed.labels(m.tenant, transport).inc()
+                counted.append(("failed", m, transport))
                 if outcome.hard_bounce and service.store.suppress(m.tenant, m.to_addr, "hard_bounce", transport):
-                    metrics.suppressed.labels(m.tenant, "hard_bounce").inc()
-            elif now - m.created_at > config.give_up_after_seconds:
+                    counted.append(("suppressed", m, "hard_bounce"))
+            elif m.attempts + 1 >= MIN_ATTEMPTS_TO_GIVE_UP and now - m.created_at > config.give_up_after_seconds:
                 final.append((m.id, "failed", f"gave up after {config.give_up_after_seconds:.0f} s: {outcome.error}"))
-                metrics.failed.labels(m.tenant, transport).inc()
+                counted.append(("failed", m, transport))
             else:
                 delay = backoff(m.attempts, config.retry_base_seconds, config.retry_max_seconds, outcome.retry_after)
-                service.pacer.release(worker, m.id, retry_in=delay, refund=outcome.refund, error=outcome.error[:1000])
-                metrics.retried.labels(m.tenant, transport).inc()
+                if service.pacer.release(worker, m.id, retry_in=delay, refund=outcome.refund,
+                                         error=outcome.error[:1000]):
+                    counted.append(("retried", m, transport))
         service.store.complete_many(worker, final)
+        return counted
+
+    def _count(self, counted: list[tuple[str, Message, str]]) -> None:
+        metrics, now = self.service.metrics, self.service.clock()
+        for what, m, label in counted:
+            if what == "sent":
+                metrics.sent.labels(m.tenant, label).inc()
+                metrics.latency.labels(label).observe(max(now - m.created_at, 0.0))
+            elif what == "failed":
+                metrics.failed.labels(m.tenant, label).inc()
+            elif what == "suppressed":
+                metrics.suppressed.labels(m.tenant, label).inc()
+            else:
+                metrics.retried.labels(m.tenant, label).inc()
