@@ -1,0 +1,502 @@
+"""The sender role, with ansible-playbook really running.
+
+One local "host" (``mta-dev`` of a copy of ``stacks/dev``, ``ansible_connection: local``) whose
+paths all live in a temporary folder.  There is no systemd here (a container), so the role runs
+with ``sender_service_manager: none`` and the test plays the supervisor: when the play reaches
+its health check it starts the command the rendered unit's ``ExecStart`` names, with the unit's
+environment file and working folder, and the role's health check must pass against that real
+service.  Installing mailplane and its dependencies from PyPI would be slow and need the network,
+so the role's virtualenv is made beforehand and sees the project's site-packages through a
+``.pth`` file; the role's pip step installs a wheel of the repository with ``--no-deps``.  One
+more test lets the role create a fresh virtualenv itself.  The secrets arrive in a vault-encrypted
+vars file, as in production, and every run is checked for a leaked secret in its output and log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import threading
+import tomllib
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mailplane.sender.config import hash_api_key, load_config, new_api_key
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DATE = "2026-11-25"
+HOST = "mta-dev"
+HEALTH_TASK = "TASK [sender : Wait for the sender service to answer its health check]"
+RESTART_HANDLER = "RUNNING HANDLER [sender : Report that the sender service needs a restart]"
+BACKUP_RE = re.compile(r"/sender\.yaml\.\d+\.[^/]*~$")
+RECAP_RE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$", re.MULTILINE)
+HAS_SERVER = importlib.util.find_spec("mailplane.sender.server") is not None
+needs_serve = pytest.mark.skipif(not HAS_SERVER, reason="needs mailplane serve")
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    """The venv's tools first on PATH; colour off and output unbuffered so it parses line by line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_LOG_PATH=str(tmp / "ansible.log"),
+        ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-local"),
+        ANSIBLE_REMOTE_TEMP=str(tmp / "ansible-remote"),
+    )
+    return env
+
+
+def _recap(output: str) -> dict[str, dict[str, int]]:
+    recap = output.rsplit("PLAY RECAP", 1)[-1]
+    return {m["host"]: {k: int(v) for k, v in (p.split("=") for p in m["counts"].split())}
+            for m in RECAP_RE.finditer(recap)}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """A pure-Python wheel of the repository (``mailplane/**/*.py``, metadata, console script).
+
+    What CI would publish, made without a build backend: the project venv's setuptools cannot
+    build a wheel without the ``wheel`` package, and fetching one needs the network.
+    """
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    name, version = project["name"], project["version"]
+    dist_info = f"{name}-{version}.dist-info"
+    files = {str(p.relative_to(ROOT)): p.read_bytes() for p in sorted((ROOT / "mailplane").rglob("*.py"))}
+    files[f"{dist_info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    scripts = "".join(f"{script} = {target}\n" for script, target in project["scripts"].items())
+    files[f"{dist_info}/entry_points.txt"] = f"[console_scripts]\n{scripts}".encode()
+    record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+              f"{len(data)}" for path, data in files.items()]
+    files[f"{dist_info}/RECORD"] = "".join(f"{line}\n" for line in [*record, f"{dist_info}/RECORD,,"]).encode()
+    wheel = out_dir / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path, data in files.items():
+            archive.writestr(zipfile.ZipInfo(path, date_time=(2026, 1, 1, 0, 0, 0)), data)
+    return wheel
+
+
+def venv_python(path: Path) -> Path:
+    """A ``python`` for ``sender_python`` whose ``-m venv`` makes virtualenvs that see the project's
+    site-packages through a .pth file: a host where mailplane's dependencies are already there."""
+    pure = Path(sysconfig.get_paths()["purelib"])
+    site = pure.relative_to(sys.prefix)
+    path.write_text(f"""#!{sys.executable}
+import pathlib, subprocess, sys
+code = subprocess.run([{str(sys.executable)!r}, *sys.argv[1:]]).returncode
+if code == 0 and sys.argv[1:3] == ["-m", "venv"]:
+    pathlib.Path(sys.argv[-1], {str(site)!r}, "mailplane-project.pth").write_text({str(pure) + chr(10)!r})
+sys.exit(code)
+""")
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class Run:
+    rc: int
+    output: str
+    recap: dict[str, dict[str, int]]
+
+    def changed(self) -> int:
+        return self.recap[HOST]["changed"]
+
+
+@dataclass
+class Deployment:
+    """A copy of stacks/dev, an inventory on it, one local host rooted in ``tmp/hosts/mta-dev``."""
+
+    tmp: Path
+    port: int
+    wheel: Path
+    secrets: list[str] = field(default_factory=list)
+    service: subprocess.Popen[bytes] | None = None
+
+    @property
+    def stack(self) -> Path:
+        return self.tmp / "dev"
+
+    @property
+    def inventory(self) -> Path:
+        return self.tmp / "inventory" / "mailplane.yml"
+
+    @property
+    def vault_file(self) -> Path:
+        return self.tmp / "inventory" / "group_vars" / "all" / "sender.vault.yml"
+
+    @property
+    def root(self) -> Path:
+        return self.tmp / "hosts" / HOST
+
+    @property
+    def venv(self) -> Path:
+        return self.root / "opt" / "mailplane" / "venv"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "etc" / "mailplane" / "sender.yaml"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "etc" / "mailplane" / "sender.env"
+
+    @property
+    def unit(self) -> Path:
+        return self.root / "etc" / "systemd" / "system" / "mailplane-sender.service"
+
+    @property
+    def stack_copy(self) -> Path:
+        return self.root / "opt" / "mailplane" / "stacks" / "dev"
+
+    def host_vars(self) -> dict[str, object]:
+        root = f"{self.tmp}/hosts/{{{{ inventory_hostname }}}}"
+        return {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "ansible_become": False,
+            "sender_create_user": False,
+            "sender_manage_owner": False,
+            "sender_service_manager": "none",
+            "sender_home": f"{root}/opt/mailplane",
+            "sender_config_dir": f"{root}/etc/mailplane",
+            "sender_state_dir": f"{root}/var/lib/mailplane-sender",
+            "sender_unit_dir": f"{root}/etc/systemd/system",
+            "sender_stack_src": str(self.stack),
+            "sender_python": str(self.tmp / "python"),
+            "sender_package": str(self.wheel),
+            "sender_pip_extra_args": "--no-deps --no-index",
+            "sender_listen": f"127.0.0.1:{self.port}",
+            "sender_aws_account_id": "123456789012",
+            "sender_aws_endpoint_url": "http://127.0.0.1:9",  # nothing here may reach AWS
+            "sender_aws_access_key_id": "AKIAEXAMPLEEXAMPLE00",
+            "sender_aws_region": "eu-west-1",
+            "sender_health_retries": 60,
+            "sender_health_delay": 1,
+            "sender_health_check": HAS_SERVER,
+        }
+
+    def snapshot(self) -> dict[str, tuple[bytes, int, int]]:
+        """Every file of the host but the virtualenv and the service's own state, with bytes, mode, mtime."""
+        skip = (self.venv, self.root / "var")
+        return {str(p.relative_to(self.tmp)): (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
+                for p in sorted(self.root.rglob("*"))
+                if p.is_file() and not any(p.is_relative_to(s) for s in skip)}
+
+    def playbook(self, *args: str, on_health: Callable[[], None] | None = None) -> Run:
+        """Run site.yml's sender play; ``on_health`` is called once the health check task starts."""
+        proc = subprocess.Popen(
+            [str(BIN / "ansible-playbook"), "-i", str(self.inventory),
+             "--vault-password-file", str(self.tmp / "vault-pass"), "playbooks/sender.yml", *args],
+            cwd=ROOT, env=_env(self.tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        errors: list[str] = []
+        reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()))  # type: ignore[union-attr]
+        reader.start()
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if on_health is not None and line.startswith(HEALTH_TASK):
+                on_health()
+                on_health = None
+        proc.wait(timeout=300)
+        reader.join()
+        output = "".join(lines) + "".join(errors)
+        log = (self.tmp / "ansible.log").read_text() if (self.tmp / "ansible.log").exists() else ""
+        for secret in self.secrets:
+            assert secret not in output and secret not in log, "a secret leaked into the output"
+        return Run(proc.returncode, output, _recap("".join(lines)))
+
+    def start_service(self) -> None:
+        """Do what systemd would: the unit's ExecStart, with its EnvironmentFile and WorkingDirectory."""
+        unit = dict(line.split("=", 1) for line in self.unit.read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        for line in Path(unit["EnvironmentFile"]).read_text().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.split("=", 1)
+                env[name] = json.loads(value)
+        log = (self.tmp / "service.log").open("wb")
+        self.service = subprocess.Popen(shlex.split(unit["ExecStart"]), cwd=unit["WorkingDirectory"], env=env,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop_service(self) -> None:
+        if self.service is not None and self.service.poll() is None:
+            self.service.send_signal(signal.SIGTERM)
+            try:
+                self.service.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.service.kill()
+                self.service.wait()
+
+
+def setup_deployment(tmp: Path, wheel: Path, **overrides: object) -> Deployment:
+    deployment = Deployment(tmp, _free_port(), wheel)
+    venv_python(tmp / "python")
+    shutil.copytree(ROOT / "stacks" / "dev", deployment.stack)
+    group_vars = deployment.inventory.parent / "group_vars"
+    (group_vars / "all").mkdir(parents=True)
+    deployment.inventory.write_text(f"plugin: mailplane\nstack: {deployment.stack}\ndate: {DATE}\n")
+    deployment.unit.parent.mkdir(parents=True)  # systemd's folder is there on any host
+    (group_vars / "mta.yml").write_text(json.dumps({**deployment.host_vars(), **overrides}, indent=2))
+    # The secrets arrive as they would in production: a vault-encrypted vars file.
+    api_key = new_api_key()
+    vault = {
+        "sender_api_key_hashes": {"acme/app": hash_api_key(api_key)},
+        "sender_unsubscribe_keys": [secrets.token_urlsafe(24), secrets.token_urlsafe(24)],
+        "sender_aws_secret_access_key": secrets.token_urlsafe(30),
+    }
+    deployment.secrets = [api_key, vault["sender_api_key_hashes"]["acme/app"].removeprefix("sha256:"),
+                          *vault["sender_unsubscribe_keys"], vault["sender_aws_secret_access_key"]]
+    (tmp / "vault-pass").write_text("test-only\n")
+    subprocess.run(
+        [str(BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(tmp / "vault-pass"),
+         "--output", str(deployment.vault_file), "-"],
+        input=json.dumps(vault), env=_env(tmp), capture_output=True, text=True, check=True)
+    return deployment
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@dataclass
+class Deployed:
+    deployment: Deployment
+    fresh: Run
+    """``--check`` on the fresh host, before anything was installed."""
+    fresh_files: list[str]
+    """Every path under the host's root after that run."""
+    first: Run
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Deployed]:
+    """A check-mode run on the fresh host, then the first run, with the service started as the
+    unit says once the play waits for it; the service runs until the module's tests are done."""
+    deployment = setup_deployment(tmp_path_factory.mktemp("sender"), wheel)
+    fresh = deployment.playbook("--check")
+    fresh_files = sorted(str(p.relative_to(deployment.root)) for p in deployment.root.rglob("*"))
+    try:
+        first = deployment.playbook("--diff", on_health=deployment.start_service if HAS_SERVER else None)
+        yield Deployed(deployment, fresh, fresh_files, first)
+    finally:
+        deployment.stop_service()
+
+
+def test_check_mode_on_a_fresh_host_writes_nothing(deployed: Deployed) -> None:
+    assert deployed.fresh.rc == 0, deployed.fresh.output
+    assert deployed.fresh.changed() > 0, deployed.fresh.output
+    assert deployed.fresh_files == ["etc", "etc/systemd", "etc/systemd/system"]  # what the test made
+    assert "[WARNING]" not in deployed.fresh.output, deployed.fresh.output
+
+
+def test_first_run_installs_the_package_stack_config_and_unit(deployed: Deployed) -> None:
+    deployment, first = deployed.deployment, deployed.first
+    assert first.rc == 0, first.output
+    assert first.recap[HOST]["failed"] == 0 and first.changed() > 0
+    assert "[WARNING]" not in first.output, first.output
+    # The role made the virtualenv (python -m venv) and installed the wheel into it.
+    assert (deployment.venv / "pyvenv.cfg").is_file() and (deployment.venv / "bin" / "mailplane").is_file()
+    freeze = subprocess.run([str(deployment.venv / "bin" / "python"), "-m", "pip", "freeze"],
+                            capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^mailplane @ file://.*\.whl", freeze, re.MULTILINE), freeze
+
+    mode = deployment.config.stat().st_mode & 0o777
+    assert mode == 0o600
+    assert deployment.env_file.stat().st_mode & 0o777 == 0o600
+    config = load_config(deployment.config)  # what the service will read, through its own loader
+    assert str(config.listen) == f"127.0.0.1:{deployment.port}"
+    assert config.database_url.startswith("sqlite:///") and str(deployment.root / "var") in config.database_url
+    assert set(config.api_keys) == {"acme/app"}
+    assert len(config.unsubscribe_keys) == 2
+    assert config.aws.account_id == "123456789012"
+    env = deployment.env_file.read_text()
+    assert config.aws.endpoint_url == "http://127.0.0.1:9"
+    assert 'AWS_ACCESS_KEY_ID="AKIAEXAMPLEEXAMPLE00"' in env and "AWS_SECRET_ACCESS_KEY=" in env
+
+    unit = deployment.unit.read_text()
+    exec_start = re.search(r"^ExecStart=(.*)$", unit, re.MULTILINE)
+    assert exec_start is not None
+    assert shlex.split(exec_start[1]) == [
+        str(deployment.venv / "bin" / "mailplane"), "serve", str(deployment.stack_copy),
+        "--config", str(deployment.config)]
+    for line in ("Restart=on-failure", "NoNewPrivileges=true", "ProtectSystem=strict", "PrivateTmp=true",
+                 f"ReadWritePaths={deployment.root}/var/lib/mailplane-sender",
+                 f"EnvironmentFile={deployment.env_file}"):
+        assert line in unit.splitlines(), line
+
+    copied = sorted(str(p.relative_to(deployment.stack_copy)) for p in deployment.stack_copy.rglob("*.yaml"))
+    assert copied == sorted(str(p.relative_to(deployment.stack)) for p in deployment.stack.rglob("*.yaml"))
+    for name in copied:
+        assert (deployment.stack_copy / name).read_bytes() == (deployment.stack / name).read_bytes()
+    # The first install notifies the restart; with no service manager the role only reports it.
+    assert first.output.count(RESTART_HANDLER) == 1, first.output
+
+
+@needs_serve
+def test_health_check_passes_against_the_service_the_unit_runs(deployed: Deployed) -> None:
+    deployment, first = deployed.deployment, deployed.first
+    assert first.rc == 0, first.output
+    assert re.search(rf"^ok: \[{HOST}\]", first.output.split(HEALTH_TASK, 1)[1], re.MULTILINE), first.output
+    assert deployment.service is not None and deployment.service.poll() is None
+    assert (deployment.root / "var" / "lib" / "mailplane-sender" / "sender.db").is_file()  # its queue, in the state dir
+    with socket.create_connection(("127.0.0.1", deployment.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"200" and json.loads(body) == {"status": "ok"}
+
+
+def test_second_run_changes_nothing(deployed: Deployed) -> None:
+    deployment = deployed.deployment
+    before = deployment.snapshot()
+    second = deployment.playbook("--diff")
+    assert second.rc == 0, second.output
+    assert second.changed() == 0, second.output
+    assert RESTART_HANDLER not in second.output
+    assert deployment.snapshot() == before
+
+
+def test_check_mode_reports_a_change_and_writes_nothing(deployed: Deployed) -> None:
+    deployment = deployed.deployment
+    tenant = deployment.stack / "tenants" / "acme.yaml"
+    original = tenant.read_text()
+    tenant.write_text(original.replace("display_name: ACME (development)", "display_name: ACME (dev)"))
+    before = deployment.snapshot()
+    try:
+        check = deployment.playbook("--check", "--diff", "-e", "sender_workers=3")
+    finally:
+        tenant.write_text(original)
+    assert check.rc == 0, check.output
+    # The tenant file and the config, as they would be; and pip, which cannot tell in check mode
+    # whether a wheel given by path is installed already (a `mailplane==X` requirement it can).
+    assert check.changed() == 3, check.output
+    assert "+display_name: ACME (dev)" in check.output  # the stack's diff is shown, the config's is not
+    assert deployment.snapshot() == before
+    assert HEALTH_TASK in check.output and "skipping" in check.output.split(HEALTH_TASK, 1)[1].splitlines()[1]
+
+
+def test_config_and_stack_changes_notify_one_restart(deployed: Deployed) -> None:
+    """A new setting and a tenant file the stack no longer has: both changed, one restart notified,
+    the previous config kept as a backup.  Run with -v: no_log still hides the secrets."""
+    deployment = deployed.deployment
+    stale = deployment.stack_copy / "tenants" / "gone.yaml"
+    stale.write_text("name: gone\n")
+    before = deployment.snapshot()
+    (deployment.inventory.parent / "group_vars" / "mta.yml").write_text(
+        json.dumps({**deployment.host_vars(), "sender_workers": 3}, indent=2))
+    run = deployment.playbook("--diff", "-v")
+    assert run.rc == 0, run.output
+    assert run.changed() == 2, run.output  # the config and the stale tenant file
+    assert run.output.count(RESTART_HANDLER) == 1, run.output
+    assert "sender_service_manager is none: restart it" in run.output
+    assert not stale.exists()
+    assert load_config(deployment.config).workers == 3
+    after = deployment.snapshot()
+    backups = [path for path in set(after) - set(before) if BACKUP_RE.search(path)]
+    assert len(backups) == 1
+    assert after[backups[0]][0] == before[str(deployment.config.relative_to(deployment.tmp))][0]
+    assert "the output has been hidden due to the fact that 'no_log: true'" in run.output  # even with -v
+
+
+def test_config_the_checker_rejects_is_not_installed(deployed: Deployed) -> None:
+    """An API key given in clear instead of its hash: the play fails with the checker's located
+    message (the key masked), the live config stays byte for byte, nothing is restarted."""
+    deployment = deployed.deployment
+    plain = new_api_key()
+    deployment.secrets.append(plain)
+    before = deployment.snapshot()
+    run = deployment.playbook("-e", json.dumps({"sender_api_key_hashes": {"acme/app": plain}}))
+    assert run.rc != 0
+    assert run.recap[HOST]["failed"] == 1, run.output
+    assert "The checker rejected the new sender config" in run.output
+    assert re.search(rf"{re.escape(str(deployment.config))}:\d+:\d+: api_keys\b.*never the key", run.output), run.output
+    assert RESTART_HANDLER not in run.output
+    after = deployment.snapshot()
+    assert {p: v for p, v in after.items() if not BACKUP_RE.search(p)} == {
+        p: v for p, v in before.items() if not BACKUP_RE.search(p)}
+    assert not list(deployment.config.parent.glob(".sender-candidate.*"))
+
+
+def test_checker_output_is_shown_with_every_secret_masked(deployed: Deployed) -> None:
+    """A checker that prints the whole candidate file, secrets included, and rejects it: the play
+    shows what it printed with each secret value replaced (the leak check of every run holds)."""
+    deployment = deployed.deployment
+    before = deployment.snapshot()
+    checker = """sh -c 'cat "$1" >&2; exit 1' sh %s"""
+    run = deployment.playbook("-e", json.dumps({"sender_workers": 5, "sender_config_check_command": checker}))
+    assert run.rc != 0
+    assert "The checker rejected the new sender config" in run.output
+    assert "unsubscribe_keys:" in run.output and "workers: 5" in run.output, run.output
+    assert run.output.count("********") >= 3, run.output  # the API key's hash, the two unsubscribe keys
+    assert {p: v for p, v in deployment.snapshot().items() if not BACKUP_RE.search(p)} == {
+        p: v for p, v in before.items() if not BACKUP_RE.search(p)}
+
+
+def test_missing_secrets_fail_before_any_change(deployed: Deployed) -> None:
+    deployment = deployed.deployment
+    hidden = deployment.vault_file.with_suffix(".off")
+    before = deployment.snapshot()
+    deployment.vault_file.rename(hidden)
+    try:
+        run = deployment.playbook()
+    finally:
+        hidden.rename(deployment.vault_file)
+    assert run.rc != 0
+    assert "The sender service needs its secrets: set sender_api_key_hashes" in run.output
+    assert run.recap[HOST] == {**run.recap[HOST], "ok": 0, "changed": 0, "failed": 1}, run.output
+    assert deployment.snapshot() == before
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_unit_is_verified_by_systemd_analyze(deployed: Deployed, tmp_path: Path) -> None:
+    """The installed unit passes ``systemd-analyze verify``; and the role runs it before installing
+    a unit: one whose ExecStart is not executable is refused and not written."""
+    deployment = deployed.deployment
+    unit = tmp_path / "mailplane-sender.service"
+    shutil.copy(deployment.unit, unit)
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+    command = deployment.venv / "bin" / "mailplane"
+    hidden = command.with_name("mailplane.off")
+    command.rename(hidden)  # pip keeps the installed version: nothing puts it back during the run
+    try:
+        run = deployment.playbook("-e", "sender_service_name=mailplane-sender-verify")
+    finally:
+        hidden.rename(command)
+    assert run.rc != 0
+    assert run.recap[HOST]["failed"] == 1, run.output
+    assert re.search(r"mailplane-sender-verify\.service: Command .*/bin/mailplane is not executable", run.output), \
+        run.output
+    assert not (deployment.unit.parent / "mailplane-sender-verify.service").exists()
