@@ -271,9 +271,15 @@ def setup_deployment(tmp: Path, wheel: Path, **overrides: object) -> Deployment:
         "sender_api_key_hashes": {"acme/app": hash_api_key(api_key)},
         "sender_unsubscribe_keys": [secrets.token_urlsafe(24), secrets.token_urlsafe(24)],
         "sender_aws_secret_access_key": secrets.token_urlsafe(30),
+        # Pulumi's secret output, loaded with the stack outputs: the role's default reads it
+        "sender_credentials": {"acme/app": {"access_key_id": "AKIAACMEAPP00000000",
+                                            "secret_access_key": secrets.token_urlsafe(30),
+                                            "smtp_password": secrets.token_urlsafe(30)}},
     }
     deployment.secrets = [api_key, vault["sender_api_key_hashes"]["acme/app"].removeprefix("sha256:"),
-                          *vault["sender_unsubscribe_keys"], vault["sender_aws_secret_access_key"]]
+                          *vault["sender_unsubscribe_keys"], vault["sender_aws_secret_access_key"],
+                          vault["sender_credentials"]["acme/app"]["secret_access_key"],  # (the key id is not secret)
+                          vault["sender_credentials"]["acme/app"]["smtp_password"]]
     (tmp / "vault-pass").write_text("test-only\n")
     subprocess.run(
         [str(BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(tmp / "vault-pass"),
@@ -337,6 +343,7 @@ def test_first_run_installs_the_package_stack_config_and_unit(deployed: Deployed
     assert config.database_url.startswith("sqlite:///") and str(deployment.root / "var") in config.database_url
     assert set(config.api_keys) == {"acme/app"}
     assert len(config.unsubscribe_keys) == 2
+    assert {n: k.access_key_id for n, k in config.ses_credentials.items()} == {"acme/app": "AKIAACMEAPP00000000"}
     assert config.aws.account_id == "123456789012"
     env = deployment.env_file.read_text()
     assert config.aws.endpoint_url == "http://127.0.0.1:9"

@@ -396,3 +396,53 @@ def test_ses_error_classification(error: Exception, kind: type, refund_or_hard: 
         assert (outcome.refund, outcome.retry_after) == (refund_or_hard, retry_after)
     else:
         assert isinstance(outcome, PermanentFailure) and outcome.hard_bounce is refund_or_hard
+
+
+def test_ses_sends_as_the_senders_own_iam_user_when_its_keys_are_configured(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request is signed with the sender's access key (so AWS enforces its send-only policy);
+    a sender without one signs with the service's own credentials."""
+    import http.server
+    import json as jsonlib
+
+    seen: list[str] = []
+
+    class SesApi(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.headers["Authorization"])
+            body = jsonlib.dumps({"MessageId": f"m{len(seen)}"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASERVICE00000000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "service-secret-0000000000")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SesApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+
+        async def both() -> list[Outcome]:
+            transport = SesTransport(REGION, endpoint_url=url,
+                                     credentials={"acme/app": ("AKIAACMEAPP00000000", "acme-secret-000000000")})
+            try:
+                return [await transport.send(mail_for("a@example.org", granted=SES), configuration_set="acme",
+                                             sender=SENDER, recipient="a@example.org", sender_name=name)
+                        for name in ("acme/app", "acme/other")]
+            finally:
+                await transport.close()
+
+        outcomes = run(both())
+    finally:
+        server.shutdown()
+    assert all(isinstance(o, Delivered) for o in outcomes)
+    assert "Credential=AKIAACMEAPP00000000/" in seen[0]
+    assert "Credential=AKIASERVICE00000000/" in seen[1]

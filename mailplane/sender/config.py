@@ -51,6 +51,11 @@ class AwsSettings(Model):
         None, description="Another endpoint for SES and SNS (a test double such as moto); unset in production.")
 
 
+class AwsKey(Model):
+    access_key_id: StrictStr = Field(min_length=16)
+    secret_access_key: StrictStr = Field(min_length=16)
+
+
 class SenderConfig(Model):
     """The whole of the sender service's configuration file."""
 
@@ -62,6 +67,11 @@ class SenderConfig(Model):
     api_keys: dict[StrictStr, StrictStr] = Field(
         default_factory=dict,
         description="`tenant/sender` to the key's hash (`sha256:<hex>`, from `mailplane sender-key`).")
+    ses_credentials: dict[StrictStr, AwsKey] = Field(
+        default_factory=dict,
+        description="`tenant/sender` to its IAM user's access key (Pulumi's `sender_credentials`): SES mail of "
+        "that sender is sent as that user, whose policy allows only its From addresses and configuration set. "
+        "Senders without one send with the service's own AWS credentials.")
     unsubscribe_keys: list[StrictStr] = Field(
         min_length=1, description="Secrets signing unsubscribe tokens; the first signs, all verify (rotation).")
     smtp_endpoints: dict[StrictStr, Listener] = Field(
@@ -91,6 +101,14 @@ class SenderConfig(Model):
                 raise ValueError(f"{name!r}: name API keys `tenant/sender`")
             if not stored.startswith(HASH_PREFIX) or len(stored) != len(HASH_PREFIX) + 64:
                 raise ValueError(f"{name!r}: store the key's hash (`sha256:` and 64 hex digits), never the key")
+        return value
+
+    @field_validator("ses_credentials")
+    @classmethod
+    def _check_credential_names(cls, value: dict[str, AwsKey]) -> dict[str, AwsKey]:
+        for name in value:
+            if name.count("/") != 1:
+                raise ValueError(f"{name!r}: name SES credentials `tenant/sender`")
         return value
 
     @field_validator("unsubscribe_keys")

@@ -370,17 +370,32 @@ class SesTransport:
     """
 
     def __init__(self, region: str, endpoint_url: str | None = None, max_workers: int = 16, *,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, credentials: Mapping[str, tuple[str, str]] | None = None) -> None:
         config = Config(max_pool_connections=max_workers, connect_timeout=timeout, read_timeout=timeout,
                         retries={"total_max_attempts": 1, "mode": "standard"})
-        self._client = boto3.session.Session().client("sesv2", region_name=region, endpoint_url=endpoint_url,
-                                                      config=config)
+
+        def client(key: tuple[str, str] | None = None) -> Any:
+            session = boto3.session.Session(*key) if key else boto3.session.Session()
+            return session.client("sesv2", region_name=region, endpoint_url=endpoint_url, config=config)
+
+        self._client = client()
+        self._clients = {name: client(key) for name, key in sorted((credentials or {}).items())}
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ses-send")
 
-    async def send(self, mail: Mail | bytes, *, configuration_set: str, sender: str, recipient: str) -> Outcome:
-        """Send ``mail`` (or its wire bytes) to one recipient through the tenant's configuration set."""
+    def client_for(self, sender_name: str | None) -> Any:
+        """The sender's own client when its IAM user's keys are configured, else the service's.
+
+        Sending as the sender's IAM user (Pulumi's send-only user: its From addresses and its
+        tenant's configuration set only) makes AWS enforce the same isolation the API does.
+        """
+        return self._clients.get(sender_name or "", self._client)
+
+    async def send(self, mail: Mail | bytes, *, configuration_set: str, sender: str, recipient: str,
+                   sender_name: str | None = None) -> Outcome:
+        """Send ``mail`` (or its wire bytes) to one recipient through the tenant's configuration set,
+        as ``sender_name`` (``tenant/sender``) when that sender has its own credentials."""
         call = functools.partial(
-            self._client.send_email, FromEmailAddress=sender, Destination={"ToAddresses": [recipient]},
+            self.client_for(sender_name).send_email, FromEmailAddress=sender, Destination={"ToAddresses": [recipient]},
             Content={"Raw": {"Data": _raw(mail)}}, ConfigurationSetName=configuration_set)
         try:
             reply = await asyncio.get_running_loop().run_in_executor(self._executor, call)
@@ -391,4 +406,5 @@ class SesTransport:
     async def close(self) -> None:
         """Wait for calls in flight, then release the threads and HTTP connections."""
         await asyncio.get_running_loop().run_in_executor(None, functools.partial(self._executor.shutdown, wait=True))
-        self._client.close()
+        for client in [self._client, *self._clients.values()]:
+            client.close()

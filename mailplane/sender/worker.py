@@ -114,7 +114,9 @@ class Delivery:
         self.smtp = SmtpPool(endpoints_for(self.service.fleet, self.config),
                              connections_per_host=self.config.smtp_connections)
         self.ses = SesTransport(self.service.fleet.settings.ses.region, endpoint_url=self.config.aws.endpoint_url,
-                                max_workers=self.config.smtp_connections)
+                                max_workers=self.config.smtp_connections,
+                                credentials={name: (key.access_key_id, key.secret_access_key)
+                                             for name, key in self.config.ses_credentials.items()})
         try:
             await asyncio.gather(*(self._claim_loop(f"{self.node}:{n}") for n in range(self.config.workers)))
         finally:
@@ -232,7 +234,8 @@ class Delivery:
             else:
                 tenant = self.service.fleet.tenant(message.tenant)
                 outcome = await self.ses.send(mail, configuration_set=tenant.configuration_set,
-                                              sender=message.from_addr, recipient=message.to_addr)
+                                              sender=message.from_addr, recipient=message.to_addr,
+                                              sender_name=f"{message.tenant}/{message.sender}")
         except Exception as err:  # a bug or an unforeseen error: retry, keep the counters
             log.exception("delivery of message %s raised", message.id)
             outcome = TemporaryFailure(f"unexpected error: {err!r}"[:500], refund=False)
