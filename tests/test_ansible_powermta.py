@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from ansible_env import ansible_env, recap
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -37,29 +37,10 @@ HOSTS = ("mta1", "mta2", "mta3")
 PEM_MARKER = "PRIVATE KEY"
 BACKUP_RE = re.compile(r"/config\.\d+\.[^/]*~$")
 """``backup: true``: Ansible's ``config.<pid>.<timestamp>~`` next to the config."""
-RECAP_RE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$", re.MULTILINE)
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    """The stub ``pmta`` first on PATH, then the venv's tools; colour off so output parses."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(
-        PATH=f"{tmp / 'bin'}{os.pathsep}{BIN}{os.pathsep}{env.get('PATH', '')}",
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_LOG_PATH=str(tmp / "ansible.log"),
-        ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-local"),
-        ANSIBLE_REMOTE_TEMP=str(tmp / "ansible-remote"),
-    )
-    return env
-
-
-def _recap(output: str) -> dict[str, dict[str, int]]:
-    """PLAY RECAP lines as ``{host: {"ok": 7, "changed": 0, ...}}``."""
-    recap = output.rsplit("PLAY RECAP", 1)[-1]
-    return {m["host"]: {k: int(v) for k, v in (p.split("=") for p in m["counts"].split())}
-            for m in RECAP_RE.finditer(recap)}
+    return ansible_env(tmp, tmp / 'bin')
 
 
 def _plain(value: object) -> object:
@@ -138,7 +119,7 @@ class Deployment:
         for pem in self.keys.values():
             body = pem.splitlines()[1]
             assert body not in output and body not in log, "a DKIM key leaked into the output"
-        return Run(proc.returncode, output, _recap(proc.stdout))
+        return Run(proc.returncode, output, recap(proc.stdout))
 
 
 def _setup(tmp: Path) -> Deployment:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from ansible_env import ansible_env, recap
 
 from mailplane.sender.config import hash_api_key, load_config, new_api_key
 
@@ -46,31 +46,10 @@ HOST = "mta-dev"
 HEALTH_TASK = "TASK [sender : Wait for the sender service to answer its health check]"
 RESTART_HANDLER = "RUNNING HANDLER [sender : Report that the sender service needs a restart]"
 BACKUP_RE = re.compile(r"/sender\.yaml\.\d+\.[^/]*~$")
-RECAP_RE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$", re.MULTILINE)
-HAS_SERVER = importlib.util.find_spec("mailplane.sender.server") is not None
-needs_serve = pytest.mark.skipif(not HAS_SERVER, reason="needs mailplane serve")
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    """The venv's tools first on PATH; colour off and output unbuffered so it parses line by line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONUNBUFFERED="1",
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_LOG_PATH=str(tmp / "ansible.log"),
-        ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-local"),
-        ANSIBLE_REMOTE_TEMP=str(tmp / "ansible-remote"),
-    )
-    return env
-
-
-def _recap(output: str) -> dict[str, dict[str, int]]:
-    recap = output.rsplit("PLAY RECAP", 1)[-1]
-    return {m["host"]: {k: int(v) for k, v in (p.split("=") for p in m["counts"].split())}
-            for m in RECAP_RE.finditer(recap)}
+    return ansible_env(tmp)
 
 
 def _free_port() -> int:
@@ -199,7 +178,7 @@ class Deployment:
             "sender_aws_region": "eu-west-1",
             "sender_health_retries": 60,
             "sender_health_delay": 1,
-            "sender_health_check": HAS_SERVER,
+            "sender_health_check": True,
         }
 
     def snapshot(self) -> dict[str, tuple[bytes, int, int]]:
@@ -231,7 +210,7 @@ class Deployment:
         log = (self.tmp / "ansible.log").read_text() if (self.tmp / "ansible.log").exists() else ""
         for secret in self.secrets:
             assert secret not in output and secret not in log, "a secret leaked into the output"
-        return Run(proc.returncode, output, _recap("".join(lines)))
+        return Run(proc.returncode, output, recap("".join(lines)))
 
     def start_service(self) -> None:
         """Do what systemd would: the unit's ExecStart, with its EnvironmentFile and WorkingDirectory."""
@@ -311,7 +290,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[
     fresh = deployment.playbook("--check")
     fresh_files = sorted(str(p.relative_to(deployment.root)) for p in deployment.root.rglob("*"))
     try:
-        first = deployment.playbook("--diff", on_health=deployment.start_service if HAS_SERVER else None)
+        first = deployment.playbook("--diff", on_health=deployment.start_service)
         yield Deployed(deployment, fresh, fresh_files, first)
     finally:
         deployment.stop_service()
@@ -368,7 +347,6 @@ def test_first_run_installs_the_package_stack_config_and_unit(deployed: Deployed
     assert first.output.count(RESTART_HANDLER) == 1, first.output
 
 
-@needs_serve
 def test_health_check_passes_against_the_service_the_unit_runs(deployed: Deployed) -> None:
     deployment, first = deployed.deployment, deployed.first
     assert first.rc == 0, first.output
