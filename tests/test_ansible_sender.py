@@ -235,10 +235,10 @@ class Deployment:
                 self.service.wait()
 
 
-def setup_deployment(tmp: Path, wheel: Path, **overrides: object) -> Deployment:
+def setup_deployment(tmp: Path, wheel: Path, stack: str = "dev", **overrides: object) -> Deployment:
     deployment = Deployment(tmp, _free_port(), wheel)
     venv_python(tmp / "python")
-    shutil.copytree(ROOT / "stacks" / "dev", deployment.stack)
+    shutil.copytree(ROOT / "stacks" / stack, deployment.stack)
     group_vars = deployment.inventory.parent / "group_vars"
     (group_vars / "all").mkdir(parents=True)
     deployment.inventory.write_text(f"plugin: mailplane\nstack: {deployment.stack}\ndate: {DATE}\n")
@@ -321,6 +321,7 @@ def test_first_run_installs_the_package_stack_config_and_unit(deployed: Deployed
     assert str(config.listen) == f"127.0.0.1:{deployment.port}"
     assert config.database_url.startswith("sqlite:///") and str(deployment.root / "var") in config.database_url
     assert set(config.api_keys) == {"acme/app"}
+    assert config.mta_hosts == [HOST]  # it submits to its own host's PowerMTA only
     assert len(config.unsubscribe_keys) == 2
     assert {n: k.access_key_id for n, k in config.ses_credentials.items()} == {"acme/app": "AKIAACMEAPP00000000"}
     assert config.aws.account_id == "123456789012"
@@ -446,6 +447,17 @@ def test_checker_output_is_shown_with_every_secret_masked(deployed: Deployed) ->
     assert run.output.count("********") >= 3, run.output  # the API key's hash, the two unsubscribe keys
     assert {p: v for p, v in deployment.snapshot().items() if not BACKUP_RE.search(p)} == {
         p: v for p, v in before.items() if not BACKUP_RE.search(p)}
+
+
+def test_several_hosts_on_separate_sqlite_queues_are_refused(tmp_path: Path, wheel: Path) -> None:
+    """Three MTA hosts, each with its own SQLite queue, would count every quota three times."""
+    deployment = setup_deployment(tmp_path, wheel, stack="prod")
+    run = deployment.playbook()
+    assert run.rc != 0
+    assert "each with its own SQLite queue" in run.output
+    assert set(run.recap) == {"mta1", "mta2", "mta3"}
+    assert all(counts["changed"] == 0 and counts["failed"] == 1 for counts in run.recap.values()), run.output
+    assert not (tmp_path / "hosts").exists() or not any(p.is_file() for p in (tmp_path / "hosts").rglob("*"))
 
 
 def test_missing_secrets_fail_before_any_change(deployed: Deployed) -> None:

@@ -386,3 +386,71 @@ def test_sigterm_stops_cleanly_and_leaves_no_claim(tmp_path: Path, instances: Ca
         store.close()
     assert "sending" not in counts, counts  # finished or given back: nothing waits for a lease to run out
     assert counts.get("sent", 0) == sink.received and sum(counts.values()) == 60
+
+
+def _two_host_stack(root: Path) -> Path:
+    stack = root / "stack2"
+    (stack / "tenants").mkdir(parents=True)
+    (stack / "fleet.yaml").write_text(textwrap.dedent(f"""\
+        ses: {{region: {REGION}, max_send_rate: 50, daily_quota: 1000}}
+        dns: {{default_provider: external}}
+        mta_hosts:
+          mta1: {{ansible_host: 192.0.2.10}}
+          mta2: {{ansible_host: 192.0.2.11}}
+        warmup_plans:
+          open: {{schedule: [{{day: 1, daily: 1000, hourly: 1000}}]}}
+        """))
+    ips = {"split": [("192.0.2.31", "mta1"), ("192.0.2.32", "mta2")], "far": [("192.0.2.41", "mta2")], "sesco": []}
+    for name, addresses in ips.items():
+        lines = [f"name: {name}", f"domains: [{{name: {name}.example.com, dkim: {{mode: easy}}}}]"]
+        if addresses:
+            lines.append("ips:")
+            lines += [f"  - {{address: {a}, hostname: o{i}.{name}.example.com, host: {h}, "
+                      f"warmup: {{plan: open, started: 2020-01-01}}}}" for i, (a, h) in enumerate(addresses)]
+        lines.append(f"senders: [{{name: app, from: [app@{name}.example.com]}}]")
+        (stack / "tenants" / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+    return stack
+
+
+def test_an_instance_delivers_only_through_its_own_hosts(tmp_path: Path) -> None:
+    """PowerMTA takes mail only from its own host's sender: an instance restricted to mta1 claims
+    the messages it can route (mta1's IPs, or SES) and leaves the rest to mta2's instance."""
+    from mailplane.model.loader import load_stack
+    from mailplane.sender.pacing import Deferred, Granted, Pacer
+    from mailplane.sender.store import NewMessage
+
+    fleet = load_stack(_two_host_stack(tmp_path))
+    store = Store(f"sqlite:///{tmp_path / 'q.db'}")
+    try:
+        mta1 = Pacer(store, fleet, hosts={"mta1"})
+        assert sorted(mta1.routes() or []) == [("sesco", "transactional"), ("split", "transactional")]
+        assert Pacer(store, fleet).routes() is None  # unrestricted: everything
+        new = [NewMessage(t, "app", "transactional", f"app@{t}.example.com", f"r{n}@example.org",
+                          {"subject": "s", "text": "t"}) for n, t in enumerate(["far", "split", "sesco", "split"])]
+        ids = [e.id for e in store.enqueue(new)]
+        claimed = store.claim("w1", 10, routes=mta1.routes())
+        assert [m.tenant for m in claimed] == ["split", "sesco", "split"]  # "far" is mta2's
+        grants = mta1.reserve_many("w1", claimed)
+        assert [(g.transport, g.ip) for g in grants if isinstance(g, Granted)] == [
+            ("pmta", "192.0.2.31"), ("ses", None), ("pmta", "192.0.2.31")]  # never mta2's 192.0.2.32
+        # a "far" message claimed anyway (an instance started with an older fleet) goes back, not to SES
+        [far] = store.claim("w2", 10)
+        assert far.id == ids[0]
+        [back] = mta1.reserve_many("w2", [far])
+        assert isinstance(back, Deferred) and not back.kept
+        got = store.get(far.id)
+        assert got is not None and got.state == "queued" and got.transport is None
+    finally:
+        store.close()
+
+
+def test_serve_refuses_a_config_naming_what_the_stack_lacks(tmp_path: Path) -> None:
+    stack = write_stack(tmp_path)
+    config = write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}", sink_port=2525)
+    unknown = 'mta_hosts: [mta9]\napi_keys:\n  nobody/app: "sha256:' + "0" * 64 + '"\n'
+    config.write_text(config.read_text().replace("api_keys:\n", unknown))
+    run = subprocess.run([MAILPLANE, "serve", str(stack), "--config", str(config)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 1
+    assert "mta_hosts: 'mta9' is not an MTA host of stack stack" in run.stderr
+    assert "api_keys: 'nobody/app' is not a sender of stack stack" in run.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -50,7 +51,14 @@ def register(app: typer.Typer) -> None:
                 usage_error(f"--listen: {err}")
         if log_level not in ("debug", "info", "warning", "error"):
             usage_error(f"--log-level: {log_level!r} is not debug, info, warning or error")
-        load_or_exit(stack_dir)  # located stack problems before anything starts
+        from mailplane.sender.service import mismatches
+
+        fleet = load_or_exit(stack_dir)  # located stack problems before anything starts
+        problems = mismatches(fleet, settings)
+        if problems:
+            for problem in problems:
+                print(f"{path}: {problem}", file=sys.stderr)
+            raise typer.Exit(1)
         run(stack_dir, settings.model_copy(update=update), log_level=log_level)
 
     @app.command("sender-key")

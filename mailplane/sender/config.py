@@ -74,6 +74,10 @@ class SenderConfig(Model):
         "Senders without one send with the service's own AWS credentials.")
     unsubscribe_keys: list[StrictStr] = Field(
         min_length=1, description="Secrets signing unsubscribe tokens; the first signs, all verify (rotation).")
+    mta_hosts: list[StrictStr] | None = Field(
+        None, description="The MTA hosts this instance submits to: its own (PowerMTA accepts mail only from its own "
+        "host's sender). It then delivers only messages of tenants with an IP there, or without IPs (SES). "
+        "Unset: every host (one instance for the whole fleet).")
     smtp_endpoints: dict[StrictStr, Listener] = Field(
         default_factory=dict,
         description="MTA host name to the ADDRESS:PORT to submit to, where not the fleet's `smtp_listener`.")

@@ -31,7 +31,7 @@ again, and its first reservation stays counted.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,6 +44,8 @@ from mailplane.sender.store import Message, Store, daily_counters, hourly_counte
 from mailplane.warmup.status import ip_status
 
 SES_BUCKET = "ses"
+ELSEWHERE_RETRY = 60.0
+"""Seconds a message this instance cannot route waits before any instance claims it again."""
 DEFAULT_CATCH_UP = 0.25
 """Seconds of lateness the SES schedule makes up (see ``RateSchedule``)."""
 
@@ -150,6 +152,8 @@ class _Plan:
 
     tenant: Tenant
     gates: list[_IpGate]
+    elsewhere: bool = False
+    """The stream's IPs are all on other instances' hosts: not this instance's to send (nor SES's)."""
 
 
 class _MissingRow(Exception):
@@ -165,11 +169,14 @@ class Pacer:
     """The send gates of one fleet over one store; shared by all the workers of an instance."""
 
     def __init__(self, store: Store, fleet: Fleet, *, overrides: Overrides | None = None,
-                 catch_up: float = DEFAULT_CATCH_UP):
+                 catch_up: float = DEFAULT_CATCH_UP, hosts: Collection[str] | None = None):
         self.store = store
         self.fleet = fleet
         self.overrides = overrides
         self.catch_up = catch_up
+        self.hosts = frozenset(hosts) if hosts is not None else None
+        """The MTA hosts this instance submits to (PowerMTA accepts only its own host's sender);
+        None: every host."""
         self.ses = fleet.settings.ses
 
     # -- what applies to a message (pure) -------------------------------------------------
@@ -177,6 +184,18 @@ class Pacer:
     def ips_for(self, tenant: Tenant, stream: str) -> list[Ip]:
         """The tenant's IPs that carry ``stream`` (an IP without ``streams`` carries all)."""
         return [ip for ip in tenant.ips if ip.streams is None or stream in ip.streams]
+
+    def local_ips_for(self, tenant: Tenant, stream: str) -> list[Ip]:
+        """Those of ``ips_for`` on this instance's hosts."""
+        return [ip for ip in self.ips_for(tenant, stream) if self.hosts is None or ip.host in self.hosts]
+
+    def routes(self) -> list[tuple[str, str]] | None:
+        """The (tenant, stream) pairs this instance can deliver: through SES (no IP carries the
+        stream) or through an IP on its hosts.  None when it serves every host."""
+        if self.hosts is None:
+            return None
+        return [(t.name, stream) for t in self.fleet.tenants for stream in t.streams
+                if not self.ips_for(t, stream) or self.local_ips_for(t, stream)]
 
     def ip_gate(self, tenant: Tenant, ip: Ip, day: datetime.date) -> _IpGate:
         """The IP's caps on ``day``: its plan's, as held, frozen or paused by an override."""
@@ -212,13 +231,15 @@ class Pacer:
             key = (message.tenant, message.stream)
             if key not in cache:
                 tenant = self.fleet.tenant(message.tenant)
-                gates = [self.ip_gate(tenant, ip, day) for ip in self.ips_for(tenant, message.stream)]
-                cache[key] = _Plan(tenant, gates)
+                gates = [self.ip_gate(tenant, ip, day) for ip in self.local_ips_for(tenant, message.stream)]
+                cache[key] = _Plan(tenant, gates, elsewhere=not gates and bool(self.ips_for(tenant, message.stream)))
             plans.append(cache[key])
         daily: set[tuple[str, str, datetime.date]] = set()
         hourly: set[tuple[str, str, int]] = set()
         via_ses = False
         for plan in {id(p): p for p in plans}.values():
+            if plan.elsewhere:
+                continue
             daily.add(("tenant", plan.tenant.name, day))
             daily.update(("ip", g.address, day) for g in plan.gates)
             hourly.update(("ip", g.address, hour) for g in plan.gates)
@@ -290,6 +311,10 @@ class Pacer:
         for message, plan in zip(batch, plans, strict=True):
             if message.id not in held:
                 out.append(LostClaim())
+                continue
+            if plan.elsewhere:  # claimed under an older fleet: back to the queue for another instance
+                out.append(self._defer(conn, message, now, now + ELSEWHERE_RETRY,
+                                       "no IP for this stream on this instance's MTA hosts"))
                 continue
             tenant = plan.tenant
             quota = tenant.daily_quota

@@ -19,6 +19,21 @@ from mailplane.sender.pacing import IpOverride, Pacer
 from mailplane.sender.store import Store
 
 
+def mismatches(fleet: Fleet, config: SenderConfig) -> list[str]:
+    """What the config names that the stack does not have: a typo there would silently refuse
+    a sender's key or never deliver through a host, so the service does not start with one."""
+    hosts = set(fleet.settings.mta_hosts)
+    senders = {f"{t.name}/{s.name}" for t in fleet.tenants for s in t.senders}
+    problems = [f"mta_hosts: {h!r} is not an MTA host of stack {fleet.stack}" for h in config.mta_hosts or ()
+                if h not in hosts]
+    problems += [f"smtp_endpoints: {h!r} is not an MTA host of stack {fleet.stack}" for h in config.smtp_endpoints
+                 if h not in hosts]
+    for field, names in (("api_keys", config.api_keys), ("ses_credentials", config.ses_credentials)):
+        problems += [f"{field}: {n!r} is not a sender of stack {fleet.stack}" for n in sorted(names)
+                     if n not in senders]
+    return problems
+
+
 class Service:
     """Everything an instance shares between its API, its workers and its event handling."""
 
@@ -30,7 +45,10 @@ class Service:
         self.clock = clock
         self.store = store or Store(config.database_url, clock=clock)
         self.metrics = Metrics()
-        self.pacer = Pacer(self.store, fleet, overrides=self.override)
+        problems = mismatches(fleet, config)
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.pacer = Pacer(self.store, fleet, overrides=self.override, hosts=config.mta_hosts)
         self.events = None  # set by ``mailplane.sender.events.Events`` when it attaches itself
         self._keys = [(name, stored) for name, stored in sorted(config.api_keys.items())]
         self.metrics.watch(self.store.counts, self.ip_remaining)

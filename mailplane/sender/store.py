@@ -51,6 +51,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -378,17 +379,23 @@ class Store:
             row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
         return _message(row) if row else None
 
-    def claim(self, worker: str, limit: int, lease: float = DEFAULT_LEASE) -> list[Message]:
+    def claim(self, worker: str, limit: int, lease: float = DEFAULT_LEASE,
+              routes: Sequence[tuple[str, str]] | None = None) -> list[Message]:
         """Take up to ``limit`` due messages for ``worker`` for ``lease`` seconds.
 
         Due: queued with ``next_attempt_at`` reached, or claimed by someone whose lease ran out
-        (a worker that died).  The oldest due first.
+        (a worker that died).  The oldest due first.  ``routes``: only messages of these
+        (tenant, stream) pairs, the ones this instance can deliver (None: all).
         """
 
         def work(conn: Connection) -> list[Message]:
             now = self.clock()
             due = or_(and_(messages.c.state == "queued", messages.c.next_attempt_at <= now),
                       and_(messages.c.state == "sending", messages.c.claimed_until < now))
+            if routes is not None:
+                if not routes:
+                    return []
+                due = and_(due, tuple_(messages.c.tenant, messages.c.stream).in_(sorted(set(routes))))
             query = select(messages.c.id).where(due).order_by(messages.c.next_attempt_at, messages.c.id).limit(limit)
             ids = list(conn.execute(self.for_update(query, skip_locked=True)).scalars())
             if not ids:

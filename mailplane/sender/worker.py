@@ -84,6 +84,7 @@ class Delivery:
         self.idle_poll = idle_poll
         self.lease = service.config.claim_lease_seconds
         self.host_of_ip = {ref.ip.address: ref.ip.host for ref in service.fleet.ips()}
+        self.routes = service.pacer.routes()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -135,7 +136,7 @@ class Delivery:
         store = self.service.store
         while not self._stop.is_set():
             try:
-                batch = await asyncio.to_thread(store.claim, worker, self.config.batch_size, self.lease)
+                batch = await asyncio.to_thread(store.claim, worker, self.config.batch_size, self.lease, self.routes)
                 if not batch:
                     await self._sleep(self.idle_poll)
                     continue
