@@ -15,7 +15,6 @@ is why :meth:`MotoServer.reset` exists and tests should use addresses of their o
 from __future__ import annotations
 
 import os
-import socket
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from typing import Any
 
 import boto3
 from moto.server import ThreadedMotoServer
+from ports import free_port
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -32,12 +32,6 @@ DUMMY_CREDENTIALS = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": REGION,
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -66,7 +60,7 @@ class MotoServer:
     """``ThreadedMotoServer`` on 127.0.0.1 and a free port, with dummy credentials while it runs."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._credentials = dummy_credentials()

@@ -9,13 +9,13 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 
 def _pg_bin() -> Path:
@@ -24,12 +24,6 @@ def _pg_bin() -> Path:
             return Path(candidate).resolve().parent
     pytest.fail("PostgreSQL is not installed (initdb not found): .ci/run installs Debian's postgresql package",
                 pytrace=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +38,7 @@ def pg_server() -> Iterator[str]:
         except LookupError:
             pytest.fail("running as root and there is no `postgres` user to run PostgreSQL as", pytrace=False)
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = base / "data", _free_port()
+    data, port = base / "data", free_port()
 
     def run(*cmd: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=60, check=False)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 from ansible_env import ansible_env, recap
+from ports import free_port
 
 from mailplane.sender.config import hash_api_key, load_config, new_api_key
 
@@ -50,12 +51,6 @@ BACKUP_RE = re.compile(r"/sender\.yaml\.\d+\.[^/]*~$")
 
 def _env(tmp: Path) -> dict[str, str]:
     return ansible_env(tmp)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def build_wheel(out_dir: Path) -> Path:
@@ -236,7 +231,7 @@ class Deployment:
 
 
 def setup_deployment(tmp: Path, wheel: Path, stack: str = "dev", **overrides: object) -> Deployment:
-    deployment = Deployment(tmp, _free_port(), wheel)
+    deployment = Deployment(tmp, free_port(), wheel)
     venv_python(tmp / "python")
     shutil.copytree(ROOT / "stacks" / stack, deployment.stack)
     group_vars = deployment.inventory.parent / "group_vars"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from moto_server import MotoServer, ses_sent
+from ports import free_port
 from smtp_sink import Faults, SmtpSink
 
 from mailplane.sender.config import hash_api_key, new_api_key
@@ -34,12 +34,6 @@ CAPS = {"192.0.2.31": 40, "192.0.2.32": 25, "192.0.2.41": 30}  # acme: two IPs; 
 ACME_QUOTA = 55  # acme's tenant quota binds before its IPs' caps (65)
 SES_QUOTA = 20  # sesco has no IP: SES
 BIG = 100_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_stack(root: Path, caps: dict[str, int] = CAPS, *, acme_quota: int | None = ACME_QUOTA) -> Path:
@@ -94,7 +88,7 @@ def write_config(path: Path, *, db: str, sink_port: int, moto_url: str | None = 
         retry_base_seconds: 0.2
         retry_max_seconds: 1.0
         api_keys:
-        """).format(db=db, port=_free_port(), endpoint=endpoint, sink_port=sink_port, workers=workers,
+        """).format(db=db, port=free_port(), endpoint=endpoint, sink_port=sink_port, workers=workers,
                     batch=batch, lease=lease) + keys + "\n")
     return path
 

@@ -10,7 +10,6 @@ It is read with the stack's loader, so a mistake is reported as ``file:line:col:
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -38,10 +37,6 @@ def hash_api_key(key: str) -> str:
     so there is nothing to brute-force, and a slow hash would cost every API request.
     """
     return HASH_PREFIX + hashlib.sha256(key.encode()).hexdigest()
-
-
-def key_matches(key: str, stored: str) -> bool:
-    return hmac.compare_digest(hash_api_key(key), stored)
 
 
 class AwsSettings(Model):

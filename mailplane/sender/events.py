@@ -233,10 +233,7 @@ class Events:
                         message.topic_arn, event.configuration_set, expected, message.tenant)
 
     def _suppress(self, tenant: str, address: str, reason: str, source: str) -> bool:
-        def work(conn: Connection) -> bool:
-            return self.store.suppress(tenant, address, reason, source, conn=conn)
-
-        new = bool(self.store.run(work))
+        new = self.store.suppress(tenant, address, reason, source)
         if new:
             self.service.metrics.suppressed.labels(tenant, reason).inc()
         return new

@@ -7,13 +7,14 @@ them can be built and tested alone against a real database while sharing one set
 from __future__ import annotations
 
 import datetime
+import hmac
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
-from mailplane.sender.config import SenderConfig, key_matches
+from mailplane.sender.config import SenderConfig, hash_api_key
 from mailplane.sender.metrics import Metrics
 from mailplane.sender.pacing import IpOverride, Pacer
 from mailplane.sender.store import Store
@@ -69,8 +70,9 @@ class Service:
         tell which sender, if any, a guessed key came close to.
         """
         found: tuple[Tenant, str] | None = None
+        presented = hash_api_key(key)  # once, not once per stored key
         for name, stored in self._keys:
-            if key_matches(key, stored) and found is None:
+            if hmac.compare_digest(presented, stored) and found is None:
                 tenant_name, sender = name.split("/", 1)
                 tenant = self.tenant(tenant_name)
                 if tenant is not None and any(s.name == sender for s in tenant.senders):

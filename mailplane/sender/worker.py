@@ -198,7 +198,8 @@ class Delivery:
             await asyncio.to_thread(self.service.store.complete_many, worker,
                                     [(i, "failed", "the tenant is no longer in the stack") for i in gone])
             held.difference_update(gone)
-        return [m for m in batch if m.id not in set(gone)]
+        dropped = set(gone)
+        return [m for m in batch if m.id not in dropped]
 
     async def _drop_suppressed(self, worker: str, batch: list[Message], held: set[int]) -> list[Message]:
         """Suppressed recipients are never sent to, even if they were suppressed after acceptance."""
@@ -215,7 +216,8 @@ class Delivery:
                                     [(i, "suppressed", "recipient is on the tenant's suppression list")
                                      for i in suppressed])
             held.difference_update(suppressed)
-        return [m for m in batch if m.id not in set(suppressed)]
+        dropped = set(suppressed)
+        return [m for m in batch if m.id not in dropped]
 
     def _compose(self, message: Message, granted: Granted) -> bytes:
         return wire_bytes(build_message(message, granted, public_url=self.public_url,
