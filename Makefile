@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK ?= stacks/prod
 
-.PHONY: run test lint install schema docs bench clean
+.PHONY: run test lint install system-deps schema docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ run: $(STAMP)
 	$(BIN)/mailplane plan $(STACK)
 	$(BIN)/mailplane render $(STACK) --out build/render
 
-test: $(STAMP)
+# The Debian packages the tests run as real servers (knot, postgresql), installed when missing.
+system-deps:
+	tools/system-deps
+
+test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

@@ -185,7 +185,7 @@ class KnotServer:
         knotd = shutil.which("knotd") or shutil.which("knotd", path="/usr/sbin:/usr/local/sbin")
         if knotd is None:
             raise RuntimeError(f"knotd not found: install Debian's {KNOTD_PACKAGE!r} package "
-                               f"(apt-get install {KNOTD_PACKAGE}); .ci/run installs it when it is missing")
+                               f"(apt-get install {KNOTD_PACKAGE}); `make test` installs it")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         (self.workdir / "root.zone").write_text(self.zone.text(), encoding="utf-8")

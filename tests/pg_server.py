@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL cluster for the sender's tests (Debian's postgresql; ``.ci/run`` installs it).
+"""A throwaway PostgreSQL cluster for the sender's tests (Debian's postgresql; ``make test`` installs it).
 
 Fixtures ``pg_server`` (session) and ``db_url`` (SQLite file and PostgreSQL database, both) are
 registered in ``conftest.py``.
@@ -22,7 +22,8 @@ def _pg_bin() -> Path:
     for candidate in [shutil.which("initdb"), *sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)]:
         if candidate and Path(candidate).exists():
             return Path(candidate).resolve().parent
-    pytest.fail("PostgreSQL is not installed (initdb not found): .ci/run installs Debian's postgresql package",
+    pytest.fail("PostgreSQL is not installed (initdb not found): make test installs Debian's postgresql "
+                "package (tools/system-deps)",
                 pytrace=False)
 
 
