@@ -27,7 +27,7 @@ DOCUMENTATION = r"""
           and to one group C(tenant_<name>) (hyphens become underscores) per tenant with an IP on that host.
         - Sets the host variables C(mailplane_stack), C(mailplane_date), C(mailplane_pmta) (the per-host
           PowerMTA view that C(mailplane.mta.view.host_view) computes, as plain data) and
-          C(mailplane_dkim_domains) (the BYODKIM selector, domain and key file name of every key the host
+          C(mailplane_dkim_domains) (the selector, domain and key file name of every DKIM key the host
           signs with).
         - A stack with errors fails the inventory with every located problem.
         - The inventory file name must end in C(mailplane.yml) or C(mailplane.yaml).
@@ -154,7 +154,7 @@ def _host_view_function() -> Callable[..., Any]:
 
 
 def dkim_domains(pmta: dict[str, Any]) -> list[dict[str, str]]:
-    """The BYODKIM keys this host signs with, once each: selector, domain and key file name.
+    """The DKIM keys this host signs with, once each: selector, domain and key file name.
 
     Read from the view's VMTAs (a tenant's keys are listed on each of its VMTAs), so the key files
     the role writes are exactly those the config's ``domain-key`` lines name.

@@ -7,8 +7,9 @@ limit counts).  One root zone holds every name, so no delegation is needed, and 
 ordinary process on a free port with its files in a temporary folder.
 
 The good zone is built from the example stacks with :mod:`mailplane.cloud.records`, the module
-the Pulumi program publishes from, plus the PTR and A/AAAA records of every IP and the SPF records
-of include targets (``amazonses.com``, ``spf.example.org``).
+the Pulumi program publishes from (DKIM, PowerMTA's own DKIM keys of Easy DKIM domains, DMARC,
+SPF, MAIL FROM and the PowerMTA return paths), plus the PTR and A/AAAA records of every IP and the
+SPF records of include targets (``amazonses.com``, ``spf.example.org``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def stack_outputs(fleet: Fleet, keys: dict[str, str]) -> dict[str, object]:
                              "dkim_selectors": [d.dkim.selector] if d.dkim.mode == "byo" else
                              easy_dkim_tokens(d.name)}
                     for t in fleet.tenants for d in t.domains},
-        "dkim_private_keys": {d.name: keys[d.name] for t in fleet.tenants for d in t.domains if d.dkim.mode == "byo"},
+        "dkim_private_keys": {d.name: keys[d.name] for t in fleet.tenants for d in t.domains
+                              if d.dkim.mode == "byo" or rec.has_powermta_key(t, d)},
     }
 
 
@@ -90,7 +92,8 @@ class Zone:
         return zone
 
     def add_record(self, record: rec.Record) -> None:
-        self.add(record.name, record.type, record.value)
+        for value in record.values:
+            self.add(record.name, record.type, value)
 
     def text(self) -> str:
         lines = ["$TTL 300", ". SOA ns.test. hostmaster.test. 1 3600 600 86400 300", ". NS ns.test.",
@@ -126,6 +129,9 @@ def good_zone(fleets: Iterable[Fleet], outputs: dict[str, dict[str, object]]) ->
                     tokens = out["domains"][domain.name]["dkim_selectors"]  # type: ignore[index]
                     for record in rec.easy_dkim_records(domain.name, tokens, ttl):
                         zone.add_record(record)
+                if rec.has_powermta_key(tenant, domain):
+                    pem = out["dkim_private_keys"][domain.name]  # type: ignore[index]
+                    zone.add_record(rec.powermta_dkim_record(domain, public_pem(pem), ttl))
                 for record in rec.static_records(tenant, domain, region, ttl):
                     zone.add_record(record)
                 for host in external_report_hosts(domain):
@@ -265,7 +271,8 @@ class DnsTestData:
 
         self.fleets = {name: load_stack(stacks / name) for name in ("prod", "dev")}
         self.keys = {d.name: rsa_private_pem() for f in self.fleets.values() for t in f.tenants for d in t.domains
-                     if d.dkim.mode == "byo"}
+                     if d.dkim.mode == "byo" or rec.has_powermta_key(t, d)}
+        """The key PowerMTA signs each domain with (the BYODKIM key, or an Easy DKIM domain's own), by domain."""
         self.other_key = rsa_private_pem()
         """A valid key that is not the stack's: for a published key that does not match."""
         self.outputs = {name: stack_outputs(fleet, self.keys) for name, fleet in self.fleets.items()}

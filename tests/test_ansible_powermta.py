@@ -146,7 +146,7 @@ def _setup(tmp: Path) -> Deployment:
     }, indent=2))
     # The keys arrive as Pulumi's stack output does, in a vault-encrypted vars file (README).
     fleet = load_stack(deployment.stack)
-    deployment.keys = {d.name: _pem() for t in fleet.tenants for d in t.domains if d.dkim.mode == "byo"}
+    deployment.keys = {d.name: _pem() for t in fleet.tenants for d in t.domains}  # each domain: PowerMTA's key
     outputs = {"region": fleet.settings.ses.region, "dkim_private_keys": deployment.keys}
     (tmp / "vault-pass").write_text("test-only\n")
     subprocess.run(
@@ -175,11 +175,11 @@ def test_first_run_writes_config_and_keys_and_reloads_each_host_once(deployed: t
         assert (deployment.config(host).stat().st_mode & 0o777) == 0o640
         for ref in fleet.ips_by_host[host]:
             assert ref.ip.address in config
-        byo = {(d.dkim.selector, d.name) for ref in fleet.ips_by_host[host] for d in ref.tenant.domains
-               if d.dkim.mode == "byo"}
-        assert byo, "every host of prod signs with some BYODKIM key"
+        # every domain of a tenant with an IP here: its BYODKIM key, or an Easy DKIM domain's own at pmta1
+        signed = {(d.dkim.selector if d.dkim.mode == "byo" else "pmta1", d.name)
+                  for ref in fleet.ips_by_host[host] for d in ref.tenant.domains}
         keys = sorted(p.name for p in deployment.key_dir(host).iterdir())
-        assert keys == sorted(dkim_key_file(selector, domain) for selector, domain in byo)
+        assert keys == sorted(dkim_key_file(selector, domain) for selector, domain in signed)
         for key in deployment.key_dir(host).iterdir():
             assert (key.stat().st_mode & 0o777) == 0o600
             domain = key.name.split(".", 1)[1].removesuffix(".pem")
@@ -282,7 +282,8 @@ def test_missing_dkim_key_fails_before_any_change(deployed: tuple[Deployment, Ru
     calls, before = deployment.calls(), deployment.snapshot()
     run = deployment.playbook("--limit", "mta2", "-e", json.dumps({"dkim_private_keys": {}}))
     assert run.rc != 0
-    assert "No private key in powermta_dkim_keys for globex.example.net, news.example.com" in run.output
+    assert ("No private key in powermta_dkim_keys for globex.example.net, initech.example.org, mail1.example.com, "
+            "news.example.com") in run.output
     assert deployment.calls() == calls
     assert deployment.snapshot() == before
 
@@ -308,9 +309,9 @@ def test_inventory_lists_the_mta_hosts_and_tenant_groups_of_prod(tmp_path: Path)
         assert hostvars[host]["ansible_host"] == str(settings.ansible_host)
         assert hostvars[host]["mailplane_stack"] == "prod"
         assert isinstance(hostvars[host]["mailplane_pmta"], dict)
-    byo = {(d.dkim.selector, d.name) for t in fleet.tenants for d in t.domains if d.dkim.mode == "byo"}
+    signed = {(d.dkim.selector if d.dkim.mode == "byo" else "pmta1", d.name) for t in fleet.tenants for d in t.domains}
     listed = {(d["selector"], d["domain"]) for h in hostvars.values() for d in h["mailplane_dkim_domains"]}
-    assert listed == byo
+    assert listed == signed
 
 
 def test_inventory_of_a_broken_fleet_fails_with_located_problems(tmp_path: Path) -> None:

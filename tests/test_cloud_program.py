@@ -134,7 +134,13 @@ def test_external_dns_domain_gets_no_route53_records_but_a_complete_list(prod: t
     assert apex.startswith("v=spf1 include:amazonses.com ") and apex.endswith(" include:spf.example.org -all")
     for ip in tenant.ips:
         assert f"ip{6 if ':' in ip.address else 4}:{ip.address}" in apex
-    assert len(listed) == 5 and all(r["ttl"] == 300 for r in listed)
+    # the PowerMTA return path of the transactional route: its MX takes bounces at the route's IPs (by
+    # their PTR names) and its SPF lists exactly those IPs
+    rp = "transactional.rp.globex.example.net"
+    assert by_key[("MX", rp)]["values"] == ["10 out1.globex.example.net", "10 out6.globex-infra.example.org"]
+    assert by_key[("TXT", rp)]["value"] == "v=spf1 ip4:198.51.100.31 ip6:2001:db8:100::31 -all"
+    assert ("MX", "marketing.rp.globex.example.net") not in by_key  # marketing goes by SES
+    assert len(listed) == 7 and all(r["ttl"] == 300 for r in listed)
 
 
 def test_configuration_sets_require_tls_track_reputation_and_suppress(prod: tuple[Fleet, Run]) -> None:
@@ -201,7 +207,8 @@ def test_secrets_are_secret_outputs_and_never_plain(prod: tuple[Fleet, Run]) -> 
     _fleet, result = prod
     assert {"dkim_private_keys", "sender_credentials"} <= result.secret_outputs
     keys = result.outputs["dkim_private_keys"]
-    assert set(keys) == {"globex.example.net", "news.example.com"}
+    # the key PowerMTA signs each domain with: BYODKIM ones, and the Easy DKIM domains' own
+    assert set(keys) == {"globex.example.net", "news.example.com", "initech.example.org", "mail1.example.com"}
     assert keys["news.example.com"] == rsa_key("news.example.com-dkim")[0]
     credentials = result.outputs["sender_credentials"]["sos-expat/app"]
     assert credentials["secret_access_key"] == "SECRET-sos-expat-app-xyz"
@@ -254,7 +261,12 @@ def test_adding_a_domain_adds_exactly_its_resources(prod: tuple[Fleet, Run], tmp
     assert _keys(before) - _keys(after) == set()
     assert added == {("mailplane:cloud:Domain", "promo.initech.example.org", "mailplane:cloud:Tenant::initech"),
                      (T["identity"], "promo.initech.example.org", parent),
-                     *((T["record"], f"promo.initech.example.org-dkim-{i}", parent) for i in (1, 2, 3))}
+                     *((T["record"], f"promo.initech.example.org-dkim-{i}", parent) for i in (1, 2, 3)),
+                     # PowerMTA's own key (initech's marketing goes through its IPs), and the return path
+                     ("tls:index/privateKey:PrivateKey", "promo.initech.example.org-dkim-pmta", parent),
+                     (T["record"], "promo.initech.example.org-dkim-pmta", parent),
+                     (T["record"], "promo.initech.example.org-marketing-return-path-mx", parent),
+                     (T["record"], "promo.initech.example.org-marketing-return-path-txt", parent)}
 
 
 def test_removing_a_tenant_removes_only_its_resources(prod: tuple[Fleet, Run], tmp_path: Path) -> None:
@@ -267,12 +279,14 @@ def test_removing_a_tenant_removes_only_its_resources(prod: tuple[Fleet, Run], t
     assert _keys(after) <= _keys(before)
     assert removed == {(r.type, r.name, r.parent) for r in before.resources if r.tenant == "initech"}
     # tenant: component, configuration set, topic, topic policy, event destination, subscription (6);
-    # its domain: component, identity, MAIL FROM, 3 DKIM + MX + SPF + DMARC records (9); its sender: 4.
-    assert len(removed) == 6 + 9 + 4
+    # its domain: component, identity, MAIL FROM, 3 DKIM + MX + SPF + DMARC records (9), PowerMTA's key
+    # and its TXT, the marketing return path's MX and SPF (4); its sender: 4.
+    assert len(removed) == 6 + 9 + 4 + 4
 
 
 def test_dev_stack_without_sender_url_has_no_subscription_and_no_zones() -> None:
     fleet = load_stack(ROOT / "stacks" / "dev")
     result = run(fleet, AwsMocks(fleet.settings.ses.region))
     assert result.of_type(T["subscription"]) == [] and result.of_type(T["record"]) == []
-    assert {r["purpose"] for r in result.outputs["external_dns_records"]} == {"dkim", "mail-from", "dmarc"}
+    assert {r["purpose"] for r in result.outputs["external_dns_records"]} == {
+        "dkim", "dkim-powermta", "mail-from", "dmarc", "return-path"}

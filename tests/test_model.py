@@ -9,6 +9,7 @@ import pytest
 
 from mailplane.model.loader import load_stack
 from mailplane.model.problems import StackError, format_path
+from mailplane.model.routes import is_aligned, powermta_selector, return_path_base, route_auth
 from mailplane.model.types import normalise_domain, normalise_email, normalise_ip, normalise_listener
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,9 +81,49 @@ def test_defaults_fill_what_a_tenant_leaves_out() -> None:
     fleet = load_stack(PROD)
     globex = fleet.tenant("globex")
     assert globex.configuration_set == "globex"
-    assert globex.streams == ["transactional"]
+    assert load_stack(PROD.parent / "dev").tenant("acme").streams == ["transactional"]
     assert fleet.tenant("sos-expat").configuration_set == "sos-expat"
     assert fleet.settings.dns.ttl == 300
+    domain = fleet.domains["mail1.example.com"][1]
+    assert (domain.dkim.powermta_selector, domain.return_path) == (None, None)
+    assert (powermta_selector(domain), return_path_base(domain)) == ("pmta1", "rp.mail1.example.com")
+    assert (domain.dmarc.dkim_alignment, domain.dmarc.spf_alignment) == ("relaxed", "relaxed")
+
+
+def test_every_tenant_stream_has_one_route_ses_when_no_ip_carries_it() -> None:
+    fleet = load_stack(PROD)
+    routes = {key: (r.transport, r.addresses) for key, r in fleet.routes.items()}
+    assert routes == {
+        ("globex", "transactional"): ("pmta", ("198.51.100.31", "2001:db8:100::31")),
+        ("globex", "marketing"): ("ses", ()),
+        ("initech", "transactional"): ("ses", ()),
+        ("initech", "marketing"): ("pmta", ("192.0.2.41", "192.0.2.42")),
+        ("sos-expat", "transactional"): ("pmta", ("203.0.113.21",)),
+        ("sos-expat", "marketing"): ("pmta", ("203.0.113.22", "203.0.113.23")),
+    }
+    assert fleet.route("globex", "marketing") is fleet.routes[("globex", "marketing")]
+
+
+def test_route_auth_names_the_signing_key_and_return_path_of_each_route() -> None:
+    fleet = load_stack(PROD)
+    mail1 = fleet.domains["mail1.example.com"][1]
+    news = fleet.domains["news.example.com"][1]
+    pmta = route_auth(fleet.route("sos-expat", "marketing"), news)
+    assert (pmta.dkim_domain, pmta.dkim_selector, pmta.return_path, pmta.spf_ips) == (
+        "news.example.com", "s2026a", "marketing.rp.news.example.com", ("203.0.113.22", "203.0.113.23"))
+    easy = route_auth(fleet.route("sos-expat", "transactional"), mail1)
+    assert (easy.dkim_selector, easy.return_path) == ("pmta1", "transactional.rp.mail1.example.com")
+    initech = fleet.domains["initech.example.org"][1]
+    ses = route_auth(fleet.route("initech", "transactional"), initech)
+    assert (ses.dkim_domain, ses.dkim_selector, ses.return_path, ses.spf_ips) == (
+        "initech.example.org", None, "bounce.initech.example.org", ())
+
+
+@pytest.mark.parametrize(("identifier", "mode", "aligned"), [
+    ("example.com", "strict", True), ("rp.example.com", "strict", False), ("rp.example.com", "relaxed", True),
+    ("example.net", "relaxed", False), ("badexample.com", "relaxed", False), ("EXAMPLE.COM.", "strict", True)])
+def test_alignment_modes_of_rfc_7489(identifier: str, mode: str, aligned: bool) -> None:
+    assert is_aligned(identifier, "example.com", mode) is aligned
 
 
 def test_lookups_shared_by_consumers() -> None:

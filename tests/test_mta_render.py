@@ -217,25 +217,37 @@ def test_an_ip_without_a_plan_gets_generous_fixed_rates(stack_copy: Callable[[st
     assert "no warmup plan" in render_host(fleet, "mta-dev", DAY)
 
 
-def test_byodkim_domains_get_domain_keys_and_easy_dkim_ones_none(prod: Fleet) -> None:
+def test_every_domain_of_the_tenant_gets_a_domain_key_in_each_of_its_vmtas(prod: Fleet) -> None:
+    """BYODKIM: the key SES signs with too; Easy DKIM: the domain's own PowerMTA key at ``pmta1`` (or its override)."""
     paths = {**DEFAULT_PATHS, "dkim_dir": "/srv/keys"}
     for host, refs in prod.ips_by_host.items():
         text = render_host(prod, host, DAY, paths)
         vmtas = blocks(text, "virtual-mta")
         for r in refs:
             keys = [v for d, v in vmtas[names.vmta_name(r.tenant.name, r.ip.address)] if d == "domain-key"]
-            byo = [d for d in r.tenant.domains if d.dkim.mode == "byo"]
-            assert keys == [f"{d.dkim.selector},{d.name},/srv/keys/{names.dkim_key_file(d.dkim.selector, d.name)}"
-                            for d in sorted(byo, key=lambda d: d.name) if d.dkim.selector]
-            for easy in (d.name for d in r.tenant.domains if d.dkim.mode == "easy"):
-                assert not any(f",{easy}," in key for key in keys)
-                assert f"# Easy DKIM, signed by SES only: {easy}" in text
+            expected = []
+            for d in sorted(r.tenant.domains, key=lambda d: d.name):
+                selector = d.dkim.selector if d.dkim.mode == "byo" else "pmta1"
+                assert selector
+                expected.append(f"{selector},{d.name},/srv/keys/{names.dkim_key_file(selector, d.name)}")
+            assert keys == expected
         assert not top(text, "domain-key"), "keys belong to their tenant's VMTAs, not to every VMTA"
+        assert "*," not in text.replace("<domain *>", ""), "no wildcard key: each signs its own domain"
     mta1 = blocks(render_host(prod, "mta1", DAY), "virtual-mta")
     assert ("domain-key", "s2026a,news.example.com,/etc/pmta/dkim/s2026a.news.example.com.pem") in mta1[
         "sos-expat-203-0-113-21"]
-    mta3 = blocks(render_host(prod, "mta3", DAY), "virtual-mta")
-    assert not [v for d, v in mta3["initech-192-0-2-41"] if d == "domain-key"]  # Easy DKIM only
+    assert ("domain-key", "pmta1,mail1.example.com,/etc/pmta/dkim/pmta1.mail1.example.com.pem") in mta1[
+        "sos-expat-203-0-113-21"]
+
+
+def test_powermta_selector_override_names_the_key(prod: Fleet, stack_copy: Callable[[str | Path], Path]) -> None:
+    stack = stack_copy("prod")
+    path = stack / "tenants" / "initech.yaml"
+    path.write_text(path.read_text().replace("dkim: {mode: easy}", "dkim: {mode: easy, powermta_selector: mk2027}"))
+    fleet = load_stack(stack)
+    mta3 = blocks(render_host(fleet, "mta3", DAY), "virtual-mta")
+    assert [v for d, v in mta3["initech-192-0-2-41"] if d == "domain-key"] == [
+        "mk2027,initech.example.org,/etc/pmta/dkim/mk2027.initech.example.org.pem"]
 
 
 def test_only_the_submit_addresses_may_relay_or_pick_a_vmta(prod: Fleet) -> None:

@@ -128,6 +128,11 @@ SHOP_RESOURCES = {
     (RECORD, "shop.example.com-dmarc-txt"),
     (RECORD, "shop.example.com-mail-from-mx"),
     (RECORD, "shop.example.com-mail-from-txt"),
+    # PowerMTA signs the Easy DKIM domain with a key of its own; each PowerMTA route gets a return path
+    ("tls:index/privateKey:PrivateKey", "shop.example.com-dkim-pmta"),
+    (RECORD, "shop.example.com-dkim-pmta"),
+    *((RECORD, f"shop.example.com-{stream}-return-path-{t}") for stream in ("transactional", "marketing")
+      for t in ("mx", "txt")),
 }
 
 
@@ -148,7 +153,10 @@ def test_domain_added_json_names_the_domain_its_records_and_resources(domain_add
                               "action": "add", "fields": []}]
     records = {(r["name"], r["type"]): r for r in data["dns_records"]}
     assert set(records) == {("<token>._domainkey.shop.example.com", "CNAME"), ("_dmarc.shop.example.com", "TXT"),
-                            ("bounce.shop.example.com", "MX"), ("bounce.shop.example.com", "TXT")}
+                            ("bounce.shop.example.com", "MX"), ("bounce.shop.example.com", "TXT"),
+                            ("pmta1._domainkey.shop.example.com", "TXT"),
+                            *((f"{stream}.rp.shop.example.com", t) for stream in ("transactional", "marketing")
+                              for t in ("MX", "TXT"))}
     assert {(r["action"], r["provider"], r["domain"]) for r in data["dns_records"]} == {
         ("publish", "route53", "shop.example.com")}
     assert records["_dmarc.shop.example.com", "TXT"]["value"] == "v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com"
@@ -161,9 +169,15 @@ def test_domain_added_json_names_the_domain_its_records_and_resources(domain_add
     identity = next(r for r in data["resources"] if r["name"] == "shop.example.com" and "emailIdentity" in r["type"])
     assert identity["inputs"]["emailIdentity"] == "shop.example.com"
     assert identity["inputs"]["configurationSetName"] == "sos-expat"
-    # PowerMTA cannot sign for an Easy DKIM domain: its configs change in that comment only.
+    assert records["marketing.rp.shop.example.com", "MX"]["value"] == (
+        "10 mta1-b.news.example.com, 10 mta2-a.news.example.com")
+    assert records["marketing.rp.shop.example.com", "TXT"]["value"] == "v=spf1 ip4:203.0.113.22 ip4:203.0.113.23 -all"
+    assert records["pmta1._domainkey.shop.example.com", "TXT"]["known_before_apply"] is False
+    # PowerMTA signs the new domain with its own key in each of the tenant's VMTAs, and that is all.
     lines = [line for h in data["powermta"] for line in changed_lines(h["diff"])]
-    assert lines and all(line.startswith(("-# Easy DKIM", "+# Easy DKIM")) for line in lines)
+    key = "+  domain-key pmta1,shop.example.com,/etc/pmta/dkim/pmta1.shop.example.com.pem"
+    assert lines and all(line == key for line in lines)
+    assert len(lines) == 3  # one in each VMTA of sos-expat (three IPs)
     assert not any(c["changed"] for c in data["capacity"])
     assert data["policy"]["blocking"] == 0
     chart = data["warmup_chart"]
@@ -177,7 +191,7 @@ def test_domain_added_text_and_markdown(domain_added: dict[str, Any]) -> None:
     assert text.exit_code == 2 and markdown.exit_code == 2
     out = text.stdout
     assert out.startswith("Plan for stack prod against base (")
-    assert "1 domain added; Pulumi: 8 to create; DNS records: 6 to publish" in out
+    assert "1 domain added; Pulumi: 14 to create; DNS records: 11 to publish" in out
     assert "  + domain shop.example.com (tenant sos-expat)\n" in out
     assert "  + _dmarc.shop.example.com TXT 300 v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com" in out
     assert "  + <token>._domainkey.shop.example.com CNAME 300 three CNAMEs known after apply" in out
@@ -187,13 +201,13 @@ def test_domain_added_text_and_markdown(domain_added: dict[str, Any]) -> None:
 
     md = markdown.stdout
     assert md.startswith("### mailplane plan: `prod` against `base` (")
-    assert "**1 domain added · Pulumi: 8 to create · DNS records: 6 to publish" in md
+    assert "**1 domain added · Pulumi: 14 to create · DNS records: 11 to publish" in md
     assert "| added | domain | `shop.example.com` | sos-expat |  |" in md
     assert "| publish | `_dmarc.shop.example.com` | TXT | `v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com` " \
            "| 300 | Route53 (Pulumi) |" in md
     assert "| publish | `<token>._domainkey.shop.example.com` | CNAME | `three CNAMEs known after apply` |" in md
-    assert "<details><summary>Pulumi resources: 8 to create</summary>" in md
-    assert md.count("| create | ") == 8
+    assert "<details><summary>Pulumi resources: 14 to create</summary>" in md
+    assert md.count("| create | ") == 14
     hosts = json.loads(domain_added["json"].stdout)["powermta"]
     assert md.count("<details>") == 1 + len(hosts) == md.count("</details>")
     assert md.count("```diff") == len(hosts)
@@ -220,8 +234,15 @@ def test_ip_removed_drops_its_vmta_and_lowers_capacity(ip_removed: tuple[dict[st
     data = json.loads(results["json"].stdout)
     assert data["fleet"] == [{"kind": "ip", "name": "203.0.113.22", "tenant": "sos-expat", "action": "remove",
                               "fields": []}]
-    assert data["resources"] == []  # an IP has no cloud resource (sos-expat publishes no SPF at its domains)
-    assert data["dns_records"] == []
+    # an IP has no cloud resource of its own, but the marketing route's return paths lose it: their MX
+    # and SPF records are updated at both of sos-expat's domains
+    assert {(r["action"], r["name"]) for r in data["resources"]} == {
+        ("update", f"{d}-marketing-return-path-{t}") for d in ("mail1.example.com", "news.example.com")
+        for t in ("mx", "txt")}
+    assert {(r["action"], r["name"], r["type"]) for r in data["dns_records"]} == {
+        ("update", f"marketing.rp.{d}", t) for d in ("mail1.example.com", "news.example.com") for t in ("MX", "TXT")}
+    spf = next(r for r in data["dns_records"] if r["name"] == "marketing.rp.news.example.com" and r["type"] == "TXT")
+    assert spf["value"] == "v=spf1 ip4:203.0.113.23 -all"
     vmta = names.vmta_name("sos-expat", "203.0.113.22")
     [host] = data["powermta"]
     assert host["host"] == "mta1" and host["action"] == "change" and host["added"] == 0
@@ -245,12 +266,12 @@ def test_ip_removed_drops_its_vmta_and_lowers_capacity(ip_removed: tuple[dict[st
     assert "  - IP 203.0.113.22 (tenant sos-expat)\n" in text
     assert f"-<virtual-mta {vmta}>\n" in text
     assert re.search(rf"sos-expat\s+{before:,} -> {after:,}\s+\|", text)
-    assert "Pulumi resources:" not in text
+    assert "~ update  aws:route53/record:Record  news.example.com-marketing-return-path-txt" in text
     md = results["markdown"].stdout
     assert "| removed | IP | `203.0.113.22` | sos-expat |  |" in md
     assert f"| sos-expat | {before:,} → {after:,} |" in md
     assert "<details><summary>PowerMTA <code>mta1</code> (changed): +0 −" in md
-    assert "Pulumi resources" not in md
+    assert "<details><summary>Pulumi resources: 4 to update</summary>" in md
 
 
 # --- (c) a warmup plan's schedule edited, in a second commit --------------------------------------

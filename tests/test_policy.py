@@ -6,6 +6,7 @@ value), never copied from the output, so a finding pointing at the wrong key fai
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 import shutil
@@ -21,6 +22,7 @@ from mailplane.gitops import policy_reference
 from mailplane.gitops.policy import CHECKS, FUTURE_START_DAYS, SPF_MAX_LOOKUPS, Finding, check_policies, spf_lookups
 from mailplane.model.loader import load_stack
 from mailplane.model.problems import StackError
+from mailplane.model.routes import Route, RouteAuth, alignment
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = datetime.date(2026, 11, 25)
@@ -168,7 +170,9 @@ def test_the_pulumi_program_makes_the_key_size_asked_for(prod: Path) -> None:
     fleet = load_stack(prod)
     result = run(fleet, AwsMocks(fleet.settings.ses.region))
     bits = {r.name: r.inputs["rsaBits"] for r in result.of_type("tls:index/privateKey:PrivateKey")}
-    assert bits == {"globex.example.net-dkim": 1024, "news.example.com-dkim": 2048}
+    assert bits == {"globex.example.net-dkim": 1024, "news.example.com-dkim": 2048,
+                    # PowerMTA's own keys of the Easy DKIM domains: always 2048 bits
+                    "initech.example.org-dkim-pmta": 2048, "mail1.example.com-dkim-pmta": 2048}
 
 
 def test_spf_lookup_terms_are_counted_at_the_top_level() -> None:
@@ -238,11 +242,12 @@ def test_marketing_unsubscribe_is_reported_on_each_domain_of_a_marketing_tenant(
     found = of(findings(prod), "marketing-unsubscribe")
     located = {(Path(f.problem.file).name, f.problem.line, f.problem.col, f.problem.path) for f in found}
     expected = set()
-    for tenant, domain, index in (("initech", "initech.example.org", 0), ("sos-expat", "mail1.example.com", 0),
+    for tenant, domain, index in (("globex", "globex.example.net", 0), ("initech", "initech.example.org", 0),
+                                  ("sos-expat", "mail1.example.com", 0),
                                   ("sos-expat", "news.example.com", 1)):
         line, col = where(tenant_file(prod, tenant), f"- name: {domain}", at=domain)
         expected.add((f"{tenant}.yaml", line, col, f"domains[{index}].name"))
-    assert located == expected, "globex sends transactional mail only"
+    assert located == expected
     assert all(f.blocking and "sender.public_url" in f.problem.message for f in found)
 
 
@@ -390,7 +395,7 @@ def test_marketing_unsubscribe_is_waived_per_domain(prod: Path) -> None:
                "marketing-unsubscribe", "campaigns carry MailWizz's own unsubscribe endpoint")
     found = of(findings(prod), "marketing-unsubscribe")
     assert [(Path(f.problem.file).stem, f.waived is not None) for f in found] == [
-        ("initech", True), ("sos-expat", False), ("sos-expat", False)]
+        ("globex", False), ("initech", True), ("sos-expat", False), ("sos-expat", False)]
 
 
 def test_a_waiver_of_an_unknown_check_is_an_error_at_its_key(prod: Path) -> None:
@@ -520,3 +525,69 @@ def test_every_check_has_a_kebab_case_id_a_description_and_a_fix() -> None:
     for check_id, check in CHECKS.items():
         assert check.id == check_id and re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)+", check_id)
         assert check.description.endswith(".") and check.fix.endswith(".")
+
+
+# --- dmarc-aligned -------------------------------------------------------------------------------
+
+
+def test_every_from_address_of_the_example_stacks_aligns_on_every_route() -> None:
+    for stack in ("prod", "dev"):
+        found = check_policies(load_stack(ROOT / "stacks" / stack), today=DAY)
+        assert of(found, "dmarc-aligned") == []
+
+
+@pytest.mark.parametrize(("transport", "dkim_domain", "return_path", "adkim", "aspf", "passes", "why"), [
+    ("pmta", "news.example.com", "marketing.rp.news.example.com", "relaxed", "relaxed", True, ""),
+    ("pmta", "news.example.com", "marketing.rp.news.example.com", "strict", "strict", True,
+     "return path marketing.rp.news.example.com does not align (strict)"),
+    ("pmta", None, "marketing.rp.news.example.com", "relaxed", "strict", False, "no DKIM signature for it"),
+    ("pmta", "example.com", "marketing.rp.news.example.com", "strict", "relaxed", True,
+     "DKIM d=example.com does not align (strict)"),
+    ("ses", None, "amazonses.com", "relaxed", "relaxed", False, "SPF cannot pass for return path amazonses.com"),
+    ("ses", None, "bounce.news.example.com", "relaxed", "relaxed", True, "no DKIM signature for it"),
+    ("ses", None, "bounce.news.example.com", "relaxed", "strict", False, "does not align (strict)"),
+])
+def test_alignment_verdict_per_route(transport: str, dkim_domain: str | None, return_path: str, adkim: str,
+                                     aspf: str, passes: bool, why: str) -> None:
+    ips = (load_stack(ROOT / "stacks" / "prod").tenant("sos-expat").ips[1],) if transport == "pmta" else ()
+    route = Route("sos-expat", "marketing", transport, ips)  # type: ignore[arg-type]
+    auth = RouteAuth(route, "news.example.com", dkim_domain, "s1", return_path, route.addresses)
+    verdict = alignment(auth, adkim=adkim, aspf=aspf)
+    assert verdict.passes is passes
+    assert why in verdict.why
+
+
+def test_a_route_without_aligned_dkim_or_spf_is_an_error_at_the_from_address_waivable_on_the_domain(
+        prod: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break what the model says of one route (as a regression would) and the check names the address."""
+    import mailplane.gitops.policy as policy
+    from mailplane.model import routes
+
+    def broken(route: Route, domain: object) -> RouteAuth:
+        auth = routes.route_auth(route, domain)  # type: ignore[arg-type]
+        if route.tenant == "initech" and route.transport == "ses":
+            return dataclasses.replace(auth, dkim_domain=None, return_path="amazonses.com")
+        return auth
+
+    monkeypatch.setattr(policy, "route_auth", broken)
+    found = one(findings(prod), "dmarc-aligned")
+    path = tenant_file(prod, "initech")
+    assert (found.problem.line, found.problem.col) == where(path, "from: [news@initech.example.org]",
+                                                            at="news@initech.example.org")
+    assert found.problem.path == "senders[0].from[0]" and found.blocking
+    assert "transactional route, through SES" in found.problem.message
+    add_waiver(path, "    dns: {provider: route53, zone: initech.example.org}\n", 4, "dmarc-aligned",
+               "transactional mail is relayed by the customer's own gateway")
+    assert one(findings(prod), "dmarc-aligned").waived
+
+
+def test_strict_alignment_is_published_in_the_dmarc_record(prod: Path) -> None:
+    edit(tenant_file(prod, "initech"), "dmarc: {policy: quarantine, rua: mailto:dmarc@initech.example.org}",
+         "dmarc: {policy: quarantine, rua: mailto:dmarc@initech.example.org, dkim_alignment: strict, "
+         "spf_alignment: strict}")
+    fleet = load_stack(prod)
+    tenant = fleet.tenant("initech")
+    assert records.dmarc_value(tenant.domains[0]) == (
+        "v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:dmarc@initech.example.org")
+    # DKIM d= is the From domain on every route, so strict alignment still passes
+    assert of(check_policies(fleet, today=DAY), "dmarc-aligned") == []

@@ -268,10 +268,15 @@ def test_tenants_are_isolated(api: Api) -> None:
     assert len(api.stored()) == 1
 
 
-def test_stream_must_be_the_tenants(api: Api) -> None:
-    with api.client("globex/billing") as c:
-        problems = _problems(c.post("/v1/messages", json=_msg(**{"from": "billing@globex.example.net"},
-                                                              stream="marketing")))
+def test_stream_must_be_the_tenants(fleet: Fleet, tmp_path: Path) -> None:
+    globex = fleet.tenant("globex").model_copy(update={"streams": ["transactional"]})
+    only = dataclasses.replace(fleet, tenants=tuple(globex if t.name == "globex" else t for t in fleet.tenants))
+    service, keys = _service(only, f"sqlite:///{tmp_path / 'sender.db'}")
+    with serve(create_app(service)) as url:
+        headers = {"Authorization": f"Bearer {keys['globex/billing']}"}
+        problems = _problems(httpx.post(url + "/v1/messages", headers=headers,
+                                        json=_msg(**{"from": "billing@globex.example.net"}, stream="marketing")))
+    service.close()
     assert problems[0]["code"] == "stream_not_allowed"
 
 

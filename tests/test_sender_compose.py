@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime
 import email
 import email.policy
+from dataclasses import replace
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mailplane.model.loader import load_stack
 from mailplane.sender.compose import (
     RESERVED_HEADERS,
     build_message,
@@ -21,6 +24,8 @@ from mailplane.sender.compose import (
 from mailplane.sender.pacing import Granted
 from mailplane.sender.store import Message
 from mailplane.sender.unsubscribe import read_token
+
+ROOT = Path(__file__).resolve().parent.parent
 
 KEY = "unsubscribe-key-0123456789"
 PUBLIC = "https://send.example.com"
@@ -66,7 +71,16 @@ def test_transactional_text_message_has_the_envelope_headers_and_nothing_else() 
     assert text_of(mail) == "Thanks for your order.\n"
     assert mail["List-Unsubscribe"] is None and mail["List-Unsubscribe-Post"] is None
     assert mail["X-Virtual-MTA"] is None
-    assert envelope_sender(queued()) == "orders@acme.example.com"
+
+
+def test_powermta_mail_gets_a_per_message_return_path_at_its_routes_return_path_domain() -> None:
+    fleet = load_stack(ROOT / "stacks" / "prod")
+    message = replace(queued(stream="marketing"), tenant="sos-expat", from_addr="hello@news.example.com")
+    assert envelope_sender(message, fleet) == "mp-42@marketing.rp.news.example.com"
+    other = replace(queued(), tenant="sos-expat", from_addr="no-reply@mail1.example.com", id=7)
+    assert envelope_sender(other, fleet) == "mp-7@transactional.rp.mail1.example.com"
+    # a From domain the fleet no longer has (queued before a change) keeps its From address
+    assert envelope_sender(queued(), fleet) == "orders@acme.example.com"
 
 
 def test_text_and_html_become_multipart_alternative_in_7bit_clean_crlf_lines() -> None:

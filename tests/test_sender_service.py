@@ -212,8 +212,11 @@ def test_two_instances_never_exceed_any_cap(tmp_path: Path, db_url: str, moto: M
     assert by_vmta["acme-192-0-2-31"] <= 40 and by_vmta["acme-192-0-2-32"] <= 25
     assert set(by_vmta) == {"acme-192-0-2-31", "acme-192-0-2-32", "bravo-192-0-2-41"}
     # each message went out through its own tenant's IPs only
-    assert all(str(m.message["X-Virtual-MTA"]).split("-")[0] == m.mail_from.split("@")[1].split(".")[0]
+    assert all(str(m.message["X-Virtual-MTA"]).split("-")[0] == str(m.message["From"]).split("@")[1].split(".")[0]
                for m in sink.messages)
+    # ... with the return path of its route: aligned with its From domain, where its bounces come back
+    assert all(m.mail_from == f"mp-{m.message['Message-ID'][4:].split('@')[0]}@transactional.rp."
+               + str(m.message["From"]).split("@")[1] for m in sink.messages)
     assert ip_sent == {"192.0.2.31": by_vmta["acme-192-0-2-31"], "192.0.2.32": by_vmta["acme-192-0-2-32"],
                        "192.0.2.41": 30}
 

@@ -47,16 +47,31 @@ class DomainIdentity(pulumi.ComponentResource):
                 f"{name}-mail-from", email_identity=self.identity.email_identity, mail_from_domain=domain.mail_from,
                 behavior_on_mx_failure="USE_DEFAULT_VALUE", opts=child)
 
+        self.powermta_key_pem: pulumi.Output[str] | None = self.private_key_pem
+        """The key PowerMTA signs the domain's mail with: the BYODKIM key, or an Easy DKIM domain's own."""
+        pmta_record: pulumi.Output[rec.Record] | None = None
+        if rec.has_powermta_key(args.tenant, domain):
+            # SES keeps Easy DKIM keys to itself: PowerMTA's routes sign with a key of their own.
+            pmta_key = tls.PrivateKey(f"{name}-dkim-pmta", algorithm="RSA", rsa_bits=2048, opts=child)
+            self.powermta_key_pem = pulumi.Output.secret(pmta_key.private_key_pem)
+            pmta_record = pmta_key.public_key_pem.apply(lambda pem: rec.powermta_dkim_record(domain, pem, args.ttl))
+
         static = rec.static_records(args.tenant, domain, args.region, args.ttl)
         if domain.dkim.mode == "byo":
             dkim_records = key.public_key_pem.apply(lambda pem: [rec.byo_dkim_record(domain, pem, args.ttl)])
         else:
             tokens = self.identity.dkim_signing_attributes.apply(lambda a: list(a.tokens or []) if a else [])
             dkim_records = tokens.apply(lambda t: rec.easy_dkim_records(domain.name, t, args.ttl))
-        self.records: pulumi.Output[list[dict[str, object]]] = dkim_records.apply(
-            lambda dynamic: [r.as_dict() for r in [*dynamic, *static]])
+        dynamic = (pulumi.Output.all(dkim_records, pmta_record).apply(lambda v: [*v[0], v[1]])
+                   if pmta_record is not None else dkim_records)
+        self.records: pulumi.Output[list[dict[str, object]]] = dynamic.apply(
+            lambda found: [r.as_dict() for r in [*found, *static]])
         if args.zone_id is not None:
             self._route53(name, args, static, dkim_records, child)
+            if pmta_record is not None:
+                aws.route53.Record(
+                    f"{name}-dkim-pmta", zone_id=args.zone_id, name=rec.powermta_dkim_name(domain), type="TXT",
+                    ttl=args.ttl, records=[pmta_record.apply(lambda r: r.route53_value)], opts=child)
         self.register_outputs({"identity_arn": self.identity.arn, "records": self.records})
 
     def _route53(self, name: str, args: DomainArgs, static: list[rec.Record],
@@ -75,5 +90,12 @@ class DomainIdentity(pulumi.ComponentResource):
                 ttl=args.ttl, records=[record.apply(lambda r: r.route53_value)], opts=child)
         for record in static:
             aws.route53.Record(
-                f"{name}-{record.purpose}-{record.type.lower()}", zone_id=args.zone_id, name=record.name,
-                type=record.type, ttl=record.ttl, records=[record.route53_value], opts=child)
+                f"{name}-{resource_suffix(record)}", zone_id=args.zone_id, name=record.name,
+                type=record.type, ttl=record.ttl, records=record.route53_values, opts=child)
+
+
+def resource_suffix(record: rec.Record) -> str:
+    """``<purpose>-<type>``; a return path's records also name its stream (the first label), one per route."""
+    if record.purpose == "return-path":
+        return f"{record.name.split('.', 1)[0]}-return-path-{record.type.lower()}"
+    return f"{record.purpose}-{record.type.lower()}"

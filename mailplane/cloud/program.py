@@ -61,9 +61,10 @@ def outputs(fleet: Fleet, tenants: dict[str, TenantEmail]) -> dict[str, Any]:
                              tenants[t.name].domains[d.name].identity.dkim_signing_attributes.apply(
                                  lambda a: list(a.tokens or []) if a else [])}
                     for t in fleet.tenants for d in t.domains},
+        # The key PowerMTA signs each domain with: the BYODKIM key, or an Easy DKIM domain's own.
         "dkim_private_keys": pulumi.Output.secret({
-            d.name: tenants[t.name].domains[d.name].private_key_pem
-            for t in fleet.tenants for d in t.domains if d.dkim.mode == "byo"}),
+            d.name: pem for t in fleet.tenants for d in t.domains
+            for pem in [tenants[t.name].domains[d.name].powermta_key_pem] if pem is not None}),
         "sender_credentials": pulumi.Output.secret({
             f"{t.name}/{s}": {"access_key_id": u.access_key_id, "secret_access_key": u.secret_access_key,
                               "smtp_password": u.smtp_password}

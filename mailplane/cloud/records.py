@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 
+from mailplane.model.routes import needs_powermta_key, powermta_return_paths, powermta_selector, tenant_routes
 from mailplane.model.tenant import Domain, Tenant
 
 TXT_CHUNK = 255
@@ -25,11 +26,18 @@ that list is not confirmed here, so every region of the example stacks uses this
 
 @dataclass(frozen=True)
 class Record:
+    """One record set; ``value`` is its first (usually only) value, ``extra`` the others (an MX to several hosts)."""
+
     name: str
     type: str
     ttl: int
     value: str
     purpose: str
+    extra: tuple[str, ...] = ()
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return (self.value, *self.extra)
 
     @property
     def strings(self) -> list[str]:
@@ -41,9 +49,15 @@ class Record:
         """Route53 takes a long TXT value as chunks joined by ``""`` (it adds the outer quotes)."""
         return '""'.join(self.strings) if self.type == "TXT" else self.value
 
+    @property
+    def route53_values(self) -> list[str]:
+        return [self.route53_value, *self.extra]
+
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"name": self.name, "type": self.type, "ttl": self.ttl, "value": self.value,
                                   "purpose": self.purpose}
+        if self.extra:
+            out["values"] = list(self.values)
         if self.type == "TXT":
             out["strings"] = self.strings
         return out
@@ -76,8 +90,25 @@ def byo_dkim_name(domain: Domain) -> str:
 
 
 def byo_dkim_record(domain: Domain, public_key_pem: str, ttl: int) -> Record:
-    value = f"v=DKIM1; k=rsa; p={dkim_public_key(public_key_pem)}"
-    return Record(byo_dkim_name(domain), "TXT", ttl, value, "dkim")
+    return Record(byo_dkim_name(domain), "TXT", ttl, dkim_key_value(public_key_pem), "dkim")
+
+
+def dkim_key_value(public_key_pem: str) -> str:
+    return f"v=DKIM1; k=rsa; p={dkim_public_key(public_key_pem)}"
+
+
+def has_powermta_key(tenant: Tenant, domain: Domain) -> bool:
+    """The Easy DKIM domains of a tenant with a PowerMTA route get a key of their own for PowerMTA."""
+    return needs_powermta_key(domain) and any(r.transport == "pmta" for r in tenant_routes(tenant))
+
+
+def powermta_dkim_name(domain: Domain) -> str:
+    """Name of the TXT record of the key PowerMTA signs an Easy DKIM domain with."""
+    return f"{powermta_selector(domain)}._domainkey.{domain.name}"
+
+
+def powermta_dkim_record(domain: Domain, public_key_pem: str, ttl: int) -> Record:
+    return Record(powermta_dkim_name(domain), "TXT", ttl, dkim_key_value(public_key_pem), "dkim-powermta")
 
 
 def dmarc_value(domain: Domain) -> str | None:
@@ -86,6 +117,10 @@ def dmarc_value(domain: Domain) -> str | None:
     tags = ["v=DMARC1", f"p={domain.dmarc.policy}"]
     if domain.dmarc.subdomain_policy:
         tags.append(f"sp={domain.dmarc.subdomain_policy}")
+    if domain.dmarc.dkim_alignment == "strict":
+        tags.append("adkim=s")
+    if domain.dmarc.spf_alignment == "strict":
+        tags.append("aspf=s")
     if domain.dmarc.rua:
         tags.append("rua=" + ",".join(domain.dmarc.rua))
     return "; ".join(tags)
@@ -109,10 +144,27 @@ def apex_spf_value(tenant: Tenant, domain: Domain) -> str | None:
     if domain.spf is None:
         return None
     terms = ["v=spf1", "include:amazonses.com"]
-    terms += [f"ip{6 if ':' in ip.address else 4}:{ip.address}" for ip in tenant.ips]
+    terms += spf_ip_terms([ip.address for ip in tenant.ips])
     terms += [f"include:{name}" for name in domain.spf.include]
     terms.append(domain.spf.all)
     return " ".join(terms)
+
+
+def spf_ip_terms(addresses: tuple[str, ...] | list[str]) -> list[str]:
+    return [f"ip{6 if ':' in address else 4}:{address}" for address in addresses]
+
+
+def return_path_records(tenant: Tenant, domain: Domain, ttl: int) -> list[Record]:
+    """Per PowerMTA route: the return path's MX (the route's IPs by their PTR names, where PowerMTA
+    takes the asynchronous bounces) and its SPF (exactly the route's IPs, ``-all``)."""
+    records = []
+    for route, name in powermta_return_paths(tenant, domain):
+        hosts = sorted({ip.hostname for ip in route.ips})
+        records.append(Record(name, "MX", ttl, f"10 {hosts[0]}", "return-path",
+                              tuple(f"10 {h}" for h in hosts[1:])))
+        records.append(Record(name, "TXT", ttl, " ".join(["v=spf1", *spf_ip_terms(route.addresses), "-all"]),
+                              "return-path"))
+    return records
 
 
 def static_records(tenant: Tenant, domain: Domain, region: str, ttl: int) -> list[Record]:
@@ -127,6 +179,7 @@ def static_records(tenant: Tenant, domain: Domain, region: str, ttl: int) -> lis
     spf = apex_spf_value(tenant, domain)
     if spf:
         records.append(Record(domain.name, "TXT", ttl, spf, "spf"))
+    records.extend(return_path_records(tenant, domain, ttl))
     return records
 
 

@@ -272,10 +272,14 @@ def dns_records(fleet: Fleet | None) -> dict[tuple[str, str, str], DnsRecord]:
             else:
                 token = rec.easy_dkim_records(domain.name, ["<token>"], ttl)[0]
                 found.append((token, rec.EASY_DKIM_TOKENS, False))
+            if rec.has_powermta_key(tenant, domain):
+                found.append((rec.Record(rec.powermta_dkim_name(domain), "TXT", ttl, UNKNOWN, "dkim-powermta"), 1,
+                              False))
             found += [(r, 1, True) for r in rec.static_records(tenant, domain, region, ttl)]
             for r, count, known in found:
                 out[(r.name, r.type, domain.name)] = DnsRecord(
-                    r.name, r.type, r.value, r.ttl, r.purpose, domain.name, tenant.name, provider, count, known)
+                    r.name, r.type, ", ".join(r.values), r.ttl, r.purpose, domain.name, tenant.name, provider, count,
+                    known)
     return out
 
 

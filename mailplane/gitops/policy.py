@@ -24,6 +24,7 @@ from typing import Literal
 from mailplane.cloud.records import static_records
 from mailplane.model.checks import did_you_mean, is_subdomain
 from mailplane.model.problems import Problem, YamlPath
+from mailplane.model.routes import alignment, route_auth, tenant_routes
 from mailplane.model.source import SourceDoc
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Ip, Tenant
@@ -67,6 +68,13 @@ CHECKS: dict[str, Check] = {check.id: check for check in (
           "10 DNS-querying terms (include, a, mx, ptr, exists, redirect), counted offline at the top level; "
           "`mailplane dns check` counts nested includes against live DNS.",
           "Drop or flatten `spf.include` entries (list the senders' addresses instead)."),
+    Check("dmarc-aligned", "error", "domain",
+          "Every sender From address passes DMARC on every route its mail can take (SES, or PowerMTA through "
+          "the stream's IPs): it is DKIM-aligned (a key that route signs the From domain with) or SPF-aligned "
+          "(a return path under the From domain whose SPF authorises the route's IPs), under the domain's "
+          "`dkim_alignment` and `spf_alignment`. Computed offline from the routes of the model.",
+          "Give the domain a `mail_from` (SES) or relax the alignment mode; report a failure on a PowerMTA "
+          "route as a bug."),
     Check("ptr-in-tenant-domains", "error", "ip",
           "Every IP's PTR hostname equals or lies under one of its own tenant's domains.",
           "Rename `hostname` under one of the tenant's domains (and set the PTR to it)."),
@@ -205,12 +213,35 @@ def _check_domains(fleet: Fleet, tenant: Tenant, doc: SourceDoc, out: _Collector
                     "remove key_bits (default 2048), or waive dkim-key-2048 on this domain with a reason",
                     subject=subject)
         _check_spf(fleet, tenant, i, doc, out)
+        _check_alignment(tenant, i, doc, out)
         if marketing:
             out.add("marketing-unsubscribe", doc, (*path, "name"),
                     f"tenant {tenant.name} sends marketing mail, which needs one-click unsubscribe (RFC 8058), but "
                     "fleet.yaml has no sender.public_url for the sender service to serve it at",
                     "set sender.public_url in fleet.yaml, or waive marketing-unsubscribe on this domain if "
                     "it sends no marketing mail", subject=subject)
+
+
+def _check_alignment(tenant: Tenant, i: int, doc: SourceDoc, out: _Collector) -> None:
+    """Each From address of the domain, on each route of its tenant: reported at the address, waived on the domain."""
+    domain = tenant.domains[i]
+    dmarc = domain.dmarc
+    adkim, aspf = (dmarc.dkim_alignment, dmarc.spf_alignment) if dmarc else ("relaxed", "relaxed")
+    for s, sender in enumerate(tenant.senders):
+        for j, address in enumerate(sender.from_):
+            if address.rpartition("@")[2] != domain.name:
+                continue
+            for route in tenant_routes(tenant):
+                verdict = alignment(route_auth(route, domain), adkim=adkim, aspf=aspf)
+                if verdict.passes:
+                    continue
+                via = "SES" if route.transport == "ses" else "PowerMTA (" + ", ".join(route.addresses) + ")"
+                out.add("dmarc-aligned", doc, ("senders", s, "from", j),
+                        f"mail from {address} on the {route.stream} route, through {via}, fails DMARC: "
+                        f"{verdict.why}",
+                        f"set mail_from on {domain.name} (a subdomain, for SPF alignment through SES)"
+                        if route.transport == "ses" else "this is mailplane's own route: report it as a bug",
+                        subject=(tenant, "domain", i))
 
 
 def spf_lookups(value: str) -> list[str]:

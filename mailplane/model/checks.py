@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from mailplane.model.fleet import FleetFile
 from mailplane.model.problems import Problem
+from mailplane.model.routes import RETURN_PATH_LABEL, return_path_base
 from mailplane.model.source import SourceDoc
 from mailplane.model.tenant import Tenant
 from mailplane.model.types import normalise_email
@@ -121,6 +122,11 @@ def check_stack(fleet: FleetFile | None, tenants: list[TenantFile]) -> list[Prob
         out.extend(_unique_items(tenant.ses.events, doc, ("ses", "events")))
         for i, domain in enumerate(tenant.domains):
             domains.check(domain.name, doc, ("domains", i, "name"), "domain", out)
+            other = owner.get(return_path_base(domain))
+            if other is not None:
+                out.append(doc.problem(("domains", i, "return_path" if domain.return_path else "name"),
+                                       f"the PowerMTA return path {return_path_base(domain)} is a sending "
+                                       f"domain of tenant {other!r}", "set return_path to another subdomain"))
             out.extend(_check_domain(domain, fleet, doc, ("domains", i)))
         for i, ip in enumerate(tenant.ips):
             path = ("ips", i)
@@ -165,6 +171,21 @@ def _check_domain(domain, fleet: FleetFile | None, doc: SourceDoc,  # type: igno
         out.append(doc.problem((*path, "mail_from"),
                                f"MAIL FROM {domain.mail_from} is not a subdomain of {domain.name}",
                                f"e.g. bounce.{domain.name}"))
+    if domain.dkim.mode == "byo" and domain.dkim.powermta_selector is not None:
+        out.append(doc.problem((*path, "dkim", "powermta_selector"),
+                               "a BYODKIM domain signs with its 'selector' on every route, PowerMTA included",
+                               "remove 'powermta_selector'"))
+    rp = return_path_base(domain)
+    rp_path = (*path, "return_path") if domain.return_path is not None else (*path, "mail_from")
+    if domain.return_path is not None and not is_subdomain(rp, domain.name):
+        out.append(doc.problem(rp_path, f"return path {rp} is not a subdomain of {domain.name} (DMARC would "
+                               "not align it)", f"e.g. {RETURN_PATH_LABEL}.{domain.name}"))
+    elif domain.mail_from is not None and (is_subdomain(rp, domain.mail_from, strict=False)
+                                           or is_subdomain(domain.mail_from, rp)):
+        out.append(doc.problem(rp_path, f"MAIL FROM {domain.mail_from} and the PowerMTA return path {rp} "
+                               "overlap: SES's bounces and PowerMTA's need names of their own",
+                               "set return_path to another subdomain" if domain.return_path is None
+                               else f"e.g. {RETURN_PATH_LABEL}.{domain.name}"))
     provider = domain.dns.provider or (fleet.dns.default_provider if fleet else None)
     if provider == "route53" and domain.dns.zone is None:
         out.append(doc.problem((*path, "dns"), "a route53 domain needs its hosted 'zone'",

@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from mailplane.model.fleet import FleetFile
+from mailplane.model.routes import Route, tenant_routes
 from mailplane.model.source import SourceDoc
 from mailplane.model.tenant import Domain, Ip, Tenant
 from mailplane.warmup.plans import PRESETS, Plan, build_plan
@@ -60,6 +61,14 @@ class Fleet:
     @cached_property
     def domains(self) -> dict[str, tuple[Tenant, Domain]]:
         return {d.name: (t, d) for t in self.tenants for d in t.domains}
+
+    @cached_property
+    def routes(self) -> dict[tuple[str, str], Route]:
+        """(tenant, stream) to its route (:mod:`mailplane.model.routes`), tenants by name, streams in order."""
+        return {(r.tenant, r.stream): r for t in self.tenants for r in tenant_routes(t)}
+
+    def route(self, tenant: str, stream: str) -> Route:
+        return self.routes[(tenant, stream)]
 
     def dns_provider(self, domain: Domain) -> str:
         """The domain's own provider, else the fleet's default."""

@@ -29,6 +29,13 @@ class Dkim(Model):
     key_bits: Literal[1024, 2048] = Field(
         2048, description="RSA size of the `byo` key (Easy DKIM keys are always 2048 bits); 1024 fails the "
         "`dkim-key-2048` policy check unless waived.")
+    powermta_selector: DnsLabel | None = Field(
+        None, description="`easy` only: selector of the key PowerMTA signs the domain's mail with (SES "
+        "keeps Easy DKIM keys to itself, so the PowerMTA routes get a 2048-bit key of their own); "
+        "default `pmta1`. A `byo` domain signs with `selector` on every route.")
+
+
+Alignment = Literal["relaxed", "strict"]
 
 
 class Dmarc(Model):
@@ -36,6 +43,11 @@ class Dmarc(Model):
     rua: Annotated[list[StrictStr], BeforeValidator(_one_or_many, json_schema_input_type=str | list[str])] = Field(
         default_factory=list, description="Aggregate report URIs (`mailto:...`), one or a list.")
     subdomain_policy: Literal["none", "quarantine", "reject"] | None = Field(None, description="The `sp=` tag.")
+    dkim_alignment: Alignment = Field(
+        "relaxed", description="The `adkim=` tag: `strict` needs the DKIM `d=` to equal the From domain.")
+    spf_alignment: Alignment = Field(
+        "relaxed", description="The `aspf=` tag: `strict` needs the return path domain to equal the From "
+        "domain, so SPF never aligns (every return path is a subdomain) and DKIM carries DMARC alone.")
 
 
 class DomainDns(Model):
@@ -54,7 +66,13 @@ class Spf(Model):
 class Domain(Model):
     name: DomainName = Field(description="Sending domain; Unicode names are stored as A-labels.")
     dkim: Dkim
-    mail_from: DomainName | None = Field(None, description="Custom MAIL FROM, a subdomain of `name`.")
+    mail_from: DomainName | None = Field(
+        None, description="Custom MAIL FROM of mail sent through SES, a subdomain of `name` (MX to SES's "
+        "feedback host, SPF `include:amazonses.com`); without it SES uses its own, which DMARC does not align.")
+    return_path: DomainName | None = Field(
+        None, description="Parent of the return path domains of mail sent through PowerMTA, a subdomain of "
+        "`name` (default `rp.<name>`): each stream the tenant sends through PowerMTA gets "
+        "`<stream>.<return_path>`, whose SPF lists exactly that stream's IPs and whose MX takes the bounces.")
     dmarc: Dmarc | None = Field(None, description="DMARC record to publish at `_dmarc.<name>`.")
     spf: Spf | None = Field(None, description="Publish SPF at the domain itself.")
     dns: DomainDns = DomainDns()

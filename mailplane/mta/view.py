@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailplane.model import names
+from mailplane.model.routes import powermta_selector
 from mailplane.model.stack import Fleet, IpRef
 from mailplane.model.types import normalise_listener
 from mailplane.mta import providers as pv
@@ -41,7 +42,7 @@ class Throttle:
 
 @dataclass(frozen=True)
 class DkimKey:
-    """A BYODKIM key PowerMTA signs with: ``domain-key SELECTOR,DOMAIN,KEYFILE``."""
+    """A key PowerMTA signs with: ``domain-key SELECTOR,DOMAIN,KEYFILE`` (BYODKIM, or an Easy DKIM domain's own)."""
 
     selector: str
     domain: str
@@ -61,8 +62,7 @@ class Vmta:
     ceiling: int | None
     """PowerMTA's hourly ceiling for the IP (see :func:`ceiling`); None for an IP without a plan."""
     dkim: tuple[DkimKey, ...]
-    easy_dkim_domains: tuple[str, ...]
-    """The tenant's Easy DKIM domains: SES holds their keys, so PowerMTA cannot sign for them."""
+    """One key for every domain of the tenant, each for its own domain only (no ``*`` key)."""
     throttles: tuple[Throttle, ...]
 
 
@@ -117,7 +117,6 @@ class HostView:
                  "plan": v.status.plan,
                  "started": v.status.started.isoformat() if v.status.started else None,
                  "dkim": [{"selector": k.selector, "domain": k.domain, "key_file": k.key_file} for k in v.dkim],
-                 "easy_dkim_domains": list(v.easy_dkim_domains),
                  "throttles": [
                      {"group": t.group, "domain": t.domain, "max_msg_rate": pv.rate_text(t.msg_per_hour),
                       "backoff_max_msg_rate": pv.rate_text(t.backoff_msg_per_hour), "max_smtp_out": t.smtp_out}
@@ -189,10 +188,8 @@ def _address_key(ref: IpRef) -> tuple[str, int, int]:
 
 def _vmta(fleet: Fleet, ref: IpRef, on: datetime.date) -> Vmta:
     status = ip_status(ref.tenant, ref.ip, fleet.plan_for(ref.ip), on)
-    byo = sorted((d for d in ref.tenant.domains if d.dkim.mode == "byo" and d.dkim.selector), key=lambda d: d.name)
-    keys = tuple(DkimKey(d.dkim.selector, d.name, names.dkim_key_file(d.dkim.selector, d.name))
-                 for d in byo if d.dkim.selector)
-    easy = tuple(sorted(d.name for d in ref.tenant.domains if d.dkim.mode == "easy"))
+    keys = tuple(DkimKey(powermta_selector(d), d.name, names.dkim_key_file(powermta_selector(d), d.name))
+                 for d in sorted(ref.tenant.domains, key=lambda d: d.name))
     return Vmta(
         name=names.vmta_name(ref.tenant.name, ref.ip.address),
         tenant=ref.tenant.name,
@@ -201,7 +198,6 @@ def _vmta(fleet: Fleet, ref: IpRef, on: datetime.date) -> Vmta:
         status=status,
         ceiling=ceiling(status.hourly_cap) if status.hourly_cap is not None else None,
         dkim=keys,
-        easy_dkim_domains=easy,
         throttles=throttles(status),
     )
 

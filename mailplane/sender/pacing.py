@@ -5,10 +5,11 @@ locks every counter the send is subject to, decides, increments them and records
 on the message, so no interleaving of workers, threads or instances can push a counter past its
 cap (listmonk's per-worker counters overshoot by the number of workers; ours are shared rows):
 
-* a tenant with IPs for the message's stream sends through PowerMTA: among those IPs, the one
+* the model's route for the message's (tenant, stream) says PowerMTA or SES
+  (:mod:`mailplane.model.routes`); through PowerMTA: among the route's IPs, the one
   with the most remaining warmup quota today (its ``daily_cap`` from ``ip_status``), and room
   under its hourly ceiling;
-* a tenant without one sends through SES: the account's daily quota and its max send rate, one
+* through SES: the account's daily quota and its max send rate, one
   rate schedule row shared by everyone (not one per worker; ``RateSchedule``);
 * always the tenant's own ``daily_quota``.
 
@@ -182,8 +183,9 @@ class Pacer:
     # -- what applies to a message (pure) -------------------------------------------------
 
     def ips_for(self, tenant: Tenant, stream: str) -> list[Ip]:
-        """The tenant's IPs that carry ``stream`` (an IP without ``streams`` carries all)."""
-        return [ip for ip in tenant.ips if ip.streams is None or stream in ip.streams]
+        """The IPs of the (tenant, stream)'s route (:mod:`mailplane.model.routes`); empty: it goes by SES."""
+        route = self.fleet.routes.get((tenant.name, stream))
+        return list(route.ips) if route else []  # a stream the tenant dropped since the mail was queued
 
     def local_ips_for(self, tenant: Tenant, stream: str) -> list[Ip]:
         """Those of ``ips_for`` on this instance's hosts."""

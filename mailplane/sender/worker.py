@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mailplane.sender.compose import build_message, wire_bytes
+from mailplane.sender.compose import build_message, envelope_sender, wire_bytes
 from mailplane.sender.pacing import Deferred, Granted
 from mailplane.sender.service import Service
 from mailplane.sender.store import Message, State, canonical_address
@@ -233,7 +233,8 @@ class Delivery:
         try:
             if granted.transport == "pmta":
                 assert granted.ip is not None
-                outcome = await self.smtp.send(self.host_of_ip[granted.ip], mail, message.from_addr, message.to_addr)
+                outcome = await self.smtp.send(self.host_of_ip[granted.ip], mail,
+                                               envelope_sender(message, self.service.fleet), message.to_addr)
             else:
                 tenant = self.service.fleet.tenant(message.tenant)
                 outcome = await self.ses.send(mail, configuration_set=tenant.configuration_set,
