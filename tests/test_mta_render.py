@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROD = ROOT / "stacks" / "prod"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "powermta"
 DAY = datetime.date(2026, 11, 25)
-WARMUP_DIRECTIVES = {"max-msg-rate", "backoff-max-msg-rate", "max-smtp-out"}
+WARMUP_DIRECTIVES = {"max-smtp-msg-rate", "max-msg-rate", "backoff-max-msg-rate", "max-smtp-out"}
 """The directives whose numbers follow the warmup plans: the only lines that change by date."""
 
 
@@ -117,30 +117,43 @@ def top(text: str, directive: str) -> list[str]:
 
 # --- the view: VMTAs, pools, DKIM, sources, management --------------------------------------------
 
-def test_each_ip_of_a_host_has_exactly_one_vmta_with_its_ip_and_ptr(prod: Fleet) -> None:
+def test_each_ip_that_may_send_has_exactly_one_vmta_with_its_ip_and_ptr(prod: Fleet) -> None:
+    held = 0
     for host, refs in prod.ips_by_host.items():
         text = render_host(prod, host, DAY)
         vmtas = blocks(text, "virtual-mta")
-        expected = {names.vmta_name(r.tenant.name, r.ip.address): (r.ip.address, r.ip.hostname) for r in refs}
-        assert set(vmtas) == set(expected), host
+        assert pv.UNROUTED_VMTA in vmtas
+        sending = [r for r in refs if ip_status(r.tenant, r.ip, prod.plan_for(r.ip), DAY).hourly_cap != 0]
+        held += len(refs) - len(sending)
+        expected = {names.vmta_name(r.tenant.name, r.ip.address): (r.ip.address, r.ip.hostname) for r in sending}
+        assert set(vmtas) - {pv.UNROUTED_VMTA} == set(expected), host
         for name, (address, ptr) in expected.items():
             assert [v for d, v in vmtas[name] if d == "smtp-source-host"] == [f"{address} {ptr}"]
         sources = [v.split()[0] for body in vmtas.values() for d, v in body if d == "smtp-source-host"]
-        assert len(sources) == len(set(sources)) == len(refs)
+        assert len(sources) == len(set(sources)) == len(sending)
+        assert not [v for d, v in vmtas[pv.UNROUTED_VMTA] if d == "smtp-source-host"]
     assert {h: len(r) for h, r in prod.ips_by_host.items()} == {"mta1": 2, "mta2": 3, "mta3": 2}
+    assert held == 1  # initech 192.0.2.42 starts on 2026-12-01
 
 
-def test_pools_list_exactly_the_tenants_vmtas_on_that_host(prod: Fleet) -> None:
-    for host, refs in prod.ips_by_host.items():
-        pools = blocks(render_host(prod, host, DAY), "virtual-mta-pool")
+def test_pools_per_tenant_and_stream_list_exactly_the_routes_vmtas_on_that_host(prod: Fleet) -> None:
+    on = datetime.date(2026, 12, 3)  # every IP of prod sends
+    for host in prod.ips_by_host:
+        pools = blocks(render_host(prod, host, on), "virtual-mta-pool")
         expected: dict[str, set[str]] = {}
-        for r in refs:
-            expected.setdefault(names.pool_name(r.tenant.name), set()).add(names.vmta_name(r.tenant.name, r.ip.address))
+        for (tenant, stream), route in prod.routes.items():
+            for ip in route.ips:
+                if ip.host == host:
+                    expected.setdefault(names.pool_name(tenant, stream), set()).add(names.vmta_name(tenant, ip.address))
         assert {name: {v for d, v in body if d == "virtual-mta"} for name, body in pools.items()} == expected
         assert all(d == "virtual-mta" for body in pools.values() for d, _ in body)
-    # sos-expat has IPs on mta1 and mta2: each host's pool holds only the VMTAs that live there
-    mta2 = blocks(render_host(prod, "mta2", DAY), "virtual-mta-pool")
-    assert mta2["sos-expat-pool"] == [("virtual-mta", "sos-expat-203-0-113-23")]
+    # sos-expat's marketing IPs are on mta1 and mta2, its transactional one on mta1: no pool mixes them
+    mta1 = blocks(render_host(prod, "mta1", on), "virtual-mta-pool")
+    assert mta1["sos-expat-transactional-pool"] == [("virtual-mta", "sos-expat-203-0-113-21")]
+    assert mta1["sos-expat-marketing-pool"] == [("virtual-mta", "sos-expat-203-0-113-22")]
+    mta2 = blocks(render_host(prod, "mta2", on), "virtual-mta-pool")
+    assert mta2["sos-expat-marketing-pool"] == [("virtual-mta", "sos-expat-203-0-113-23")]
+    assert "globex-marketing-pool" not in mta2  # globex's marketing goes by SES
 
 
 def _expected_rates(hourly_cap: int) -> dict[str, int]:
@@ -153,13 +166,16 @@ def _expected_rates(hourly_cap: int) -> dict[str, int]:
                                  datetime.date(2027, 6, 1)])
 def test_rates_follow_the_warmup_caps_just_above_the_senders_gate(prod: Fleet, day: datetime.date) -> None:
     for host, refs in prod.ips_by_host.items():
-        throttles = vmta_throttles(render_host(prod, host, day))
+        text = render_host(prod, host, day)
+        throttles = vmta_throttles(text)
+        vmtas = blocks(text, "virtual-mta")
         for r in refs:
             status = ip_status(r.tenant, r.ip, prod.plan_for(r.ip), day)
+            if status.day < 1:
+                continue  # not started: see test_an_ip_not_yet_started_has_no_vmta_and_is_in_no_pool
+            own = dict(vmtas[names.vmta_name(r.tenant.name, r.ip.address)])
             got = throttles[names.vmta_name(r.tenant.name, r.ip.address)]
             assert list(got) == [p.domain for p in pv.PROVIDERS]
-            if status.day < 1:
-                continue  # not started: see test_an_ip_not_yet_started_sends_nothing
             hourly = status.hourly_cap
             assert hourly is not None and hourly > 0
             rates = {domain: int(d["max-msg-rate"].removesuffix("/h")) for domain, d in got.items()}
@@ -170,6 +186,9 @@ def test_rates_follow_the_warmup_caps_just_above_the_senders_gate(prod: Fleet, d
             # the sum over the provider groups is PowerMTA's hourly ceiling for the IP: strictly
             # above the sender's gate, and only by 10 % plus a few messages of rounding
             assert hourly < ceiling <= sum(rates.values()) <= ceiling + len(pv.PROVIDERS)
+            # ... and the VMTA's own rate is the ceiling itself, across every destination domain
+            assert own["max-smtp-msg-rate"] == f"{ceiling}/h"
+            assert int(own["max-smtp-out"]) == sum(int(d["max-smtp-out"]) for d in got.values())
             for domain, d in got.items():
                 rate = rates[domain]
                 assert 1 <= int(d["backoff-max-msg-rate"].removesuffix("/h")) <= rate
@@ -183,22 +202,27 @@ def test_the_ceiling_is_strictly_but_only_just_above_any_hourly_cap() -> None:
         assert hourly < ceiling(hourly) <= hourly + hourly // 10 + 3
 
 
-def test_an_ip_not_yet_started_sends_nothing(prod: Fleet) -> None:
+def test_an_ip_not_yet_started_has_no_vmta_and_is_in_no_pool(prod: Fleet) -> None:
     initech = prod.tenant("initech")
     ip = next(i for i in initech.ips if i.address == "192.0.2.42")  # pmta-6w from 2026-12-01
     assert ip_status(initech, ip, prod.plan_for(ip), DAY).state == "scheduled"
-    throttles = vmta_throttles(render_host(prod, "mta2", DAY))["initech-192-0-2-42"]
-    assert set(throttles) == {p.domain for p in pv.PROVIDERS}
-    for directives in throttles.values():
-        assert directives == {"max-msg-rate": pv.NOTHING_RATE, "backoff-max-msg-rate": pv.NOTHING_RATE,
-                              "max-smtp-out": "0"}
+    text = render_host(prod, "mta2", DAY)
+    vmta = names.vmta_name("initech", ip.address)
+    assert vmta not in blocks(text, "virtual-mta")
+    assert vmta not in text  # no pool, no route, no header can reach it
+    assert "smtp-source-host 192.0.2.42" not in text
+    assert "# initech 192.0.2.42: no VMTA today, so nothing can send from it: warmup plan pmta-6w starts on " \
+           "2026-12-01." in text
     # on its first day it may send: the smallest real rates
-    first = vmta_throttles(render_host(prod, "mta2", datetime.date(2026, 12, 1)))["initech-192-0-2-42"]
+    first = vmta_throttles(render_host(prod, "mta2", datetime.date(2026, 12, 1)))[vmta]
     status = ip_status(initech, ip, prod.plan_for(ip), datetime.date(2026, 12, 1))
     assert status.hourly_cap is not None
     assert {d: int(v["max-msg-rate"].removesuffix("/h")) for d, v in first.items()} == _expected_rates(
         status.hourly_cap)
     assert all(v["max-smtp-out"] == "1" for v in first.values())
+    assert "/h" in pv.rate_text(1) and "0/h" not in text
+    with pytest.raises(ValueError, match="no PowerMTA rate"):
+        pv.rate_text(0)
 
 
 def test_an_ip_without_a_plan_gets_generous_fixed_rates(stack_copy: Callable[[str], Path]) -> None:
@@ -224,6 +248,8 @@ def test_every_domain_of_the_tenant_gets_a_domain_key_in_each_of_its_vmtas(prod:
         text = render_host(prod, host, DAY, paths)
         vmtas = blocks(text, "virtual-mta")
         for r in refs:
+            if names.vmta_name(r.tenant.name, r.ip.address) not in vmtas:
+                continue  # not started on DAY: no VMTA
             keys = [v for d, v in vmtas[names.vmta_name(r.tenant.name, r.ip.address)] if d == "domain-key"]
             expected = []
             for d in sorted(r.tenant.domains, key=lambda d: d.name):
@@ -258,16 +284,56 @@ def test_only_the_submit_addresses_may_relay_or_pick_a_vmta(prod: Fleet) -> None
         relaying = {a for a, d in sources.items() if d.get("always-allow-relaying") == "yes"}
         choosing = {a for a, d in sources.items() if d.get("process-x-virtual-mta") == "yes"}
         assert relaying == choosing == submit
-        for everyone in ("0/0", "::/0"):
+        assert all(sources[a]["default-virtual-mta"] == pv.UNROUTED_VMTA for a in submit)
+        for everyone in ("0/0", "::/0"):  # may hand in bounces and reports for the relay domains only
             assert sources[everyone] == {"always-allow-relaying": "no", "process-x-virtual-mta": "no",
-                                         "smtp-service": "no"}
+                                         "smtp-service": "yes"}
         assert set(sources) == submit | {"0/0", "::/0"}
         listeners = top(text, "smtp-listener")
         assert listeners[0] == settings.smtp_listener
+        inbound = [_port25(ref.ip.address) for ref in sorted(prod.ips_by_host[host], key=_ip_order)]
         if settings.private_address:
-            assert listeners[1:] == [f"{settings.private_address}:{settings.smtp_listener.rsplit(':', 1)[1]}"]
+            assert listeners[1:] == [f"{settings.private_address}:{settings.smtp_listener.rsplit(':', 1)[1]}",
+                                     *inbound]
         else:
-            assert listeners[1:] == []
+            assert listeners[1:] == inbound
+        # what anyone may send to: the return paths of the host's routes and the feedback domains
+        relay = set(top(text, "relay-domain"))
+        expected = set()
+        for (tenant, stream), route in prod.routes.items():
+            if any(ip.host == host for ip in route.ips):
+                for domain in prod.tenant(tenant).domains:
+                    expected |= {f"{stream}.rp.{domain.name}", f"rp.{domain.name}"}
+        assert relay == expected and relay
+
+
+def _port25(address: str) -> str:
+    return f"[{address}]:25" if ":" in address else f"{address}:25"
+
+
+def _ip_order(ref: Any) -> tuple[str, int, int]:
+    import ipaddress
+
+    address = ipaddress.ip_address(ref.ip.address)
+    return ref.tenant.name, address.version, int(address)
+
+
+def test_bounces_and_feedback_reports_become_accounting_records(prod: Fleet) -> None:
+    text = render_host(prod, "mta1", DAY)
+    assert dict(blocks(text, "acct-file")[DEFAULT_PATHS["acct_file"]])["records"] == "d,b,t,tq,rb,f"
+    found = entries(text)
+    bounce = {f"{d} {v}" for where, d, v in found
+              if [t for t, _ in where] == ["bounce-processor", "address-list"] and d}
+    feedback = {f"{d} {v}" for where, d, v in found
+                if [t for t, _ in where] == ["feedback-loop-processor", "address-list"] and d}
+    sos = prod.tenant("sos-expat")
+    assert bounce == {f"domain {stream}.rp.{d.name}" for d in sos.domains for stream in sos.streams}
+    assert feedback == {f"address fbl@rp.{d.name}" for d in sos.domains}
+    for processor in ("bounce-processor", "feedback-loop-processor"):
+        assert dict(blocks(text, processor)[""]) == {"deliver-unmatched-email": "no", "deliver-matched-email": "no"}
+    domains = {arg: dict(body) for arg, body in blocks(text, "domain").items()}
+    for relay in top(text, "relay-domain"):  # an unparsed report goes nowhere, never back out by MX
+        assert domains[relay] == {"type": "discard"}
 
 
 def test_http_management_is_for_loopback_only(prod: Fleet) -> None:
@@ -280,12 +346,16 @@ def test_http_management_is_for_loopback_only(prod: Fleet) -> None:
         assert {a for a, level in access if level == "none"} == {"0/0", "::/0"}
 
 
-def test_provider_blocks_roll_up_backoff_and_starttls(prod: Fleet) -> None:
+def test_providers_are_grouped_by_mx_with_backoff_and_starttls(prod: Fleet) -> None:
     text = render_host(prod, "mta1", DAY)
+    rollups = [v for where, d, v in entries(text) if where and where[0][0] == "mx-rollup-list" and d]
+    assert "mx gmail-smtp-in.l.google.com gmail.rollup" in [f"mx {v}" for v in rollups]
+    assert "aspmx.l.google.com gmail.rollup" in rollups  # Google Workspace domains join gmail's queue
+    assert "*.mail.protection.outlook.com microsoft.rollup rollup-by-ip" in rollups  # and Microsoft 365's
+    assert all(v.split()[1].endswith(".rollup") for v in rollups)
+    assert all(v.endswith("rollup-by-ip") for v in rollups if v.startswith("*"))  # a wildcard MX needs it
+    assert "mx-rollup" not in top(text, "mx-rollup") and "\n  mx-rollup " not in text
     domains = {arg: dict(body) for arg, body in blocks(text, "domain").items()}
-    assert domains["googlemail.com"] == {"mx-rollup": "gmail.com"}
-    assert domains["hotmail.com"] == {"mx-rollup": "outlook.com"}
-    assert domains["ymail.com"] == {"mx-rollup": "yahoo.com"}
     for provider in pv.PROVIDERS:
         block = domains[provider.domain]
         assert block["use-starttls"] == "yes"
@@ -295,22 +365,46 @@ def test_provider_blocks_roll_up_backoff_and_starttls(prod: Fleet) -> None:
         assert block["smtp-pattern-list"] == pv.BACKOFF_PATTERN_LIST
         assert "max-msg-rate" not in block and "backoff-max-msg-rate" not in block, (
             "a provider-wide rate would let backoff or the default raise a cold IP's ceiling")
-    acct = blocks(text, "acct-file")
-    assert dict(acct[DEFAULT_PATHS["acct_file"]])["records"] == "d,b"
     patterns = [line.strip() for line in text.split(f"<smtp-pattern-list {pv.BACKOFF_PATTERN_LIST}>")[1]
                 .split("</smtp-pattern-list>")[0].strip().splitlines()]
-    assert patterns == [f"reply {r} mode=backoff" for r in pv.BACKOFF_REPLIES]
+    assert patterns == [f"reply {r.pattern} mode=backoff" for r in pv.BACKOFF_REPLIES]
+
+
+def _pattern_list(text: str) -> list[re.Pattern[str]]:
+    """The rendered backoff patterns as PowerMTA reads them: PCRE between slashes, case-insensitive."""
+    body = text.split(f"<smtp-pattern-list {pv.BACKOFF_PATTERN_LIST}>")[1].split("</smtp-pattern-list>")[0]
+    out = []
+    for line in body.strip().splitlines():
+        match = re.fullmatch(r"reply /(.*)/ mode=backoff", line.strip())
+        assert match, line
+        out.append(re.compile(match.group(1), re.IGNORECASE))
+    return out
+
+
+def test_each_listed_provider_reply_switches_its_queue_to_backoff_and_ordinary_4xx_do_not(prod: Fleet) -> None:
+    patterns = _pattern_list(render_host(prod, "mta1", DAY))
+    for reply in pv.BACKOFF_REPLIES:
+        for example in reply.examples:
+            assert any(p.search(example) for p in patterns), f"{reply.provider}: {example}"
+    for ordinary in pv.ORDINARY_DEFERRALS:
+        assert not any(p.search(ordinary) for p in patterns), ordinary
+    providers = {r.provider for r in pv.BACKOFF_REPLIES}
+    assert {"gmail", "yahoo", "microsoft", "apple"} <= providers
+    seen = " ".join(e for r in pv.BACKOFF_REPLIES for e in r.examples)
+    for code in ("[TSS04]", "[TSS05]", "[TSS09]", "4.7.651", "S3114", "RP-003", "421-4.7.0"):
+        assert code in seen, f"{code} is one of the replies the backoff must catch"
 
 
 def test_a_host_without_ips_still_gets_a_complete_config(stack_copy: Callable[[str], Path]) -> None:
     stack = stack_copy("dev")
     fleet_file = stack / "fleet.yaml"
-    fleet_file.write_text(fleet_file.read_text(encoding="utf-8")
-                          + "  mta-spare:\n    ansible_host: 192.0.2.11\n", encoding="utf-8")
+    fleet_file.write_text(fleet_file.read_text(encoding="utf-8").replace(
+        "mta_hosts:\n", "mta_hosts:\n  mta-spare:\n    ansible_host: 192.0.2.11\n"), encoding="utf-8")
     text = render_host(load_stack(stack), "mta-spare", DAY)
-    assert "# No dedicated IP is bound to this host." in text
-    assert not blocks(text, "virtual-mta") and not blocks(text, "virtual-mta-pool")
+    assert "# No dedicated IP of this host may send today." in text
+    assert set(blocks(text, "virtual-mta")) == {pv.UNROUTED_VMTA} and not blocks(text, "virtual-mta-pool")
     assert blocks(text, "source")["0/0"]
+    assert not blocks(text, "bounce-processor") and not top(text, "relay-domain")
     with pytest.raises(KeyError, match="no MTA host 'nope'"):
         host_view(load_stack(stack), "nope", DAY)
 
@@ -360,23 +454,35 @@ def _changed_lines(old: str, new: str) -> list[tuple[str, str]]:
 
 
 def test_consecutive_days_differ_only_in_warmup_numbers(prod: Fleet) -> None:
+    """Day to day only the throttles move, except on the day an IP's plan starts: its VMTA appears."""
     start = datetime.date(2026, 10, 10)  # before every plan starts, through initech's start on 12-01
-    changed_days = 0
+    changed_days = starts = 0
     seen: set[str] = set()
-    for host in prod.settings.mta_hosts:
+    for host, refs in prod.ips_by_host.items():
         previous = render_host(prod, host, start)
         for offset in range(1, 90):
             day = start + datetime.timedelta(days=offset)
             text = render_host(prod, host, day)
+            starting = [r for r in refs if r.ip.warmup and r.ip.warmup.started == day]
+            if starting:
+                starts += 1
+                for r in starting:
+                    vmta = names.vmta_name(r.tenant.name, r.ip.address)
+                    assert vmta not in blocks(previous, "virtual-mta") and vmta in blocks(text, "virtual-mta")
+                    assert f"# {r.tenant.name} {r.ip.address}: no VMTA today" in previous
+                    assert f"# {r.tenant.name} {r.ip.address}: no VMTA today" not in text
+                previous = text
+                continue
             pairs = _changed_lines(previous, text)
             for before, after in pairs:
                 directive, value = after.split()
                 assert before.split()[0] == directive and directive in WARMUP_DIRECTIVES, (host, day, before, after)
-                assert re.fullmatch(r"\d+(/h)?", value) and before.startswith("    "), (host, day, after)
+                assert re.fullmatch(r"\d+(/h)?", value) and before.startswith("  "), (host, day, after)
                 seen.add(directive)
             changed_days += bool(pairs)
             previous = text
     assert changed_days > 60  # not vacuous: the plans move most days
+    assert starts == len([r for r in prod.ips() if r.ip.warmup and r.ip.warmup.started > start])
     assert seen == WARMUP_DIRECTIVES
 
 
@@ -455,46 +561,59 @@ def test_rendered_configs_pass_pmta_lint(prod: Fleet) -> None:
 
 # --- MailWizz ------------------------------------------------------------------------------------
 
-def test_mailwizz_servers_carry_tenant_capacity_and_the_pool_header(prod: Fleet) -> None:
+def test_mailwizz_servers_carry_the_marketing_routes_capacity_and_pool(prod: Fleet) -> None:
     servers = mailwizz_servers(prod, DAY)
     assert list(servers) == [t.name for t in prod.tenants]
     for tenant in prod.tenants:
         described = servers[tenant.name]
+        route = prod.route(tenant.name, "marketing")
+        assert described["stream"] == "marketing" and described["route"] == route.transport
+        if route.transport == "ses":  # globex: campaigns go through SES, never from a transactional IP
+            assert described["delivery_servers"] == [] and described["pool"] is None
+            continue
+        statuses = [ip_status(tenant, ip, prod.plan_for(ip), DAY) for ip in route.ips]
         capacity = tenant_capacity(prod, tenant, DAY)
-        assert described["capacity"] == {"daily": capacity.daily, "hourly": capacity.hourly}
-        assert described["pool"] == names.pool_name(tenant.name)
-        hosts = sorted({ip.host for ip in tenant.ips})
+        assert capacity.daily is not None and capacity.hourly is not None
+        route_daily = min(capacity.daily, sum(s.daily_cap or 0 for s in statuses))
+        assert described["capacity"]["daily"] == route_daily
+        assert described["pool"] == names.pool_name(tenant.name, "marketing")
+        hosts = sorted({ip.host for ip in route.ips})
         assert [s["mta_host"] for s in described["delivery_servers"]] == hosts
         active = [s for s in described["delivery_servers"] if s["status"] == "active"]
-        assert capacity.daily is not None and capacity.hourly is not None
-        # split over the hosts, never more than the tenant may send in all
-        assert capacity.daily - len(active) <= sum(s["daily_quota"] for s in active) <= capacity.daily
-        assert sum(s["hourly_quota"] for s in active) <= capacity.hourly + len(active)
+        # split over the hosts, never more than the route may send in all
+        assert route_daily - len(active) <= sum(s["daily_quota"] for s in active) <= route_daily
         for server in described["delivery_servers"]:
             settings = prod.settings.mta_hosts[server["mta_host"]]
             address, _, port = settings.smtp_listener.rpartition(":")
             assert (server["hostname"], server["port"]) == (address.strip("[]"), int(port))
             assert server["type"] == "smtp"
-            assert server["additional_headers"] == [{"name": "X-Virtual-MTA", "value": names.pool_name(tenant.name)}]
+            assert server["additional_headers"] == [
+                {"name": "X-Virtual-MTA", "value": names.pool_name(tenant.name, "marketing")}]
             assert server["from_email"] == tenant.senders[0].from_[0]
             assert "password" not in server
-            caps = [ip_status(tenant, ip, prod.plan_for(ip), DAY) for ip in tenant.ips if ip.host == server["mta_host"]]
+            caps = [s for s, ip in zip(statuses, route.ips, strict=True) if ip.host == server["mta_host"]]
             assert server["daily_quota"] <= sum(s.daily_cap or 0 for s in caps)
             if server["status"] == "active":
                 assert server["daily_quota"] > 0 and server["hourly_quota"] > 0  # 0 means "no limit" to MailWizz
     # initech's mta2 IP has not started: its server is off, the whole capacity goes to mta3
     initech = {s["mta_host"]: s for s in servers["initech"]["delivery_servers"]}
     assert initech["mta2"]["status"] == "inactive"
-    capacity = tenant_capacity(prod, prod.tenant("initech"), DAY)
-    assert (initech["mta3"]["daily_quota"], initech["mta3"]["hourly_quota"]) == (capacity.daily, capacity.hourly)
+    assert (initech["mta3"]["daily_quota"], initech["mta3"]["hourly_quota"]) == (
+        servers["initech"]["capacity"]["daily"], servers["initech"]["capacity"]["hourly"])
+    # sos-expat's transactional IP (203.0.113.21) carries no campaign: mta1's server is its marketing IP's
+    sos = {s["mta_host"]: s for s in servers["sos-expat"]["delivery_servers"]}
+    marketing_ip = prod.tenant("sos-expat").ips[1]
+    assert sos["mta1"]["daily_quota"] <= ip_status(prod.tenant("sos-expat"), marketing_ip,
+                                                   prod.plan_for(marketing_ip), DAY).daily_cap
 
 
 def test_an_ip_without_a_plan_does_not_lift_the_caps_of_the_tenants_other_hosts(
         stack_copy: Callable[[str], Path]) -> None:
     stack = stack_copy("prod")
     globex = stack / "tenants" / "globex.yaml"  # no daily_quota: with a plan-less IP, no tenant total
-    globex.write_text(globex.read_text(encoding="utf-8").replace(
-        "    warmup: {plan: sparkpost-30d, started: 2026-10-12}\n", ""), encoding="utf-8")
+    text = globex.read_text(encoding="utf-8").replace("    warmup: {plan: sparkpost-30d, started: 2026-10-12}\n", "")
+    text = text.replace("streams: [transactional, marketing]", "streams: [transactional]")  # MailWizz: its IPs
+    globex.write_text(text, encoding="utf-8")
     fleet = load_stack(stack)
     tenant = fleet.tenant("globex")
     assert tenant_capacity(fleet, tenant, DAY).daily is None

@@ -126,7 +126,7 @@ def compose(data: DnsTestData, case: Case) -> tuple[bytes, str]:
         # the role writes dkim_private_keys[domain] to <dkim_dir>/<selector>.<domain>.pem
         assert PurePosixPath(key_file).name == f"{selector}.{key_domain}.pem"
         pem = data.outputs[case.stack]["dkim_private_keys"][key_domain]  # type: ignore[index]
-        return sign(raw, selector, key_domain, pem), envelope_sender(message, fleet)
+        return sign(raw, selector, key_domain, pem), envelope_sender(message, fleet, case.ip)
     granted = Granted("ses", None, None, DAY)
     raw = wire_bytes(build_message(message, granted, public_url=public_url, unsubscribe_key="k" * 32))
     mail_from = f"0110019a-bounce@{case.domain.mail_from or 'eu-north-1.amazonses.com'}"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mailplane.model.loader import load_stack
+from mailplane.model.routes import parse_verp
 from mailplane.sender.compose import (
     RESERVED_HEADERS,
     build_message,
@@ -76,11 +77,16 @@ def test_transactional_text_message_has_the_envelope_headers_and_nothing_else() 
 def test_powermta_mail_gets_a_per_message_return_path_at_its_routes_return_path_domain() -> None:
     fleet = load_stack(ROOT / "stacks" / "prod")
     message = replace(queued(stream="marketing"), tenant="sos-expat", from_addr="hello@news.example.com")
-    assert envelope_sender(message, fleet) == "mp-42@marketing.rp.news.example.com"
+    sender = envelope_sender(message, fleet, "203.0.113.22")
+    assert sender == "mp-42-cb007116@marketing.rp.news.example.com"
+    assert parse_verp(sender) == (42, "203.0.113.22")  # a remote bounce names the message and its IP
     other = replace(queued(), tenant="sos-expat", from_addr="no-reply@mail1.example.com", id=7)
-    assert envelope_sender(other, fleet) == "mp-7@transactional.rp.mail1.example.com"
+    six = envelope_sender(other, fleet, "2001:db8:100::31")
+    assert six == "mp-7-20010db8010000000000000000000031@transactional.rp.mail1.example.com"
+    assert len(six.split("@")[0]) <= 64 and parse_verp(six) == (7, "2001:db8:100::31")
     # a From domain the fleet no longer has (queued before a change) keeps its From address
-    assert envelope_sender(queued(), fleet) == "orders@acme.example.com"
+    assert envelope_sender(queued(), fleet, "203.0.113.21") == "orders@acme.example.com"
+    assert parse_verp("orders@acme.example.com") is None and parse_verp("mp-1-zz@x.example") is None
 
 
 def test_text_and_html_become_multipart_alternative_in_7bit_clean_crlf_lines() -> None:

@@ -340,6 +340,40 @@ def test_a_bad_day_holds_the_ip_and_alerts_once(make_db: Callable[..., Instance]
     assert len(webhook.bodies) == 1
 
 
+def test_powermtas_own_records_hold_the_ip_remote_bounces_deferrals_and_complaints(
+        make: Callable[..., Instance], tmp_path: Path, fleet: Fleet) -> None:
+    """Documented field layouts: d and t (with ``vmta``), tq (a queue), rb (a DSN that came back to the
+    return path: only ``orig`` names the IP), f (a feedback-loop report: only ``dlvSourceIp``)."""
+    from mailplane.model.routes import verp_address
+
+    instance = make()
+    vmta = vmta_name(TENANT, IP)
+    when = "2026-11-20 10:00:00+0000"
+    d_header = "type,timeLogged,orig,rcpt,dsnAction,dsnStatus,dsnDiag,bounceCat,dlvSourceIp,vmta,queue\n"
+    rows = d_header + "".join(f"d,{when},x@news.example.com,ok{i}@example.org,relayed,2.0.0,ok,,{IP},{vmta},q\n"
+                             for i in range(200))
+    rows += "".join(f"t,{when},x@news.example.com,slow{i}@example.org,delayed,4.7.0,later,,{IP},{vmta},q\n"
+                    for i in range(30))
+    rows += "type,timeLogged,queue,vmta,dsnStatus,dsnDiag,dsnMta,dlvType,dlvSourceIp,dlvDestinationIp\n"
+    rows += "".join(f"tq,{when},gmail.rollup/{vmta},{vmta},4.7.28,421-4.7.28 unusual rate,mx,smtp,{IP},\n"
+                    for _ in range(30))
+    rows += "type,timeLogged,orig,rcpt,orcpt,dsnStatus,dsnDiag,dsnMta,dsnReportingMta,bounceCat,format\n"
+    rows += "".join(f"rb,{when},{verp_address(100 + i, IP, 'transactional.rp.mail1.example.com')},gone{i}@example.org"
+                    ",,5.1.1,550 no such user,mx,mx,bad-mailbox,dsn\n" for i in range(3))
+    rows += "type,timeLogged,repSourceIp,feedbackType,format,orig,rcpt,reportingMta,dlvSourceIp,reportedDomain\n"
+    rows += f"f,{when},198.51.100.9,abuse,arf,x@news.example.com,angry@example.org,fbl.example.net,{IP},x\n"
+    (tmp_path / "acct" / "acct-2026-11-20-0001.csv").write_text(rows)
+    summary = instance.events.ingest_accounting()
+    assert summary["events"] == 200 + 30 + 30 + 3 + 1
+    assert stats_of(instance)[DAY] == {"delivered": 200, "hard_bounces": 3, "soft_bounces": 0, "complaints": 1,
+                                       "deferrals": 60}
+    # 60 deferrals of 263 attempts: 22.8 % > the plan's 20 %; 1 complaint in 204: 0.49 % > 0.1 %
+    assert instance.events.held_days(TENANT, IP, DAY + datetime.timedelta(days=1)) == 1
+    store = instance.service.store
+    assert store.suppressed(TENANT, ["gone0@example.org", "angry@example.org", "slow0@example.org"]) == {
+        "gone0@example.org", "angry@example.org"}
+
+
 def test_a_failed_alert_is_delivered_at_the_next_ingest(make_db: Callable[..., Instance], tmp_path: Path,
                                                         webhook: Webhook) -> None:
     webhook.failures = 1

@@ -25,6 +25,7 @@ from moto_server import MotoServer, ses_sent
 from ports import free_port
 from smtp_sink import Faults, SmtpSink
 
+from mailplane.model.routes import parse_verp
 from mailplane.sender.config import hash_api_key, new_api_key
 from mailplane.sender.store import Store
 
@@ -214,9 +215,12 @@ def test_two_instances_never_exceed_any_cap(tmp_path: Path, db_url: str, moto: M
     # each message went out through its own tenant's IPs only
     assert all(str(m.message["X-Virtual-MTA"]).split("-")[0] == str(m.message["From"]).split("@")[1].split(".")[0]
                for m in sink.messages)
+    ip_of_vmta = {"acme-192-0-2-31": "192.0.2.31", "acme-192-0-2-32": "192.0.2.32", "bravo-192-0-2-41": "192.0.2.41"}
     # ... with the return path of its route: aligned with its From domain, where its bounces come back
-    assert all(m.mail_from == f"mp-{m.message['Message-ID'][4:].split('@')[0]}@transactional.rp."
-               + str(m.message["From"]).split("@")[1] for m in sink.messages)
+    assert all(parse_verp(m.mail_from) == (int(m.message["Message-ID"][4:].split("@")[0]),
+                                           ip_of_vmta[str(m.message["X-Virtual-MTA"])])
+               and m.mail_from.endswith("@transactional.rp." + str(m.message["From"]).split("@")[1])
+               for m in sink.messages)
     assert ip_sent == {"192.0.2.31": by_vmta["acme-192-0-2-31"], "192.0.2.32": by_vmta["acme-192-0-2-32"],
                        "192.0.2.41": 30}
 

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 
-from mailplane.model.routes import needs_powermta_key, powermta_return_paths, powermta_selector, tenant_routes
+from mailplane.model.routes import (
+    needs_powermta_key,
+    powermta_return_paths,
+    powermta_selector,
+    return_path_base,
+    tenant_routes,
+)
 from mailplane.model.tenant import Domain, Tenant
 
 TXT_CHUNK = 255
@@ -156,9 +162,15 @@ def spf_ip_terms(addresses: tuple[str, ...] | list[str]) -> list[str]:
 
 def return_path_records(tenant: Tenant, domain: Domain, ttl: int) -> list[Record]:
     """Per PowerMTA route: the return path's MX (the route's IPs by their PTR names, where PowerMTA
-    takes the asynchronous bounces) and its SPF (exactly the route's IPs, ``-all``)."""
+    takes the asynchronous bounces) and its SPF (exactly the route's IPs, ``-all``); and once, the MX
+    of the feedback-loop address's domain (``return_path`` itself)."""
     records = []
-    for route, name in powermta_return_paths(tenant, domain):
+    routes = powermta_return_paths(tenant, domain)
+    if routes:  # the feedback-loop address fbl@<return_path>: its MX names every PowerMTA IP of the tenant
+        hosts = sorted({ip.hostname for route, _ in routes for ip in route.ips})
+        records.append(Record(return_path_base(domain), "MX", ttl, f"10 {hosts[0]}", "feedback-loop",
+                              tuple(f"10 {h}" for h in hosts[1:])))
+    for route, name in routes:
         hosts = sorted({ip.hostname for ip in route.ips})
         records.append(Record(name, "MX", ttl, f"10 {hosts[0]}", "return-path",
                               tuple(f"10 {h}" for h in hosts[1:])))

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from mailplane.model.base import Model
-from mailplane.model.types import HttpsUrl, IPAddress, Listener, Slug
+from mailplane.model.types import EmailAddress, HttpsUrl, IPAddress, Listener, Slug
 
 DnsProvider = Literal["route53", "external"]
 
@@ -64,6 +64,13 @@ class MtaHost(Model):
         None, description="Private address the sender service may also submit from.")
 
 
+class PowerMta(Model):
+    """What every MTA host's PowerMTA shares."""
+
+    postmaster: EmailAddress = Field(
+        description="Where PowerMTA sends its own crash and licence-expiry notices (`postmaster`).")
+
+
 class SenderService(Model):
     """Where the sender service is reachable from the internet (SNS events, unsubscribe links)."""
 
@@ -83,3 +90,5 @@ class FleetFile(Model):
     mta_hosts: dict[Slug, MtaHost] = Field(description="PowerMTA hosts by name.")
     sender: SenderService | None = Field(None, description="The sender service; without it no SNS "
                                          "subscription is made.")
+    powermta: PowerMta | None = Field(None, description="PowerMTA settings of every MTA host; without "
+                                      "`postmaster` PowerMTA's own notices go nowhere.")

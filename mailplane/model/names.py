@@ -16,9 +16,10 @@ def vmta_name(tenant: str, address: str) -> str:
     return f"{tenant}-{text.replace('.', '-').replace(':', '-')}"
 
 
-def pool_name(tenant: str) -> str:
-    """One virtual-MTA pool per tenant; the sender names it in ``X-Virtual-MTA``."""
-    return f"{tenant}-pool"
+def pool_name(tenant: str, stream: str) -> str:
+    """One virtual-MTA pool per (tenant, stream) route: marketing mail never leaves from a
+    transactional IP.  Ends in ``-pool``, so it can never be a VMTA's name (those end in an address)."""
+    return f"{tenant}-{stream}-pool"
 
 
 def dkim_key_file(selector: str, domain: str) -> str:

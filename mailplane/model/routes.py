@@ -20,6 +20,7 @@ What authenticates mail on a route, per From domain (:func:`route_auth`):
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
@@ -103,6 +104,35 @@ def route_auth(route: Route, domain: Domain) -> RouteAuth:
         return RouteAuth(route, domain.name, domain.name, selector, domain.mail_from or SES_MAIL_FROM_DEFAULT, ())
     return RouteAuth(route, domain.name, domain.name, powermta_selector(domain),
                      return_path_domain(domain, route.stream), route.addresses)
+
+
+FEEDBACK_LOCAL_PART = "fbl"
+
+
+def feedback_address(domain: Domain) -> str:
+    """Where mailbox providers' feedback loops (Yahoo CFL, Microsoft JMRP) report complaints about
+    ``domain``'s PowerMTA mail: ``fbl@<return_path>``, registered with each provider by hand; its MX
+    names the tenant's PowerMTA IPs, where PowerMTA's feedback-loop processor reads the reports."""
+    return f"{FEEDBACK_LOCAL_PART}@{return_path_base(domain)}"
+
+
+def verp_address(message_id: int, ip: str, return_path: str) -> str:
+    """``mp-<queue id>-<IP in hex>@<return path>``: a bounce to it names the message and the IP it left
+    from (a remote bounce record carries only this address), in at most 64 octets of local part."""
+    packed = ipaddress.ip_address(ip).packed.hex()
+    return f"mp-{message_id}-{packed}@{return_path}"
+
+
+def parse_verp(address: str) -> tuple[int, str] | None:
+    """(queue id, IP) of a :func:`verp_address`; None for any other address."""
+    local, _, _ = address.strip().strip("<>").rpartition("@")
+    parts = local.split("-")
+    if len(parts) != 3 or parts[0] != "mp" or not parts[1].isdigit() or len(parts[2]) not in (8, 32):
+        return None
+    try:
+        return int(parts[1]), str(ipaddress.ip_address(bytes.fromhex(parts[2])))
+    except ValueError:
+        return None
 
 
 def powermta_return_paths(tenant: Tenant, domain: Domain) -> list[tuple[Route, str]]:

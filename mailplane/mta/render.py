@@ -49,6 +49,8 @@ DEFAULT_PATHS: Mapping[str, str] = MappingProxyType({
 PATH_KEYS = tuple(DEFAULT_PATHS)
 
 X_VIRTUAL_MTA = "X-Virtual-MTA"
+MAILWIZZ_STREAM = "marketing"
+"""MailWizz sends campaigns: the tenant's marketing route (its first stream's if it has no marketing)."""
 
 
 def template_environment(template_dir: Path = TEMPLATES_DIR, *, trim_blocks: bool = ANSIBLE_TRIM_BLOCKS,
@@ -144,6 +146,12 @@ def _host_caps(values: dict[str, list[int | None]]) -> dict[str, int | None]:
             for host, caps in values.items()}
 
 
+def _sum(caps: dict[str, list[int | None]]) -> int | None:
+    """All the caps together; None (no limit) if one has none."""
+    values = [v for host in caps.values() for v in host]
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
 def _min(a: int | None, b: int | None) -> int | None:
     """The smaller limit, None being no limit."""
     return b if a is None else a if b is None else min(a, b)
@@ -191,8 +199,11 @@ def mailwizz_servers(fleet: Fleet, on: datetime.date) -> dict[str, dict[str, Any
 
     MailWizz reads a quota of 0 as "no limit", so a server that may send nothing that day is
     ``inactive``, and an hourly share that rounds down to 0 on an active server becomes 1.
-    ``X-Virtual-MTA`` names the tenant's pool.  No password or user name: PowerMTA relays for
-    the submit addresses, and any SMTP secret comes from the vault.  Field names follow
+    ``X-Virtual-MTA`` names the pool of the tenant's marketing route (campaigns are marketing mail;
+    a tenant without that stream: its first stream's), and only that route's IPs count towards
+    the quotas.  A tenant whose route goes by SES gets no PowerMTA server (``route: ses``).  No
+    password or user name: PowerMTA relays for the submit addresses, and any SMTP secret comes from
+    the vault.  Field names follow
     MailWizz's delivery-server form (unconfirmed against its API).
     """
     out: dict[str, dict[str, Any]] = {}
@@ -200,13 +211,18 @@ def mailwizz_servers(fleet: Fleet, on: datetime.date) -> dict[str, dict[str, Any
         capacity = tenant_capacity(fleet, tenant, on)
         daily_caps: dict[str, list[int | None]] = {}
         hourly_caps: dict[str, list[int | None]] = {}
-        for ip in tenant.ips:
+        stream = MAILWIZZ_STREAM if MAILWIZZ_STREAM in tenant.streams else tenant.streams[0]
+        route = fleet.route(tenant.name, stream)
+        for ip in route.ips:  # only the route's IPs: campaign mail never leaves from a transactional IP
             status = ip_status(tenant, ip, fleet.plan_for(ip), on)
             daily_caps.setdefault(ip.host, []).append(status.daily_cap)
             hourly_caps.setdefault(ip.host, []).append(status.hourly_cap)
-        daily = _limits(capacity.daily, daily_caps)
-        hourly = _limits(capacity.hourly, hourly_caps)
-        pool = names.pool_name(tenant.name)
+        # what the route's IPs may send, within the tenant's own limits
+        total_daily = _min(capacity.daily, _sum(daily_caps)) if daily_caps else 0
+        total_hourly = _min(capacity.hourly, _sum(hourly_caps)) if hourly_caps else 0
+        daily = _limits(total_daily, daily_caps)
+        hourly = _limits(total_hourly, hourly_caps)
+        pool = names.pool_name(tenant.name, stream)
         servers = []
         for host in sorted(daily_caps):
             address, port = _submit_address(fleet, host)
@@ -229,8 +245,10 @@ def mailwizz_servers(fleet: Fleet, on: datetime.date) -> dict[str, dict[str, Any
             })
         out[tenant.name] = {
             "tenant": tenant.name,
-            "pool": pool,
-            "capacity": {"daily": capacity.daily, "hourly": capacity.hourly},
+            "stream": stream,
+            "route": route.transport,
+            "pool": pool if route.transport == "pmta" else None,
+            "capacity": {"daily": total_daily, "hourly": total_hourly},
             "delivery_servers": servers,
         }
     return out

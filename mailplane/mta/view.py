@@ -3,13 +3,27 @@
 Pure: a function of the fleet, a host name and a date, no I/O.  Two renderers read it, the
 Python one (:mod:`mailplane.mta.render`) and the Ansible role (through inventory host vars), and
 both feed :meth:`HostView.to_vars` to the same template, so the view is where every decision
-lives and the template only spells it.  Names come from :mod:`mailplane.model.names`, caps from
+lives and the template only spells it.  Names come from :mod:`mailplane.model.names`, routes,
+selectors and return paths from :mod:`mailplane.model.routes`, caps from
 :mod:`mailplane.warmup.status`, provider numbers from :mod:`mailplane.mta.providers`: nothing
-here computes a VMTA name or a warmup cap of its own.
+here computes a VMTA name, a route or a warmup cap of its own.
 
-The output is deterministic (VMTAs by tenant then address, pools by tenant, DKIM keys by domain)
-and nothing in it depends on the date except the throttle numbers, so the diff between two days'
-configs is exactly the warmup numbers that changed.
+What the view decides, each in documented PowerMTA syntax (``docs/powermta.md``):
+
+- an IP that may send today gets a VMTA with its PTR name, a DKIM key per domain of its tenant,
+  a ceiling across all destination domains (``max-smtp-msg-rate``, the guide's VMTA-level limit)
+  and inside it each provider group's share of that ceiling; an IP that may not send yet (its plan
+  starts later, or its cap is 0) gets **no VMTA at all**, so no pool, header or route can reach it
+  (the guide documents no switch that blocks a VMTA, and a rate of 0 is undefined);
+- one pool per (tenant, stream) route with the route's VMTAs on this host, so marketing mail never
+  leaves from a transactional IP;
+- the return path domains of the routes with an IP here, and the feedback-loop addresses of their
+  tenants, which PowerMTA accepts on port 25 of the host's IPs and parses (bounce and feedback-loop
+  processors) into accounting records the sender reads.
+
+The output is deterministic (VMTAs by tenant then address, pools by name, keys and domains sorted)
+and nothing in it depends on the date except the throttle numbers and which IPs have begun, so the
+diff between two days' configs is exactly the warmup numbers that changed.
 """
 
 from __future__ import annotations
@@ -21,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailplane.model import names
-from mailplane.model.routes import powermta_selector
+from mailplane.model.routes import feedback_address, powermta_selector, return_path_base, return_path_domain
 from mailplane.model.stack import Fleet, IpRef
 from mailplane.model.types import normalise_listener
 from mailplane.mta import providers as pv
@@ -35,7 +49,6 @@ class Throttle:
     group: str
     domain: str
     msg_per_hour: int
-    """0: the IP may not send yet (rendered as :data:`~mailplane.mta.providers.NOTHING_RATE`)."""
     backoff_msg_per_hour: int
     smtp_out: int
 
@@ -52,7 +65,7 @@ class DkimKey:
 
 @dataclass(frozen=True)
 class Vmta:
-    """One virtual MTA per dedicated IP."""
+    """One virtual MTA per dedicated IP that may send on the view's date."""
 
     name: str
     tenant: str
@@ -61,17 +74,29 @@ class Vmta:
     status: IpStatus
     ceiling: int | None
     """PowerMTA's hourly ceiling for the IP (see :func:`ceiling`); None for an IP without a plan."""
+    max_msg_per_hour: int
+    """The VMTA's own ``max-smtp-msg-rate``: the ceiling, or the providers' warm rates added up."""
     dkim: tuple[DkimKey, ...]
     """One key for every domain of the tenant, each for its own domain only (no ``*`` key)."""
     throttles: tuple[Throttle, ...]
 
 
 @dataclass(frozen=True)
+class HeldIp:
+    """An IP of this host without a VMTA today, and why (shown in the config as a comment)."""
+
+    tenant: str
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Pool:
-    """One pool per tenant present on the host: the name the sender puts in ``X-Virtual-MTA``."""
+    """One pool per (tenant, stream) route with a sending IP on the host."""
 
     name: str
     tenant: str
+    stream: str
     vmtas: tuple[str, ...]
 
 
@@ -79,16 +104,30 @@ class Pool:
 class HostView:
     stack: str
     host: str
+    postmaster: str | None
     listeners: tuple[str, ...]
+    """Where the sender service submits (loopback, the private address)."""
+    inbound_listeners: tuple[str, ...]
+    """Port 25 of every dedicated IP of the host: remote bounces and feedback-loop reports arrive here."""
     submit_from: tuple[str, ...]
     """Client addresses that may relay and choose a VMTA: where the sender service submits from."""
-    deny: tuple[str, ...]
-    """Everyone else: no relaying, no SMTP service, no management access."""
+    anyone: tuple[str, ...]
+    """Everyone else: SMTP only to the return path domains (bounces, reports), no relaying, no VMTA choice."""
     http_mgmt_port: int
     http_admin: tuple[str, ...]
     providers: tuple[pv.Provider, ...]
     vmtas: tuple[Vmta, ...]
+    held: tuple[HeldIp, ...]
     pools: tuple[Pool, ...]
+    bounce_domains: tuple[str, ...]
+    """Return path domains of the routes with an IP here: the bounce processor's addresses."""
+    feedback_addresses: tuple[str, ...]
+    """Feedback-loop addresses of the tenants with an IP here: the feedback-loop processor's."""
+
+    @property
+    def relay_domains(self) -> tuple[str, ...]:
+        """Domains PowerMTA accepts mail for from anyone: the return paths and the feedback-loop domains."""
+        return tuple(sorted({*self.bounce_domains, *(a.rpartition("@")[2] for a in self.feedback_addresses)}))
 
     def to_vars(self) -> dict[str, Any]:
         """The ``pmta`` variable of ``templates/powermta/config.j2``: plain JSON data, fixed order.
@@ -101,12 +140,18 @@ class HostView:
         return {
             "stack": self.stack,
             "host": self.host,
+            "postmaster": self.postmaster,
             "listeners": list(self.listeners),
-            "sources": {"submit_from": list(self.submit_from), "deny": list(self.deny)},
+            "inbound_listeners": list(self.inbound_listeners),
+            "sources": {"submit_from": list(self.submit_from), "anyone": list(self.anyone),
+                        "default_vmta": pv.UNROUTED_VMTA},
             "http_mgmt": {"port": self.http_mgmt_port, "admin": list(self.http_admin)},
-            "backoff": {"pattern_list": pv.BACKOFF_PATTERN_LIST, "replies": list(pv.BACKOFF_REPLIES)},
+            "backoff": {"pattern_list": pv.BACKOFF_PATTERN_LIST,
+                        "replies": [{"provider": r.provider, "pattern": r.pattern} for r in pv.BACKOFF_REPLIES]},
+            "rollups": [{"mx": m.pattern, "name": p.domain, "option": "rollup-by-ip" if m.by_ip else ""}
+                        for p in self.providers for m in p.mx],
             "providers": [
-                {"group": p.group, "domain": p.domain, "rollup": list(p.rollup),
+                {"group": p.group, "domain": p.domain,
                  "max_msg_per_connection": p.max_msg_per_connection, "retry_after": p.retry_after,
                  "backoff_retry_after": p.backoff_retry_after,
                  "backoff_to_normal_after": p.backoff_to_normal_after}
@@ -116,6 +161,8 @@ class HostView:
                 {"name": v.name, "tenant": v.tenant, "address": v.address, "ptr": v.ptr,
                  "plan": v.status.plan,
                  "started": v.status.started.isoformat() if v.status.started else None,
+                 "max_smtp_msg_rate": pv.rate_text(v.max_msg_per_hour),
+                 "max_smtp_out": sum(t.smtp_out for t in v.throttles),
                  "dkim": [{"selector": k.selector, "domain": k.domain, "key_file": k.key_file} for k in v.dkim],
                  "throttles": [
                      {"group": t.group, "domain": t.domain, "max_msg_rate": pv.rate_text(t.msg_per_hour),
@@ -124,7 +171,12 @@ class HostView:
                  ]}
                 for v in self.vmtas
             ],
-            "pools": [{"name": p.name, "tenant": p.tenant, "vmtas": list(p.vmtas)} for p in self.pools],
+            "held": [{"tenant": h.tenant, "address": h.address, "reason": h.reason} for h in self.held],
+            "pools": [{"name": p.name, "tenant": p.tenant, "stream": p.stream, "vmtas": list(p.vmtas)}
+                      for p in self.pools],
+            "inbound": {"bounce_domains": list(self.bounce_domains),
+                        "feedback_addresses": list(self.feedback_addresses),
+                        "relay_domains": list(self.relay_domains)},
         }
 
 
@@ -136,8 +188,8 @@ def ceiling(hourly_cap: int) -> int:
     sender's gate is what paces mail and PowerMTA never defers it; only just above it, so if the
     gate fails (a bug, a second sender instance, a retry storm, mail injected by hand) PowerMTA
     alone holds the IP within about 10 % of its warmup cap instead of running at full speed.
-    The ceiling is hourly: a day's cap is the sender's to keep, and PowerMTA's rates bound each
-    rolled-up provider queue, while the ``*`` rate bounds each long-tail domain on its own.
+    The VMTA's ``max-smtp-msg-rate`` applies it across all destination domains; the provider
+    groups' rates divide it, and the ``*`` rate bounds each long-tail domain within it.
     """
     if hourly_cap <= 0:
         return 0
@@ -150,33 +202,26 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def throttles(status: IpStatus) -> tuple[Throttle, ...]:
-    """Per provider group of one IP on the status's date.
+    """Per provider group of one IP that may send, on the status's date.
 
     - warming or warm with a plan: ``msg_per_hour = max(1, ceil(ceiling * share))`` for the
-      group's share (:data:`~mailplane.mta.providers.PROVIDERS`); never 0 while the IP may send,
-      and the groups together allow at least the ceiling, at most one message per group more;
+      group's share (:data:`~mailplane.mta.providers.PROVIDERS`); never 0, and the groups together
+      allow at least the ceiling, at most one message per group more (the VMTA's own rate is the
+      ceiling itself, so the groups' rounding never lets the IP past it);
     - ``backoff_msg_per_hour = max(1, ceil(msg_per_hour / BACKOFF_DIVISOR))``: a queue in backoff
       slows down, and because it is derived per VMTA it can never be above the normal rate (a
       static backoff rate on the provider block would raise a cold IP's ceiling);
     - ``smtp_out = min(provider.max_smtp_out, max(1, ceil(msg_per_hour / MSGS_PER_CONNECTION_HOUR)))``;
-    - not started (hourly cap 0): rate 0, which renders as the nothing-rate, and
-      ``NOT_STARTED_SMTP_OUT`` connections;
     - no plan (an IP declared warm): the provider's ``warm_msg_per_hour`` and ``max_smtp_out``.
     """
-    out = []
     top = ceiling(status.hourly_cap) if status.hourly_cap is not None else None
+    if top == 0:
+        raise ValueError(f"{status.address} may not send (day {status.day}): it gets no VMTA, hence no throttles")
+    out = []
     for provider in pv.PROVIDERS:
-        if top is None:
-            rate = provider.warm_msg_per_hour
-        elif top == 0:
-            rate = 0
-        else:
-            rate = max(1, math.ceil(top * provider.share))
-        if rate == 0:
-            backoff, smtp_out = 0, pv.NOT_STARTED_SMTP_OUT
-        else:
-            backoff = max(1, _ceil_div(rate, pv.BACKOFF_DIVISOR))
-            smtp_out = min(provider.max_smtp_out, max(1, _ceil_div(rate, pv.MSGS_PER_CONNECTION_HOUR)))
+        rate = provider.warm_msg_per_hour if top is None else max(1, math.ceil(top * provider.share))
+        backoff = max(1, _ceil_div(rate, pv.BACKOFF_DIVISOR))
+        smtp_out = min(provider.max_smtp_out, max(1, _ceil_div(rate, pv.MSGS_PER_CONNECTION_HOUR)))
         out.append(Throttle(provider.group, provider.domain, rate, backoff, smtp_out))
     return tuple(out)
 
@@ -186,25 +231,39 @@ def _address_key(ref: IpRef) -> tuple[str, int, int]:
     return ref.tenant.name, address.version, int(address)
 
 
-def _vmta(fleet: Fleet, ref: IpRef, on: datetime.date) -> Vmta:
-    status = ip_status(ref.tenant, ref.ip, fleet.plan_for(ref.ip), on)
+def may_send(status: IpStatus) -> bool:
+    """An IP gets a VMTA when its cap today is above 0 (or it has no plan: declared warm)."""
+    return status.hourly_cap is None or status.hourly_cap > 0
+
+
+def _vmta(ref: IpRef, status: IpStatus) -> Vmta:
     keys = tuple(DkimKey(powermta_selector(d), d.name, names.dkim_key_file(powermta_selector(d), d.name))
                  for d in sorted(ref.tenant.domains, key=lambda d: d.name))
+    top = ceiling(status.hourly_cap) if status.hourly_cap is not None else None
+    found = throttles(status)
     return Vmta(
         name=names.vmta_name(ref.tenant.name, ref.ip.address),
         tenant=ref.tenant.name,
         address=ref.ip.address,
         ptr=ref.ip.hostname,
         status=status,
-        ceiling=ceiling(status.hourly_cap) if status.hourly_cap is not None else None,
+        ceiling=top,
+        max_msg_per_hour=top if top is not None else sum(t.msg_per_hour for t in found),
         dkim=keys,
-        throttles=throttles(status),
+        throttles=found,
     )
 
 
-def _with_port(address: str, listener: str) -> str:
-    """``address`` on the port of ``listener``, in the listener syntax (IPv6 in brackets)."""
-    port = listener.rsplit(":", 1)[1]
+def _held(ref: IpRef, status: IpStatus) -> HeldIp:
+    if status.started and status.day < 1:
+        reason = f"warmup plan {status.plan} starts on {status.started.isoformat()}"
+    else:
+        reason = f"its cap today is 0 ({status.state})"
+    return HeldIp(ref.tenant.name, ref.ip.address, reason)
+
+
+def _with_port(address: str, port: str | int) -> str:
+    """``address`` on ``port``, in the listener syntax (IPv6 in brackets)."""
     return normalise_listener(f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
 
 
@@ -213,7 +272,8 @@ def host_view(fleet: Fleet, host: str, on: datetime.date) -> HostView:
 
     Listeners: the host's ``smtp_listener``, plus the same port on its ``private_address`` when it
     has one, since the sender may submit from that address and a loopback-only listener would
-    not accept it.  Submit addresses: both loopbacks and the private address.
+    not accept it; and port 25 of each of the host's dedicated IPs, for bounces and reports.
+    Submit addresses: both loopbacks and the private address.
     """
     try:
         settings = fleet.settings.mta_hosts[host]
@@ -222,21 +282,52 @@ def host_view(fleet: Fleet, host: str, on: datetime.date) -> HostView:
     listeners = [settings.smtp_listener]
     submit = list(pv.LOOPBACK)
     if settings.private_address:
-        listeners.append(_with_port(settings.private_address, settings.smtp_listener))
+        listeners.append(_with_port(settings.private_address, settings.smtp_listener.rsplit(":", 1)[1]))
         submit.append(settings.private_address)
     refs = sorted(fleet.ips_by_host.get(host, ()), key=_address_key)
-    vmtas = tuple(_vmta(fleet, ref, on) for ref in refs)
-    tenants = sorted({v.tenant for v in vmtas})
-    pools = tuple(Pool(names.pool_name(t), t, tuple(v.name for v in vmtas if v.tenant == t)) for t in tenants)
+    vmtas: list[Vmta] = []
+    held: list[HeldIp] = []
+    for ref in refs:
+        status = ip_status(ref.tenant, ref.ip, fleet.plan_for(ref.ip), on)
+        if may_send(status):
+            vmtas.append(_vmta(ref, status))
+        else:
+            held.append(_held(ref, status))
+    sending = {(v.tenant, v.address): v.name for v in vmtas}
+    here = {(ref.tenant.name, ref.ip.address) for ref in refs}
+    pools, bounce, feedback = [], set(), set()
+    for (tenant_name, stream), route in fleet.routes.items():
+        on_host = [ip.address for ip in route.ips if (tenant_name, ip.address) in here]
+        if not on_host:
+            continue
+        tenant = fleet.tenant(tenant_name)
+        for domain in tenant.domains:
+            bounce.add(return_path_domain(domain, stream))
+            feedback.add(feedback_address(domain))
+            assert return_path_base(domain) == feedback_address(domain).rpartition("@")[2]
+        members = tuple(sending[(tenant_name, a)] for a in sorted(on_host, key=_ip_key)
+                        if (tenant_name, a) in sending)
+        if members:
+            pools.append(Pool(names.pool_name(tenant_name, stream), tenant_name, stream, members))
     return HostView(
         stack=fleet.stack,
         host=host,
+        postmaster=fleet.settings.powermta.postmaster if fleet.settings.powermta else None,
         listeners=tuple(dict.fromkeys(listeners)),
+        inbound_listeners=tuple(_with_port(ref.ip.address, pv.INBOUND_PORT) for ref in refs),
         submit_from=tuple(dict.fromkeys(submit)),
-        deny=pv.DENY_SOURCES,
+        anyone=pv.DENY_SOURCES,
         http_mgmt_port=pv.HTTP_MGMT_PORT,
         http_admin=pv.LOOPBACK,
         providers=pv.PROVIDERS,
-        vmtas=vmtas,
-        pools=pools,
+        vmtas=tuple(vmtas),
+        held=tuple(held),
+        pools=tuple(sorted(pools, key=lambda p: p.name)),
+        bounce_domains=tuple(sorted(bounce)),
+        feedback_addresses=tuple(sorted(feedback)),
     )
+
+
+def _ip_key(address: str) -> tuple[int, int]:
+    parsed = ipaddress.ip_address(address)
+    return parsed.version, int(parsed)

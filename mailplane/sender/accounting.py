@@ -1,9 +1,15 @@
 """Ingest PowerMTA accounting files: deliveries, bounces, deferrals and feedback, per tenant and IP.
 
-PowerMTA writes one CSV line per event (``<acct-file>`` with ``records d,b,t,f``) after a header
-row.  The field names are not confirmed from a manual, so rows are read by header, never by
-position, and every name we rely on sits in :data:`FIELD_NAMES`: a different spelling is one edit
-there.  Columns in another order and columns we do not know are fine.
+PowerMTA writes one CSV line per event (``<acct-file>`` with ``records d,b,t,tq,rb,f``) after a
+header row (PowerMTA v5.0 User's Guide, accounting chapter; the fields are in ``docs/powermta.md``).
+A file holding several record types carries the union of their columns, so rows are read by
+header, never by position, and every name we rely on sits in :data:`FIELD_NAMES`.  Columns in
+another order and columns we do not know are fine.
+
+Which IP a record is about: ``vmta`` (d, b, t, tq); a feedback-loop record (f) has only
+``dlvSourceIp``; a remote bounce (rb), parsed from a DSN that came back to the return path, has
+neither, but its ``orig`` is the return path the sender gave the message, which names the IP
+(:func:`mailplane.model.routes.verp_address`).
 
 The parser is pure over text lines (:func:`parse_lines`): it takes a :class:`Cursor` (bytes and
 lines already consumed, and the header in force) and returns the events, the problems and the
@@ -29,6 +35,7 @@ from pathlib import Path
 from typing import Literal
 
 from mailplane.model.names import vmta_name
+from mailplane.model.routes import parse_verp
 from mailplane.model.stack import Fleet
 
 Kind = Literal["delivered", "bounce", "deferral", "complaint"]
@@ -45,23 +52,25 @@ FIELD_NAMES: dict[str, tuple[str, ...]] = {
     "dsn_status": ("dsnStatus",),
     "dsn_diag": ("dsnDiag",),
     "bounce_cat": ("bounceCat",),
+    "feedback_type": ("feedbackType",),
 }
 """Header names of the accounting fields we read.  ``source_ip`` (the local address used) is a
 fallback when a record has no ``vmta`` (feedback records may not)."""
 
-REQUIRED = ("type", "time", "rcpt")
-"""Without these a row cannot become an event.  ``vmta`` or ``source_ip`` is needed as well."""
+REQUIRED = ("type", "time")
+"""Without these a row cannot become an event; every record type but ``tq`` needs ``rcpt`` too, and
+``vmta``, ``source_ip`` or (for ``rb``) ``orig`` says which IP it is about."""
 
 RECORD_KINDS: dict[str, Kind] = {
     "d": "delivered",
     "b": "bounce",
     "rb": "bounce",       # a bounce received after the receiving MTA accepted the message
     "t": "deferral",
+    "tq": "deferral",     # a whole queue failed (e.g. a 421 greeting): one deferred attempt of the IP
     "f": "complaint",
 }
-"""Record types we count.  Others (``tq`` queue-level failures without a recipient, ``r``
-receipts, anything new) are skipped silently and only counted: they describe no recipient's fate
-or are not ours to judge."""
+"""Record types we count.  Others (``r`` receipts, ``rs`` remote status, anything new) are skipped
+silently and only counted: they describe no failure, or are not ours to judge."""
 
 HARD_CATEGORIES = frozenset({"bad-mailbox", "inactive-mailbox", "bad-domain"})
 """``bounceCat`` values saying the address itself is bad: permanent whatever the status code."""
@@ -168,9 +177,12 @@ class VmtaIndex:
             by_address[address] = (ref.tenant.name, address)
         return cls(by_vmta, by_address)
 
-    def lookup(self, vmta: str, source_ip: str) -> tuple[str, str] | None:
+    def lookup(self, vmta: str, source_ip: str, orig: str = "") -> tuple[str, str] | None:
         if vmta:
             return self.by_vmta.get(vmta)
+        if not source_ip:
+            verp = parse_verp(orig)
+            return self.by_address.get(verp[1]) if verp else None
         try:
             return self.by_address.get(str(ipaddress.ip_address(source_ip)))
         except ValueError:
@@ -198,7 +210,7 @@ def _columns(header: tuple[str, ...]) -> dict[str, int]:
 def _missing(header: tuple[str, ...]) -> list[str]:
     columns = _columns(header)
     missing = [FIELD_NAMES[f][0] for f in REQUIRED if f not in columns]
-    if "vmta" not in columns and "source_ip" not in columns:
+    if not {"vmta", "source_ip", "orig"} & set(columns):
         missing.append(FIELD_NAMES["vmta"][0])
     return missing
 
@@ -260,12 +272,13 @@ def _row(cells: list[str], header: tuple[str, ...], index: VmtaIndex, source: st
     if when is None:
         return RowProblem(source, number, f"cannot read the time {get('time')!r}")
     recipient = get("rcpt")
-    if not recipient:
+    if not recipient and record != "tq":
         return RowProblem(source, number, "no recipient")
-    vmta, source_ip = get("vmta"), get("source_ip")
-    owner = index.lookup(vmta, source_ip)
+    vmta, source_ip, orig = get("vmta"), get("source_ip"), get("orig")
+    owner = index.lookup(vmta, source_ip, orig if record == "rb" else "")
     if owner is None:
-        what = f"virtual MTA {vmta!r}" if vmta else f"source address {source_ip!r}" if source_ip else "no vmta"
+        what = (f"virtual MTA {vmta!r}" if vmta else f"source address {source_ip!r}" if source_ip else
+                f"return path {orig!r}" if orig and record == "rb" else "no vmta")
         return RowProblem(source, number, f"{what} is not an IP of this fleet")
     tenant, address = owner
     status, category = get("dsn_status"), get("bounce_cat")

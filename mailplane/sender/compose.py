@@ -34,7 +34,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from io import BytesIO
 from typing import Any
 
-from mailplane.model.routes import return_path_domain
+from mailplane.model.routes import return_path_domain, verp_address
 from mailplane.model.stack import Fleet
 from mailplane.sender.pacing import Granted
 from mailplane.sender.store import Message
@@ -122,20 +122,22 @@ def check_headers(headers: Any) -> list[str]:
     return problems
 
 
-def envelope_sender(message: Message, fleet: Fleet) -> str:
-    """The SMTP MAIL FROM of mail handed to PowerMTA: an address of its own at the route's return path.
+def envelope_sender(message: Message, fleet: Fleet, ip: str) -> str:
+    """The SMTP MAIL FROM of mail handed to PowerMTA for ``ip``: an address of its own at the route's
+    return path.
 
-    ``mp-<queue id>@<stream>.<return_path>`` (:func:`mailplane.model.routes.return_path_domain`):
+    ``mp-<queue id>-<IP in hex>@<stream>.<return_path>`` (:func:`mailplane.model.routes.verp_address`):
     aligned with the From domain for DMARC, authorised by that domain's SPF for exactly the
-    route's IPs, and its MX brings asynchronous bounces to the MTA hosts, where the address names
-    the message they are about.  A From domain the fleet no longer has keeps the From address.
-    (SES mail needs none: SES sets the identity's MAIL FROM itself.)
+    route's IPs, and its MX brings asynchronous bounces to the MTA hosts, where PowerMTA's bounce
+    processor records them with this address, which names the message and the IP.  A From domain
+    the fleet no longer has keeps the From address.  (SES mail needs none: SES sets the
+    identity's MAIL FROM itself.)
     """
     domain = message.from_addr.rpartition("@")[2].lower()
     found = fleet.domains.get(domain)
     if found is None:
         return message.from_addr
-    return f"mp-{message.id}@{return_path_domain(found[1], message.stream)}"
+    return verp_address(message.id, ip, return_path_domain(found[1], message.stream))
 
 
 def message_id(message: Message) -> str:

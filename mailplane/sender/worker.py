@@ -233,8 +233,8 @@ class Delivery:
         try:
             if granted.transport == "pmta":
                 assert granted.ip is not None
-                outcome = await self.smtp.send(self.host_of_ip[granted.ip], mail,
-                                               envelope_sender(message, self.service.fleet), message.to_addr)
+                return_path = envelope_sender(message, self.service.fleet, granted.ip)
+                outcome = await self.smtp.send(self.host_of_ip[granted.ip], mail, return_path, message.to_addr)
             else:
                 tenant = self.service.fleet.tenant(message.tenant)
                 outcome = await self.ses.send(mail, configuration_set=tenant.configuration_set,
