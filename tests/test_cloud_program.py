@@ -140,7 +140,10 @@ def test_external_dns_domain_gets_no_route53_records_but_a_complete_list(prod: t
     assert by_key[("MX", rp)]["values"] == ["10 out1.globex.example.net", "10 out6.globex-infra.example.org"]
     assert by_key[("TXT", rp)]["value"] == "v=spf1 ip4:198.51.100.31 ip6:2001:db8:100::31 -all"
     assert ("MX", "marketing.rp.globex.example.net") not in by_key  # marketing goes by SES
-    assert len(listed) == 7 and all(r["ttl"] == 300 for r in listed)
+    # the feedback-loop address fbl@rp.globex.example.net: its MX names every PowerMTA IP of globex
+    assert by_key[("MX", "rp.globex.example.net")]["values"] == [
+        "10 out1.globex.example.net", "10 out6.globex-infra.example.org"]
+    assert len(listed) == 8 and all(r["ttl"] == 300 for r in listed)
 
 
 def test_configuration_sets_require_tls_track_reputation_and_suppress(prod: tuple[Fleet, Run]) -> None:
@@ -266,6 +269,7 @@ def test_adding_a_domain_adds_exactly_its_resources(prod: tuple[Fleet, Run], tmp
                      ("tls:index/privateKey:PrivateKey", "promo.initech.example.org-dkim-pmta", parent),
                      (T["record"], "promo.initech.example.org-dkim-pmta", parent),
                      (T["record"], "promo.initech.example.org-marketing-return-path-mx", parent),
+                     (T["record"], "promo.initech.example.org-feedback-loop-mx", parent),
                      (T["record"], "promo.initech.example.org-marketing-return-path-txt", parent)}
 
 
@@ -280,8 +284,8 @@ def test_removing_a_tenant_removes_only_its_resources(prod: tuple[Fleet, Run], t
     assert removed == {(r.type, r.name, r.parent) for r in before.resources if r.tenant == "initech"}
     # tenant: component, configuration set, topic, topic policy, event destination, subscription (6);
     # its domain: component, identity, MAIL FROM, 3 DKIM + MX + SPF + DMARC records (9), PowerMTA's key
-    # and its TXT, the marketing return path's MX and SPF (4); its sender: 4.
-    assert len(removed) == 6 + 9 + 4 + 4
+    # and its TXT, the marketing return path's MX and SPF, the feedback-loop MX (5); its sender: 4.
+    assert len(removed) == 6 + 9 + 5 + 4
 
 
 def test_dev_stack_without_sender_url_has_no_subscription_and_no_zones() -> None:
@@ -289,4 +293,4 @@ def test_dev_stack_without_sender_url_has_no_subscription_and_no_zones() -> None
     result = run(fleet, AwsMocks(fleet.settings.ses.region))
     assert result.of_type(T["subscription"]) == [] and result.of_type(T["record"]) == []
     assert {r["purpose"] for r in result.outputs["external_dns_records"]} == {
-        "dkim", "dkim-powermta", "mail-from", "dmarc", "return-path"}
+        "dkim", "dkim-powermta", "mail-from", "dmarc", "return-path", "feedback-loop"}

@@ -133,6 +133,7 @@ SHOP_RESOURCES = {
     (RECORD, "shop.example.com-dkim-pmta"),
     *((RECORD, f"shop.example.com-{stream}-return-path-{t}") for stream in ("transactional", "marketing")
       for t in ("mx", "txt")),
+    (RECORD, "shop.example.com-feedback-loop-mx"),
 }
 
 
@@ -154,7 +155,7 @@ def test_domain_added_json_names_the_domain_its_records_and_resources(domain_add
     records = {(r["name"], r["type"]): r for r in data["dns_records"]}
     assert set(records) == {("<token>._domainkey.shop.example.com", "CNAME"), ("_dmarc.shop.example.com", "TXT"),
                             ("bounce.shop.example.com", "MX"), ("bounce.shop.example.com", "TXT"),
-                            ("pmta1._domainkey.shop.example.com", "TXT"),
+                            ("pmta1._domainkey.shop.example.com", "TXT"), ("rp.shop.example.com", "MX"),
                             *((f"{stream}.rp.shop.example.com", t) for stream in ("transactional", "marketing")
                               for t in ("MX", "TXT"))}
     assert {(r["action"], r["provider"], r["domain"]) for r in data["dns_records"]} == {
@@ -173,11 +174,14 @@ def test_domain_added_json_names_the_domain_its_records_and_resources(domain_add
         "10 mta1-b.news.example.com, 10 mta2-a.news.example.com")
     assert records["marketing.rp.shop.example.com", "TXT"]["value"] == "v=spf1 ip4:203.0.113.22 ip4:203.0.113.23 -all"
     assert records["pmta1._domainkey.shop.example.com", "TXT"]["known_before_apply"] is False
-    # PowerMTA signs the new domain with its own key in each of the tenant's VMTAs, and that is all.
+    # PowerMTA signs the new domain with its own key in each of the tenant's VMTAs, and takes its
+    # bounces and feedback reports: those lines are added, nothing else changes.
     lines = [line for h in data["powermta"] for line in changed_lines(h["diff"])]
     key = "+  domain-key pmta1,shop.example.com,/etc/pmta/dkim/pmta1.shop.example.com.pem"
-    assert lines and all(line == key for line in lines)
-    assert len(lines) == 3  # one in each VMTA of sos-expat (three IPs)
+    assert lines.count(key) == 3  # one in each VMTA of sos-expat (three IPs)
+    assert all(line.startswith("+") and "shop.example.com" in line or line in ("+<domain", "+</domain>")
+               or line.startswith("+  type discard") for line in lines), lines
+    assert "+    address fbl@rp.shop.example.com" in lines and "+relay-domain rp.shop.example.com" in lines
     assert not any(c["changed"] for c in data["capacity"])
     assert data["policy"]["blocking"] == 0
     chart = data["warmup_chart"]
@@ -191,7 +195,7 @@ def test_domain_added_text_and_markdown(domain_added: dict[str, Any]) -> None:
     assert text.exit_code == 2 and markdown.exit_code == 2
     out = text.stdout
     assert out.startswith("Plan for stack prod against base (")
-    assert "1 domain added; Pulumi: 14 to create; DNS records: 11 to publish" in out
+    assert "1 domain added; Pulumi: 15 to create; DNS records: 12 to publish" in out
     assert "  + domain shop.example.com (tenant sos-expat)\n" in out
     assert "  + _dmarc.shop.example.com TXT 300 v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com" in out
     assert "  + <token>._domainkey.shop.example.com CNAME 300 three CNAMEs known after apply" in out
@@ -201,13 +205,13 @@ def test_domain_added_text_and_markdown(domain_added: dict[str, Any]) -> None:
 
     md = markdown.stdout
     assert md.startswith("### mailplane plan: `prod` against `base` (")
-    assert "**1 domain added · Pulumi: 14 to create · DNS records: 11 to publish" in md
+    assert "**1 domain added · Pulumi: 15 to create · DNS records: 12 to publish" in md
     assert "| added | domain | `shop.example.com` | sos-expat |  |" in md
     assert "| publish | `_dmarc.shop.example.com` | TXT | `v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com` " \
            "| 300 | Route53 (Pulumi) |" in md
     assert "| publish | `<token>._domainkey.shop.example.com` | CNAME | `three CNAMEs known after apply` |" in md
-    assert "<details><summary>Pulumi resources: 14 to create</summary>" in md
-    assert md.count("| create | ") == 14
+    assert "<details><summary>Pulumi resources: 15 to create</summary>" in md
+    assert md.count("| create | ") == 15
     hosts = json.loads(domain_added["json"].stdout)["powermta"]
     assert md.count("<details>") == 1 + len(hosts) == md.count("</details>")
     assert md.count("```diff") == len(hosts)
@@ -236,11 +240,14 @@ def test_ip_removed_drops_its_vmta_and_lowers_capacity(ip_removed: tuple[dict[st
                               "fields": []}]
     # an IP has no cloud resource of its own, but the marketing route's return paths lose it: their MX
     # and SPF records are updated at both of sos-expat's domains
+    # (and the feedback-loop MX, which names every PowerMTA IP of the tenant)
+    domains = ("mail1.example.com", "news.example.com")
     assert {(r["action"], r["name"]) for r in data["resources"]} == {
-        ("update", f"{d}-marketing-return-path-{t}") for d in ("mail1.example.com", "news.example.com")
-        for t in ("mx", "txt")}
+        *(("update", f"{d}-marketing-return-path-{t}") for d in domains for t in ("mx", "txt")),
+        *(("update", f"{d}-feedback-loop-mx") for d in domains)}
     assert {(r["action"], r["name"], r["type"]) for r in data["dns_records"]} == {
-        ("update", f"marketing.rp.{d}", t) for d in ("mail1.example.com", "news.example.com") for t in ("MX", "TXT")}
+        *(("update", f"marketing.rp.{d}", t) for d in domains for t in ("MX", "TXT")),
+        *(("update", f"rp.{d}", "MX") for d in domains)}
     spf = next(r for r in data["dns_records"] if r["name"] == "marketing.rp.news.example.com" and r["type"] == "TXT")
     assert spf["value"] == "v=spf1 ip4:203.0.113.23 -all"
     vmta = names.vmta_name("sos-expat", "203.0.113.22")
@@ -271,7 +278,7 @@ def test_ip_removed_drops_its_vmta_and_lowers_capacity(ip_removed: tuple[dict[st
     assert "| removed | IP | `203.0.113.22` | sos-expat |  |" in md
     assert f"| sos-expat | {before:,} → {after:,} |" in md
     assert "<details><summary>PowerMTA <code>mta1</code> (changed): +0 −" in md
-    assert "<details><summary>Pulumi resources: 4 to update</summary>" in md
+    assert "<details><summary>Pulumi resources: 6 to update</summary>" in md
 
 
 # --- (c) a warmup plan's schedule edited, in a second commit --------------------------------------
@@ -287,7 +294,8 @@ def schedule_edited(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str,
     return run_all_formats(stack), base, load_stack(stack)
 
 
-RATE_LINE = re.compile(r"^[+-] {4}(max-msg-rate|backoff-max-msg-rate) \d+/h$|^[+-] {4}max-smtp-out \d+$")
+RATE_LINE = re.compile(r"^[+-] {4}(max-msg-rate|backoff-max-msg-rate) \d+/h$|^[+-] {2}( {2})?max-smtp-out \d+$"
+                       r"|^[+-] {2}max-smtp-msg-rate \d+/h$")
 
 
 def test_warmup_schedule_edit_changes_rates_and_capacity(
