@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,8 +158,11 @@ def test_single_message_is_committed_before_202(api: Api) -> None:
     assert (str(row.id), row.tenant, row.sender, row.stream, row.state) == \
         (body["id"], "sos-expat", "app", "transactional", "queued")
     assert (row.from_addr, row.to_addr) == ("no-reply@mail1.example.com", "alice@example.net")
+    token, fingerprint = row.payload.pop("token"), row.payload.pop("fingerprint")
+    assert re.fullmatch(r"[0-9a-f]{32}", token) and re.fullmatch(r"[0-9a-f]{64}", fingerprint)
     assert row.payload == {"subject": "Your receipt", "text": "Thank you.", "html": "<p>Thank you.</p>",
-                           "headers": {"X-Order": "42"}, "reply_to": "help@mail1.example.com", "list_id": None}
+                           "headers": {"X-Order": "42"}, "reply_to": "help@mail1.example.com", "list_id": None,
+                           "from_name": None, "to_name": None, "reply_to_name": None}
 
 
 def test_batch_is_queued_in_order_and_readable(api: Api) -> None:

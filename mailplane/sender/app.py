@@ -23,11 +23,13 @@ them (:class:`BodyLimit`).
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -41,8 +43,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mailplane.model.tenant import Tenant
 from mailplane.sender import unsubscribe
 from mailplane.sender.quotas import QuotaReport, quota_report
+from mailplane.sender.render_pool import RenderRefused
 from mailplane.sender.service import Service
-from mailplane.sender.store import messages
+from mailplane.sender.store import IdempotencyConflict, messages
 from mailplane.sender.submit import (
     MAX_BATCH,
     Checked,
@@ -52,6 +55,7 @@ from mailplane.sender.submit import (
     check_message,
     suppression_problems,
 )
+from mailplane.sender.templating import Rendered, TemplateProblems
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 """Largest request body anywhere; a batch of big messages has to be split."""
@@ -141,7 +145,35 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+JSON_ROUTES = ("/v1/messages",)
+"""POST routes whose body is JSON: any other content type is a 415 before anything parses it."""
+
+
+class JsonOnly:
+    """415 for a body that does not say it is JSON: ``curl -d`` sends form encoding by default, and a
+    422 about "invalid JSON" would not tell the client that the header is what is missing."""
+
+    def __init__(self, app: AsgiApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST" and scope["path"] in JSON_ROUTES:
+            raw = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
+            media = raw.split(";", 1)[0].strip().lower()
+            if media != "application/json":
+                response = error(415, "the body must be JSON", [{
+                    "field": "body", "code": "unsupported_media_type",
+                    "message": f"send Content-Type: application/json (got {raw or 'none'!r})"}])
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 # -- responses (for the OpenAPI document as much as for the code) -------------------------
+
+
+MESSAGE_ID = re.compile(r"[0-9]{1,18}")
+"""A message id in a path: ASCII digits, within a signed 64-bit integer."""
 
 
 class ProblemOut(BaseModel):
@@ -149,6 +181,7 @@ class ProblemOut(BaseModel):
     field: str | None = Field(None, description="e.g. `from`, `to`, `template.text`, `headers`.")
     code: str | None = Field(None, description="e.g. `from_not_allowed`, `suppressed`, `undefined_variable`.")
     message: str
+    original_id: str | None = Field(None, description="With `idempotency_conflict`: the message the key belongs to.")
 
 
 class ErrorBody(BaseModel):
@@ -302,19 +335,48 @@ def create_app(service: Service) -> FastAPI:
 
     @app.post("/v1/messages", status_code=202, tags=["messages"], response_model=Queued | QueuedBatch,
               responses=_fails({401: "missing or invalid API key",
+                                409: "an idempotency key already used for another message: nothing queued; the "
+                                "problem's `original_id` names that message",
                                 413: f"request body over {MAX_REQUEST_BYTES} bytes",
+                                415: "the body is not `Content-Type: application/json`",
                                 422: f"a problem in any message (or over {MAX_BATCH} of them): nothing queued; "
                                 "`problems` lists each with its index"}))
-    def submit(who: Authenticated, body: Annotated[SubmitBody, Body()]) -> JSONResponse:
+    async def submit(who: Authenticated, body: Annotated[SubmitBody, Body()]) -> JSONResponse:
         """Queue one message, or a batch of at most 500, all or nothing.
 
         Suppressed recipients are refused here (problem code `suppressed`) rather than queued.
+        Templates render in bounded worker processes (the config's `render` budgets): one over its
+        CPU, memory or time budget is a 422 with code `render_budget`, and nothing keeps running.
+        The same idempotency key with the same message returns the first id (`duplicate`); with
+        another message it is a 409 naming that id.
         """
         items = [body] if isinstance(body, MessageIn) else body.messages
-        problems: list[Problem] = []
+        rendered: dict[int, Rendered | TemplateProblems] = {}
+        refused: list[Problem] = []
+        if any(m.template is not None for m in items):
+            pool = await run_in_threadpool(service.renderer)
+            for i, m in enumerate(items):
+                if m.template is None:
+                    continue
+                t = m.template
+                try:
+                    rendered[i] = await anyio.to_thread.run_sync(
+                        pool.render, t.subject, t.text, t.html, m.variables or {}, limiter=service.render_limiter)
+                except TemplateProblems as err:
+                    rendered[i] = err
+                except RenderRefused as err:
+                    refused.append(Problem(i, "template", "render_budget", str(err)))
+        return await run_in_threadpool(_accept, who, body, items, rendered, refused)
+
+    def _accept(who: Caller, body: Any, items: list[MessageIn], rendered: dict[int, Rendered | TemplateProblems],
+                refused: list[Problem]) -> JSONResponse:
+        problems: list[Problem] = list(refused)
+        skip = {p.index for p in refused}
         checked: list[tuple[int, Checked]] = []
         for i, message in enumerate(items):
-            result = check_message(i, message, who.tenant, who.sender, service.fleet)
+            if i in skip:
+                continue
+            result = check_message(i, message, who.tenant, who.sender, service.fleet, rendered.get(i))
             if isinstance(result, Checked):
                 checked.append((i, result))
             else:
@@ -330,7 +392,13 @@ def create_app(service: Service) -> FastAPI:
         if problems:
             problems.sort(key=lambda p: (p.index or 0, p.field))
             return error(422, "invalid messages: nothing was queued", [p.as_json() for p in problems])
-        results = service.store.enqueue([c.new for _, c in checked])
+        try:
+            results = service.store.enqueue([c.new for _, c in checked])
+        except IdempotencyConflict as err:
+            index = checked[err.index][0]
+            return error(409, f"{err}: nothing was queued", [
+                {"index": index, "field": "idempotency_key", "code": "idempotency_conflict", "message": str(err),
+                 "original_id": str(err.original) if err.original is not None else None}])
         for (_, c), result in zip(checked, results, strict=True):
             if result.created:
                 service.metrics.accepted.labels(c.new.tenant, c.new.stream).inc()
@@ -338,11 +406,12 @@ def create_app(service: Service) -> FastAPI:
         return JSONResponse(out[0] if isinstance(body, MessageIn) else {"messages": out}, status_code=202)
 
     @app.get("/v1/messages/{message_id}", tags=["messages"], response_model=MessageStatus,
-             responses=_fails({401: "missing or invalid API key", 404: "no such message for this key's tenant"}))
+             responses=_fails({401: "missing or invalid API key",
+                               404: "no such message for this key's tenant (or an id not of 1 to 18 ASCII digits)"}))
     def message_status(who: Authenticated, message_id: str) -> JSONResponse:
         """Where a message stands; only the keys of the tenant that queued it see it."""
         row = None
-        if message_id.isdigit() and len(message_id) < 19:
+        if MESSAGE_ID.fullmatch(message_id):  # ASCII digits only: `³` and `١` are digits to str.isdigit
             with service.store.reading() as conn:
                 row = conn.execute(select(messages).where(messages.c.id == int(message_id))).first()
         if row is None or row.tenant != who.tenant.name:
@@ -418,7 +487,9 @@ def create_app(service: Service) -> FastAPI:
     # -- SES events through SNS ------------------------------------------------------------
 
     @app.post("/v1/webhooks/ses", tags=["events"],
-              responses=_fails({503: "event handling is not attached to this instance"}))
+              responses=_fails({400: "not an SNS message this service knows", 403: "the signature or the topic "
+                                "is not the fleet's", 413: f"body over {MAX_WEBHOOK_BYTES} bytes",
+                                503: "event handling is not attached to this instance"}))
     async def ses_webhook(request: Request) -> JSONResponse:
         """An SNS HTTPS delivery (subscription confirmation or notification), verified by ``events``."""
         events = service.events
@@ -427,7 +498,10 @@ def create_app(service: Service) -> FastAPI:
         body = await request.body()
         status, payload = await run_in_threadpool(
             events.handle_sns, body, request.headers.get("x-amz-sns-message-type"))  # type: ignore[attr-defined]
+        if status >= 400:  # the API's one error shape
+            return error(status, str(payload.get("error", "refused")))
         return JSONResponse(payload, status_code=status)
 
+    app.add_middleware(JsonOnly)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit)  # type: ignore[arg-type]
     return app

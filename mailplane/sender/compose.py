@@ -4,24 +4,31 @@ Why it looks like this:
 
 * The HTTP API stores the payload already rendered (subject, text and/or HTML, a few headers),
   so composing is deterministic apart from ``Date`` and the MIME boundary, and a retry sends
-  the same mail.  ``Message-ID`` is derived from the queue id (``<mp-ID@from-domain>``) for the
-  same reason: a message sent twice (a lease that ran out, a timeout after DATA) carries the same
-  id both times, and receivers that deduplicate on it show it once.
+  the same mail.  ``Message-ID`` is a random token made at submission (``<TOKEN@from-domain>``)
+  and kept with the message: a message sent twice (a lease that ran out, a timeout after DATA)
+  carries the same id both times, and receivers that deduplicate on it show it once.
 * Bodies are made 7-bit clean (quoted-printable or base64 for UTF-8 text) rather than relying
   on 8BITMIME, so no relay on the way has to downgrade, and downgrading would break DKIM.
 * Marketing mail carries RFC 8058 one-click unsubscribe (Gmail and Yahoo require it of bulk
   senders); transactional mail carries none, because an unsubscribe link on a password reset
   invites people to opt out of mail they need.
-* Applications may add headers, but never ones that decide routing, identity, structure or the
-  unsubscribe promise (:data:`RESERVED_HEADERS`): a tenant must not be able to pick another
-  tenant's virtual MTA, forge a DKIM signature or drop the unsubscribe header.
-  :func:`check_headers` is the one rule, called by the API at submission and here again.
+* Applications may add headers, but never ones that decide routing, identity, structure, trace
+  or the unsubscribe promise (:data:`RESERVED_HEADERS`): a tenant must not be able to pick another
+  tenant's virtual MTA, forge a DKIM signature or an Authentication-Results, or drop the
+  unsubscribe header.  :func:`check_headers` is the one rule, called by the API at submission and
+  here again; every value bound for a header passes :func:`header_value_problem` (no control
+  character a reader could break a line on).
+* Headers are built, never smuggled: the wire form is parsed back with ``email.policy.default`` and
+  must show exactly the header names written (:func:`verify_wire`), at submission (a trial
+  composition) and on every attempt.
 """
 
 from __future__ import annotations
 
 import datetime
+import email.policy
 import re
+import secrets
 from collections.abc import Mapping
 from email._policybase import Compat32
 from email.charset import QP, Charset
@@ -30,6 +37,7 @@ from email.header import Header
 from email.message import Message as Mail
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
+from email.parser import BytesParser
 from email.utils import format_datetime, formataddr, parseaddr
 from io import BytesIO
 from typing import Any
@@ -41,23 +49,35 @@ from mailplane.sender.store import Message
 from mailplane.sender.unsubscribe import make_token, unsubscribe_headers
 
 RESERVED_HEADERS: frozenset[str] = frozenset({
-    "from", "to", "cc", "bcc", "sender", "subject", "date", "message-id", "return-path",
-    "x-virtual-mta", "list-unsubscribe", "list-unsubscribe-post", "dkim-signature",
-    "mime-version", "received",
+    # identity and structure: mailplane writes them
+    "from", "to", "cc", "bcc", "sender", "subject", "date", "message-id", "reply-to", "mime-version",
+    # routing: PowerMTA reads these from the sender's source (a tenant must not pick another's VMTA)
+    "x-virtual-mta", "x-job", "x-envid", "x-dkim-options", "x-dkim-key", "x-schedule", "x-mailmerge",
+    # trace and authentication: receivers trust them, so only the MTAs on the way write them
+    "received", "return-path", "delivered-to", "dkim-signature", "domainkey-signature", "authentication-results",
+    "received-spf", "x-original-to", "x-received", "x-google-dkim-signature",
+    # the unsubscribe promise and the list
+    "list-id", "list-unsubscribe", "list-unsubscribe-post", "precedence",
 })
 """Lower-cased header names a caller may not set; so are the prefixes in :data:`RESERVED_PREFIXES`."""
 
-RESERVED_PREFIXES: tuple[str, ...] = ("content-", "x-ses-")
+RESERVED_PREFIXES: tuple[str, ...] = ("content-", "x-ses-", "arc-", "resent-", "list-", "x-mailplane-")
 """``Content-*`` describe the MIME structure we build; ``X-SES-*`` are SES control headers (one picks
-the configuration set, which would route a tenant's events to another tenant's topic)."""
+the configuration set, which would route a tenant's events to another tenant's topic); ``ARC-*`` and
+``Resent-*`` are trace headers; ``List-*`` belong to the list mailplane runs."""
 
 MARKETING = "marketing"
 
 # RFC 5322 §2.2: a field name is printable US-ASCII except the colon.
 _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab is folding whitespace; CR/LF reported apart
+_FORBIDDEN_IN_HEADER = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+"""C0 controls but TAB, DEL, C1 controls and the Unicode line and paragraph separators: the email
+package (and many readers) break lines on VT, FF, FS, GS, RS, NEL and U+2028/9 as on CRLF, so any of
+them in a value would start a header of the attacker's choosing."""
 MAX_HEADERS = 50
 MAX_HEADER_VALUE = 998  # RFC 5322 §2.1.1 line limit; the policy folds, but nobody needs more
+MAX_LINE = 998
+"""RFC 5322 §2.1.1: octets of a line, CRLF excluded."""
 
 # Built with the email package's plain (compat32) message API: header values are stored as given
 # (each one checked here) instead of parsed into objects, which made composing the largest cost of
@@ -92,6 +112,19 @@ def _has_line_break(value: str) -> bool:
     return "\r" in value or "\n" in value
 
 
+def header_value_problem(value: str) -> str | None:
+    """Why ``value`` may not go into a header, or None: the one rule for subjects, names, list ids,
+    custom headers and template output alike."""
+    if _has_line_break(value):
+        return "contains a line break (CR or LF)"
+    found = _FORBIDDEN_IN_HEADER.search(value)
+    if found:
+        return f"contains the control character U+{ord(found.group()):04X}"
+    if len(value) > MAX_HEADER_VALUE:
+        return f"is longer than {MAX_HEADER_VALUE} characters"
+    return None
+
+
 def check_headers(headers: Any) -> list[str]:
     """Problems with caller-supplied headers, one sentence each; empty when they may be used."""
     if headers is None:
@@ -113,12 +146,8 @@ def check_headers(headers: Any) -> list[str]:
         seen.add(name.lower())
         if not isinstance(value, str):
             problems.append(f"{name}: the value must be a string")
-        elif _has_line_break(value):
-            problems.append(f"{name}: the value contains a line break (CR or LF)")
-        elif _CONTROL.search(value):
-            problems.append(f"{name}: the value contains a control character")
-        elif len(value) > MAX_HEADER_VALUE:
-            problems.append(f"{name}: the value is longer than {MAX_HEADER_VALUE} characters")
+        elif (why := header_value_problem(value)) is not None:
+            problems.append(f"{name}: the value {why}")
     return problems
 
 
@@ -140,10 +169,23 @@ def envelope_sender(message: Message, fleet: Fleet, ip: str) -> str:
     return verp_address(message.id, ip, return_path_domain(found[1], message.stream))
 
 
+def new_token() -> str:
+    """A random message token (128 bits, hex), made once at submission and kept in the payload:
+    the Message-ID's left part, the same on every attempt and unique on any database."""
+    return secrets.token_hex(16)
+
+
 def message_id(message: Message) -> str:
-    """``<mp-ID@DOMAIN>``: the same on every attempt, so receivers can deduplicate a resend."""
+    """``<TOKEN@DOMAIN>``: random (it leaks no volume, never repeats on a new database) and the same on
+    every attempt, so receivers can deduplicate a resend.  Messages queued before tokens existed keep
+    ``mp-ID``."""
     domain = message.from_addr.rpartition("@")[2] or "mailplane.invalid"
-    return f"<mp-{message.id}@{domain}>"
+    token = message.payload.get("token")
+    left = token if isinstance(token, str) and re.fullmatch(r"[0-9a-f]{32}", token) else f"mp-{message.id}"
+    return f"<{left}@{domain}>"
+
+
+_HEADER_FIELDS = ("subject", "reply_to", "list_id", "from_name", "to_name", "reply_to_name")
 
 
 def _payload_problems(message: Message) -> list[str]:
@@ -154,12 +196,15 @@ def _payload_problems(message: Message) -> list[str]:
     text, html = payload.get("text"), payload.get("html")
     if text is None and html is None:
         problems.append("payload needs text, html or both")
-    for key in ("text", "html", "reply_to", "list_id"):
+    for key in ("text", "html", *_HEADER_FIELDS[1:]):
         if payload.get(key) is not None and not isinstance(payload[key], str):
             problems.append(f"payload.{key} must be a string")
-    for key in ("subject", "reply_to", "list_id"):
-        if isinstance(payload.get(key), str) and _has_line_break(payload[key]):
-            problems.append(f"payload.{key} contains a line break (CR or LF)")
+    for key in _HEADER_FIELDS:
+        if isinstance(payload.get(key), str) and (why := header_value_problem(payload[key])) is not None:
+            problems.append(f"payload.{key} {why}")
+    for key in ("text", "html"):
+        if isinstance(payload.get(key), str) and "\x00" in payload[key]:
+            problems.append(f"payload.{key} contains NUL")
     for label, address in (("from", message.from_addr), ("to", message.to_addr)):
         if _has_line_break(address) or not address.isascii() or "@" not in address:
             problems.append(f"{label} address {address!r} is not an ASCII local@domain address")
@@ -180,12 +225,25 @@ def _unsubscribe(message: Message, public_url: str | None, key: str, issued_at: 
     return unsubscribe_headers(public_url, token)
 
 
+_BODY_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def is_7bit_clean(text: str) -> bool:
+    """Sendable as ``7bit`` as it is: ASCII, no control character but TAB and line ends, and every
+    CRLF-delimited line at most 998 octets.  ``str.splitlines`` would also split on FF, VT, FS...,
+    which are not line ends on the wire: a form feed does not shorten a line."""
+    if not text.isascii() or _BODY_CONTROL.search(text):
+        return False
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return all(len(line) <= MAX_LINE for line in lines)
+
+
 def _text_part(text: str, subtype: str) -> MIMENonMultipart:
     part = MIMENonMultipart("text", subtype)
-    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+    if is_7bit_clean(text):
         part.set_payload(text, "us-ascii")  # 7bit as it is
     else:
-        part.set_payload(text, _UTF8_QP)
+        part.set_payload(text, _UTF8_QP)  # quoted-printable: 76-octet lines, controls as =XX
     return part
 
 
@@ -207,12 +265,52 @@ def _header(value: str) -> str | Header:
     return value if value.isascii() else Header(value, _UTF8_QP, header_name="")
 
 
-def _address_header(value: str) -> str:
-    """An address with a display name: the name encoded if it is not ASCII, the address never."""
-    name, address = parseaddr(value)
-    if not address or "@" not in address or not address.isascii():
-        raise ValueError(f"{value!r} is not an address")
-    return formataddr((name, address), charset="utf-8")
+def _address_header(address: str, name: str | None = None) -> str:
+    """A bare address, with its display name when given: the name quoted or RFC 2047 encoded as it
+    needs, the address never encoded (it is ASCII, checked at submission)."""
+    if not address or "@" not in address or not address.isascii() or parseaddr(address)[1] != address:
+        raise ValueError(f"{address!r} is not an address")
+    return formataddr((name or "", address), charset="utf-8")
+
+
+def list_id_header(message: Message) -> str:
+    """RFC 2919 ``List-Id``: ``<LIST.FROM-DOMAIN>``, the list being ``list_id`` or the tenant; Gmail and
+    Yahoo group a bulk sender's feedback by it."""
+    label = message.payload.get("list_id") or message.tenant
+    return f"<{label}.{message.from_addr.rpartition('@')[2]}>"
+
+
+def expected_headers(mail: Mail) -> list[str]:
+    """The header names ``mail`` was built with, lower-cased, in order: what the wire must parse back to."""
+    return [name.lower() for name, _ in mail.items()]
+
+
+class Smuggled(ValueError):
+    """The wire form of a message does not parse back to the headers mailplane wrote."""
+
+
+def verify_wire(raw: bytes, expected: list[str]) -> None:
+    """Parse ``raw`` as a receiver would (``email.policy.default``) and check it is exactly what was
+    meant: the same header names in the same order (nothing added by folding or by a value), no
+    parser defect, no line over 998 octets, no NUL.  Raises :class:`Smuggled` otherwise.
+
+    Called before a message is queued (on a trial composition) and again on every wire form sent.
+    """
+    if b"\x00" in raw:
+        raise Smuggled("the message contains NUL")
+    long = next((i for i, line in enumerate(raw.split(b"\r\n"), 1) if len(line) > MAX_LINE), None)
+    if long is not None:
+        raise Smuggled(f"line {long} is longer than {MAX_LINE} octets")
+    parsed = BytesParser(policy=email.policy.default).parsebytes(raw)
+    got = [name.lower() for name, _ in parsed.items()]
+    if got != expected:
+        extra = sorted(set(got) - set(expected)) or got
+        raise Smuggled(f"the headers parse back as {extra}, not as written")
+    defects = [*parsed.defects, *(d for part in parsed.walk() for d in part.defects)]
+    for _, value in parsed.items():
+        defects.extend(getattr(value, "defects", ()))
+    if defects:
+        raise Smuggled(f"the message parses with defects: {', '.join(type(d).__name__ for d in defects)}")
 
 
 def build_message(message: Message, granted: Granted, *, public_url: str | None, unsubscribe_key: str,
@@ -230,12 +328,15 @@ def build_message(message: Message, granted: Granted, *, public_url: str | None,
     payload = message.payload
     mail = _body(payload.get("text"), payload.get("html"))
     headers: list[tuple[str, str | Header]] = [
-        ("From", message.from_addr), ("To", message.to_addr), ("Subject", _header(payload["subject"])),
+        ("From", _address_header(message.from_addr, payload.get("from_name"))),
+        ("To", _address_header(message.to_addr, payload.get("to_name"))),
+        ("Subject", _header(payload["subject"])),
         ("Date", format_datetime(when)), ("Message-ID", message_id(message))]
     if payload.get("reply_to"):
-        headers.append(("Reply-To", _address_header(payload["reply_to"])))
+        headers.append(("Reply-To", _address_header(payload["reply_to"], payload.get("reply_to_name"))))
     if message.stream == MARKETING:
         headers.extend(_unsubscribe(message, public_url, unsubscribe_key, int(when.timestamp())).items())
+        headers.append(("List-Id", list_id_header(message)))
     if granted.transport == "pmta":
         if not granted.vmta:
             raise ValueError(f"message {message.id}: a PowerMTA grant without a virtual MTA")
@@ -251,7 +352,10 @@ def build_message(message: Message, granted: Granted, *, public_url: str | None,
 
 
 def wire_bytes(mail: Mail) -> bytes:
-    """The bytes both transports send: CRLF line ends, folded headers, encoded once per attempt."""
+    """The bytes both transports send: CRLF line ends, folded headers, encoded once per attempt,
+    and checked to parse back to exactly the headers written (:func:`verify_wire`)."""
     out = BytesIO()
     BytesGenerator(out, mangle_from_=False, policy=_WIRE_POLICY).flatten(mail)
-    return out.getvalue()
+    raw = out.getvalue()
+    verify_wire(raw, expected_headers(mail))
+    return raw

@@ -51,6 +51,16 @@ class AwsKey(Model):
     secret_access_key: StrictStr = Field(min_length=16)
 
 
+class RenderSettings(Model):
+    """What rendering one template may use; over a budget the submission gets a 422 naming it."""
+
+    cpu_seconds: float = Field(2.0, gt=0, le=60, description="CPU time of one render.")
+    memory_mb: StrictInt = Field(512, ge=128, le=8192, description="Address space of a render worker process.")
+    wall_seconds: float = Field(5.0, gt=0, le=120, description="Wall-clock time before a worker is killed.")
+    workers: StrictInt = Field(2, ge=1, le=64, description="Render worker processes of this instance.")
+    queue_seconds: float = Field(10.0, gt=0, le=300, description="Longest wait for a free worker.")
+
+
 class SenderConfig(Model):
     """The whole of the sender service's configuration file."""
 
@@ -89,6 +99,7 @@ class SenderConfig(Model):
     retry_max_seconds: float = Field(3600.0, gt=0, description="Longest delay between two attempts.")
     give_up_after_seconds: float = Field(
         3 * 86400.0, gt=0, description="A message still failing temporarily this long after acceptance fails.")
+    render: RenderSettings = Field(RenderSettings(), description="Budgets of template rendering.")
     insecure_skip_sns_signature: StrictBool = Field(
         False, description="Accept SNS messages without checking their signature. Tests only, never in production.")
 

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import datetime
 import hmac
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+import anyio
 
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
 from mailplane.sender.config import SenderConfig, hash_api_key
 from mailplane.sender.metrics import Metrics
 from mailplane.sender.pacing import IpOverride, Pacer
+from mailplane.sender.render_pool import RenderBudget, RenderPool
 from mailplane.sender.store import Store
 
 
@@ -52,6 +56,9 @@ class Service:
         self.pacer = Pacer(self.store, fleet, overrides=self.override, hosts=config.mta_hosts)
         self.events = None  # set by ``mailplane.sender.events.Events`` when it attaches itself
         self._keys = [(name, stored) for name, stored in sorted(config.api_keys.items())]
+        self._render_lock = threading.Lock()
+        self._render_pool: RenderPool | None = None
+        self.render_limiter: anyio.CapacityLimiter | None = None
         self.metrics.watch(self.store.counts, self.ip_remaining)
 
     @classmethod
@@ -105,5 +112,19 @@ class Service:
                     sent = self.store.counter("ip", ip.address, day)
                     yield tenant.name, ip.address, float(max(gate.daily_cap - sent, 0))
 
+    def renderer(self) -> RenderPool:
+        """The render workers, started at the first template (a service that never renders starts none)."""
+        with self._render_lock:
+            if self._render_pool is None:
+                r = self.config.render
+                self._render_pool = RenderPool(RenderBudget(r.cpu_seconds, r.memory_mb, r.wall_seconds,
+                                                            r.workers, r.queue_seconds))
+                self.render_limiter = anyio.CapacityLimiter(r.workers)
+            return self._render_pool
+
     def close(self) -> None:
+        with self._render_lock:
+            pool, self._render_pool = self._render_pool, None
+        if pool is not None:
+            pool.close()
         self.store.close()

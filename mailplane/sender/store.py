@@ -166,6 +166,25 @@ class NewMessage:
     idempotency_key: str | None = None
 
 
+class IdempotencyConflict(Exception):
+    """An idempotency key came again with another message: nothing of the batch was queued."""
+
+    def __init__(self, index: int, key: str, original: int | None, earlier_index: int | None = None) -> None:
+        where = f"message {original}" if original is not None else f"message {earlier_index} of this batch"
+        super().__init__(f"idempotency key {key!r} was used for {where} with another message")
+        self.index, self.key, self.original, self.earlier_index = index, key, original, earlier_index
+
+
+def _fingerprint(payload: Any) -> str | None:
+    value = payload.get("fingerprint") if isinstance(payload, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    """Two fingerprints of one key agree; a message queued before fingerprints existed agrees with any."""
+    return a is None or b is None or a == b
+
+
 @dataclass(frozen=True)
 class Enqueued:
     id: int
@@ -300,7 +319,9 @@ class Store:
         """Queue messages in one transaction; when this returns they are committed (durable).
 
         An idempotency key already used by the same tenant and sender (before, or earlier in the
-        same batch) returns the earlier message's id with ``created=False`` and queues nothing.
+        same batch) for the same message (its ``fingerprint``) returns the earlier message's id with
+        ``created=False`` and queues nothing; for another message it raises
+        :class:`IdempotencyConflict` and the whole batch is rolled back.
         The new rows go in as one multi-row INSERT; should another transaction commit one of the
         batch's keys meanwhile (PostgreSQL), the batch is redone row by row.
         """
@@ -311,15 +332,17 @@ class Store:
         except IntegrityError:
             return self.run(lambda conn: self._enqueue_rows(conn, batch))  # type: ignore[no-any-return]
 
-    def _existing_keys(self, conn: Connection, batch: Sequence[NewMessage]) -> dict[tuple[str, str, str], int]:
+    def _existing_keys(self, conn: Connection,
+                       batch: Sequence[NewMessage]) -> dict[tuple[str, str, str], tuple[int, str | None]]:
+        """(tenant, sender, key) to (id, fingerprint) of the messages already queued under the batch's keys."""
         keys = sorted({m.idempotency_key for m in batch if m.idempotency_key is not None})
-        found: dict[tuple[str, str, str], int] = {}
+        found: dict[tuple[str, str, str], tuple[int, str | None]] = {}
         for start in range(0, len(keys), 500):
             rows = conn.execute(select(messages.c.id, messages.c.tenant, messages.c.sender,
-                                       messages.c.idempotency_key).where(
+                                       messages.c.idempotency_key, messages.c.payload).where(
                 messages.c.idempotency_key.in_(keys[start:start + 500])))
             for r in rows:
-                found[(r.tenant, r.sender, r.idempotency_key)] = int(r.id)
+                found[(r.tenant, r.sender, r.idempotency_key)] = (int(r.id), _fingerprint(r.payload))
         return found
 
     def _enqueue_bulk(self, conn: Connection, batch: Sequence[NewMessage]) -> list[Enqueued]:
@@ -327,16 +350,22 @@ class Store:
         known = self._existing_keys(conn, batch)
         rows: list[dict[str, Any]] = []
         plan: list[tuple[bool, int]] = []  # (new row?, row index or existing id)
-        first_in_batch: dict[tuple[str, str, str], int] = {}
-        for m in batch:
+        first_in_batch: dict[tuple[str, str, str], tuple[int, int]] = {}  # key -> (row index, batch index)
+        for index, m in enumerate(batch):
             key = (m.tenant, m.sender, m.idempotency_key) if m.idempotency_key is not None else None
             if key is not None and key in known:
-                plan.append((False, known[key]))
+                old_id, old_print = known[key]
+                if not _same(old_print, _fingerprint(m.payload)):
+                    raise IdempotencyConflict(index, key[2], old_id)
+                plan.append((False, old_id))
             elif key is not None and key in first_in_batch:
-                plan.append((True, first_in_batch[key]))
+                row, earlier = first_in_batch[key]
+                if not _same(_fingerprint(rows[row]["payload"]), _fingerprint(m.payload)):
+                    raise IdempotencyConflict(index, key[2], None, earlier)
+                plan.append((True, row))
             else:
                 if key is not None:
-                    first_in_batch[key] = len(rows)
+                    first_in_batch[key] = (len(rows), index)
                 plan.append((True, len(rows)))
                 rows.append(dict(tenant=m.tenant, sender=m.sender, stream=m.stream, from_addr=m.from_addr,
                                  to_addr=m.to_addr, payload=m.payload, idempotency_key=m.idempotency_key,
@@ -368,10 +397,12 @@ class Store:
             if new_id is not None:
                 out.append(Enqueued(int(new_id), True))
                 continue
-            old = conn.execute(select(messages.c.id).where(
+            old = conn.execute(select(messages.c.id, messages.c.payload).where(
                 messages.c.tenant == m.tenant, messages.c.sender == m.sender,
-                messages.c.idempotency_key == m.idempotency_key)).scalar_one()
-            out.append(Enqueued(int(old), False))
+                messages.c.idempotency_key == m.idempotency_key)).one()
+            if not _same(_fingerprint(old.payload), _fingerprint(m.payload)):
+                raise IdempotencyConflict(len(out), m.idempotency_key or "", int(old.id))
+            out.append(Enqueued(int(old.id), False))
         return out
 
     def get(self, message_id: int) -> Message | None:

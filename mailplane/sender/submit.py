@@ -22,6 +22,9 @@ tenant and sender.  Nothing here does I/O, so every rule is testable without a s
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -30,9 +33,17 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
 from mailplane.model.types import normalise_email
-from mailplane.sender.compose import check_headers
-from mailplane.sender.store import NewMessage, canonical_address
-from mailplane.sender.templating import MAX_OUTPUT_CHARS, MAX_SUBJECT_CHARS, TemplateProblems, render
+from mailplane.sender.compose import (
+    Smuggled,
+    build_message,
+    check_headers,
+    header_value_problem,
+    new_token,
+    wire_bytes,
+)
+from mailplane.sender.pacing import Granted
+from mailplane.sender.store import Message, NewMessage, canonical_address
+from mailplane.sender.templating import MAX_OUTPUT_CHARS, MAX_SUBJECT_CHARS, Rendered, TemplateProblems, render
 
 MAX_BATCH = 500
 """Messages in one request: enough for any page of a client's outbox, small enough that one
@@ -41,6 +52,10 @@ MAX_TEMPLATE_SUBJECT = 4096
 MAX_ADDRESS = 254  # RFC 5321's path limit, less the angle brackets
 
 _LIST_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+IDEMPOTENCY_KEY = r"^[A-Za-z0-9._:@+/=~-]{1,255}$"
+"""Letters, digits and ``. _ : @ + / = ~ -``: UUIDs, ULIDs, order numbers and base64 keys fit; nothing
+a database or a log line could take for something else (no NUL, no space, no control)."""
+MAX_NAME = 256
 
 
 class _In(BaseModel):
@@ -75,8 +90,14 @@ class MessageIn(_In):
     template: TemplateIn | None = None
     variables: dict[str, Any] | None = Field(None, description="Values for the template.")
     idempotency_key: str | None = Field(
-        None, min_length=1, max_length=255,
-        description="A retry with the same key (same sender) returns the first message's id, status `duplicate`.")
+        None, pattern=IDEMPOTENCY_KEY,
+        description="A retry with the same key (same sender) and the same message returns the first message's "
+        "id, status `duplicate`; the same key with another message is a 409 naming that id. Letters, digits "
+        "and `._:@+/=~-`, at most 255.")
+    from_name: str | None = Field(None, min_length=1, max_length=MAX_NAME, description="Display name of From.")
+    to_name: str | None = Field(None, min_length=1, max_length=MAX_NAME, description="Display name of To.")
+    reply_to_name: str | None = Field(None, min_length=1, max_length=MAX_NAME,
+                                      description="Display name of Reply-To (with `reply_to`).")
     stream: Literal["transactional", "marketing"] = "transactional"
     headers: dict[str, str] | None = Field(None, description="Extra headers; structural ones are refused.")
     reply_to: str | None = Field(None, min_length=3, max_length=MAX_ADDRESS)
@@ -91,6 +112,8 @@ class MessageIn(_In):
             return self
         if self.variables is not None:
             raise ValueError("`variables` only go with a `template`")
+        if self.reply_to_name is not None and self.reply_to is None:
+            raise ValueError("`reply_to_name` goes with `reply_to`")
         if self.subject is None:
             raise ValueError("`subject` is required (or a `template`)")
         if self.text is None and self.html is None:
@@ -163,8 +186,13 @@ class Checked:
     new: NewMessage
 
 
-def check_message(index: int, message: MessageIn, tenant: Tenant, sender: str, fleet: Fleet) -> Checked | list[Problem]:
-    """Every problem of one message, or what to queue; pure (rendering included)."""
+def check_message(index: int, message: MessageIn, tenant: Tenant, sender: str, fleet: Fleet,
+                  rendered: Rendered | TemplateProblems | None = None) -> Checked | list[Problem]:
+    """Every problem of one message, or what to queue; pure (rendering included).
+
+    ``rendered``: the template's result when the caller rendered it already (the API does, in its
+    bounded render workers); None renders it here.
+    """
     problems: list[Problem] = []
 
     def problem(field: str, code: str, text: str) -> None:
@@ -195,6 +223,13 @@ def check_message(index: int, message: MessageIn, tenant: Tenant, sender: str, f
     elif message.stream == "marketing" and fleet.settings.sender is None:
         problem("stream", "no_unsubscribe_endpoint",
                 "marketing mail needs one-click unsubscribe: fleet.yaml must set sender.public_url")
+    for name in ("from_name", "to_name", "reply_to_name"):
+        value = getattr(message, name)
+        if value is not None and (why := header_value_problem(value)) is not None:
+            problem(name, "invalid_header_value", f"the display name {why}")
+    for name, value in _texts(message):
+        if "\x00" in value:
+            problem(name, "nul", f"{name} contains NUL, which no mail may carry")
     headers = dict(message.headers or {})
     for text in check_headers(headers):  # the composer's rule: it knows which headers it writes itself
         problem("headers", "header_refused", text)
@@ -205,23 +240,73 @@ def check_message(index: int, message: MessageIn, tenant: Tenant, sender: str, f
     if message.template is not None:
         t = message.template
         try:
-            rendered = render(t.subject, t.text, t.html, message.variables or {})
+            if rendered is None:
+                rendered = render(t.subject, t.text, t.html, message.variables or {})
+            elif isinstance(rendered, TemplateProblems):
+                raise rendered
         except TemplateProblems as err:
             for part, text in err.problems:
                 code = "undefined_variable" if text.startswith("undefined variable") else "template_error"
                 problem(f"template.{part}", code, text)
         else:
             subject, text_part, html_part = rendered.subject, rendered.text, rendered.html
-    elif subject is not None and ("\r" in subject or "\n" in subject):
-        problem("subject", "invalid_subject", "the subject may not contain line breaks")
+            for part, value in (("template.text", text_part), ("template.html", html_part)):
+                if value is not None and "\x00" in value:
+                    problem(part, "nul", f"{part} renders NUL, which no mail may carry")
+    where = "template.subject" if message.template is not None else "subject"
+    if subject is not None and (why := header_value_problem(subject)) is not None:
+        problem(where, "invalid_subject", f"the subject {why}")
 
     if problems:
         return problems
     assert from_addr is not None and to_addr is not None
     payload = {"subject": subject, "text": text_part, "html": html_part, "headers": headers,
-               "reply_to": reply_to, "list_id": message.list_id}
-    return Checked(NewMessage(tenant=tenant.name, sender=sender, stream=message.stream, from_addr=from_addr,
-                              to_addr=to_addr, payload=payload, idempotency_key=message.idempotency_key))
+               "reply_to": reply_to, "list_id": message.list_id, "from_name": message.from_name,
+               "to_name": message.to_name, "reply_to_name": message.reply_to_name,
+               "token": new_token(), "fingerprint": fingerprint(message)}
+    new = NewMessage(tenant=tenant.name, sender=sender, stream=message.stream, from_addr=from_addr,
+                     to_addr=to_addr, payload=payload, idempotency_key=message.idempotency_key)
+    trial = trial_problem(new, fleet)
+    if trial is not None:
+        return [Problem(index, "body", "unsendable", trial)]
+    return Checked(new)
+
+
+def _texts(message: MessageIn) -> list[tuple[str, str]]:
+    """Every text of a message that ends up in the mail, by its field name."""
+    out = [(name, getattr(message, name)) for name in ("subject", "text", "html") if getattr(message, name)]
+    if message.template is not None:
+        out += [(f"template.{n}", getattr(message.template, n)) for n in ("subject", "text", "html")
+                if getattr(message.template, n)]
+    out += [(f"headers.{k}", v) for k, v in (message.headers or {}).items()]
+    return out
+
+
+def fingerprint(message: MessageIn) -> str:
+    """SHA-256 of the message as submitted (canonical JSON, the idempotency key left out): the same key
+    with another message is a conflict, the same message a retry."""
+    data = message.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def trial_problem(new: NewMessage, fleet: Fleet) -> str | None:
+    """Compose the message once as it will be sent and parse it back (:func:`verify_wire`): what cannot
+    be built, or does not parse back to exactly the headers written, is refused now, not at send time."""
+    probe = Message(id=0, tenant=new.tenant, sender=new.sender, stream=new.stream, from_addr=new.from_addr,
+                    to_addr=new.to_addr, payload=new.payload, idempotency_key=None, state="queued", attempts=0,
+                    next_attempt_at=0.0, claimed_by=None, claimed_until=None, transport=None, ip=None,
+                    last_error=None)
+    public_url = fleet.settings.sender.public_url if fleet.settings.sender else None
+    grant = Granted("pmta", "192.0.2.1", "trial", datetime.date(2000, 1, 1))
+    try:
+        wire_bytes(build_message(probe, grant, public_url=public_url, unsubscribe_key=_TRIAL_KEY,
+                                 now=datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)))
+    except (Smuggled, ValueError) as err:
+        return f"the message cannot be sent as given: {err}"
+    return None
+
+
+_TRIAL_KEY = "trial-composition-key-not-a-secret"
 
 
 def suppression_problems(checked: list[tuple[int, Checked]], suppressed: set[str]) -> list[Problem]:

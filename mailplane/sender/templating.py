@@ -14,8 +14,9 @@ Why it is built this way:
   ``&amp;`` in front of the reader, while not escaping HTML would let a variable inject markup.
 
 :func:`render` is pure (no I/O); it raises :class:`TemplateProblems` listing everything wrong.
-Known limit: a template can still loop over large variables for CPU time (nested loops); the
-request size limit bounds the variables, not the product of nested loops.
+CPU time and memory are bounded outside: the API renders in worker processes with a CPU timer
+and an address-space limit (:mod:`mailplane.sender.render_pool`), since nested loops cannot be
+bounded from inside the template language.
 """
 
 from __future__ import annotations
@@ -194,9 +195,10 @@ def render(subject: str, text: str | None, html: str | None, variables: Mapping[
         try:
             out[part] = _render_one(env, source, variables, limit)
         except (TemplateError, _TooLong, ArithmeticError, TypeError, ValueError, LookupError,
-                RecursionError, MemoryError) as err:
+                RecursionError) as err:
             # Anything a template can provoke from data (1/0, int('x'), a bad filter argument) is the
-            # caller's mistake and is reported as such; a bug of ours elsewhere still raises.
+            # caller's mistake and is reported as such; a bug of ours elsewhere still raises, and so
+            # does MemoryError: the render worker reports it as its memory budget.
             problems.append((part, _describe(err)))
     if problems:
         raise TemplateProblems(problems)
