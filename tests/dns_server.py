@@ -99,18 +99,37 @@ class Zone:
         lines = ["$TTL 300", ". SOA ns.test. hostmaster.test. 1 3600 600 86400 300", ". NS ns.test.",
                  "ns.test. A 127.0.0.1"]
         for (name, rtype), values in sorted(self.records.items()):
-            lines += [f"{name}. {rtype} {_rdata(rtype, value)}" for value in values]
+            lines += [f"{_name(name)} {rtype} {_rdata(rtype, value)}" for value in values]
         return "\n".join(lines) + "\n"
+
+
+NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*")
+
+
+def _name(name: str) -> str:
+    """A name in zone-file form, absolute; any octet other than letters, digits, ``-``, ``_`` and ``*`` escaped
+    (the RFC 7208 test suite has names with ``:``, ``/``, ``%`` and spaces)."""
+    labels = name.rstrip(".").split(".") if name.rstrip(".") else []
+    return "".join("".join(chr(b) if b in NAME_CHARS else f"\\{b:03d}" for b in label.encode("utf-8")) + "."
+                   for label in labels) or "."
+
+
+def _string(text: str) -> str:
+    """A TXT character-string, quoted, with quotes, backslashes, control and non-ASCII octets escaped."""
+    out = []
+    for b in text.encode("utf-8"):
+        out.append(f"\\{b:03d}" if b < 0x20 or b > 0x7E or b in b'"\\' else chr(b))
+    return '"' + "".join(out) + '"'
 
 
 def _rdata(rtype: str, value: str) -> str:
     if rtype == "TXT":
-        return " ".join('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in rec.split_txt(value))
+        return " ".join(_string(s) for s in rec.split_txt(value))
     if rtype in ("CNAME", "PTR"):
-        return f"{value}."
+        return _name(value)
     if rtype == "MX":
-        preference, host = value.split()
-        return f"{preference} {host}."
+        preference, _, host = value.partition(" ")
+        return f"{preference} {_name(host.strip())}"
     return value
 
 

@@ -196,4 +196,5 @@ def test_shared_names_are_stable_and_distinct() -> None:
     fleet = load_stack(PROD)
     names = [vmta_name(r.tenant.name, r.ip.address) for r in fleet.ips()]
     assert len(names) == len(set(names))
-    assert pool_name("acme", "marketing") == "acme-marketing-pool" and dkim_key_file("s1", "example.com") == "s1.example.com.pem"
+    assert pool_name("acme", "marketing") == "acme-marketing-pool"
+    assert dkim_key_file("s1", "example.com") == "s1.example.com.pem"

@@ -179,7 +179,7 @@ def test_domain_added_json_names_the_domain_its_records_and_resources(domain_add
     lines = [line for h in data["powermta"] for line in changed_lines(h["diff"])]
     key = "+  domain-key pmta1,shop.example.com,/etc/pmta/dkim/pmta1.shop.example.com.pem"
     assert lines.count(key) == 3  # one in each VMTA of sos-expat (three IPs)
-    assert all(line.startswith("+") and "shop.example.com" in line or line in ("+<domain", "+</domain>")
+    assert all((line.startswith("+") and "shop.example.com" in line) or line in ("+<domain", "+</domain>")
                or line.startswith("+  type discard") for line in lines), lines
     assert "+    address fbl@rp.shop.example.com" in lines and "+relay-domain rp.shop.example.com" in lines
     assert not any(c["changed"] for c in data["capacity"])

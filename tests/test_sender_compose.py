@@ -79,14 +79,18 @@ def test_powermta_mail_gets_a_per_message_return_path_at_its_routes_return_path_
     message = replace(queued(stream="marketing"), tenant="sos-expat", from_addr="hello@news.example.com")
     sender = envelope_sender(message, fleet, "203.0.113.22")
     assert sender == "mp-42-cb007116@marketing.rp.news.example.com"
-    assert parse_verp(sender) == (42, "203.0.113.22")  # a remote bounce names the message and its IP
+    assert parse_verp(sender) == ("42", "203.0.113.22")  # a remote bounce names the message and its IP
     other = replace(queued(), tenant="sos-expat", from_addr="no-reply@mail1.example.com", id=7)
     six = envelope_sender(other, fleet, "2001:db8:100::31")
     assert six == "mp-7-20010db8010000000000000000000031@transactional.rp.mail1.example.com"
-    assert len(six.split("@")[0]) <= 64 and parse_verp(six) == (7, "2001:db8:100::31")
+    assert len(six.split("@")[0]) <= 64 and parse_verp(six) == ("7", "2001:db8:100::31")
     # a From domain the fleet no longer has (queued before a change) keeps its From address
     assert envelope_sender(queued(), fleet, "203.0.113.21") == "orders@acme.example.com"
     assert parse_verp("orders@acme.example.com") is None and parse_verp("mp-1-zz@x.example") is None
+    # a message with its random token: the tag is the token's first 16 hex digits, never the queue id
+    tokened = replace(message, payload={**message.payload, "token": "0123456789abcdef" * 2})
+    assert envelope_sender(tokened, fleet, "203.0.113.22") == (
+        "mp-0123456789abcdef-cb007116@marketing.rp.news.example.com")
 
 
 def test_text_and_html_become_multipart_alternative_in_7bit_clean_crlf_lines() -> None:

@@ -1,5 +1,8 @@
 """``mailplane dns check``: query DNS for every record and reverse name the fleet declares.
 
+Records are judged as receivers judge them: SPF is evaluated (pyspf) for every IP that sends
+with it, DKIM keys are compared as keys, every PowerMTA return path's MX and SPF are checked.
+
 Exit status: 0 when every result is ok, skip or warn (warnings are printed); 1 when a result is
 fail or error (a nameserver that does not answer is an error per check, never a traceback), or
 the stack is invalid; 2 for a usage error (unknown tenant or format, bad --nameserver or
@@ -50,14 +53,16 @@ def check(
         "--nameserver", metavar="HOST[:PORT]",
         help="Ask only this server (no system resolver configuration); default: the system's resolvers.")] = None,
     outputs: Annotated[Path | None, typer.Option(
-        "--outputs", metavar="FILE", help="`pulumi stack output --json` (with --show-secrets to compare BYODKIM "
-        "keys): Easy DKIM tokens and BYODKIM private keys.")] = None,
+        "--outputs", metavar="FILE", help="`pulumi stack output --json` (with --show-secrets to compare DKIM "
+        "keys): Easy DKIM tokens, and the private keys PowerMTA signs with (BYODKIM keys, Easy DKIM domains' "
+        "PowerMTA keys).")] = None,
     output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
     timeout: Annotated[float, typer.Option("--timeout", min=0.01, max=120, help="Seconds per DNS question.")] = 5.0,
     concurrency: Annotated[int, typer.Option(
         "--concurrency", min=1, max=256, help="DNS questions in flight at most.")] = 16,
 ) -> None:
-    """Check DKIM, SPF, DMARC and MAIL FROM of every domain and forward-confirmed reverse DNS of every IP."""
+    """Check DKIM, SPF (evaluated for every sending IP), DMARC, MAIL FROM and PowerMTA return paths of every
+    domain, and forward-confirmed reverse DNS of every IP."""
     if output not in FORMATS:
         usage_error(f"--format must be text or json, not {output!r}")
     fleet = load_or_exit(stack_dir)

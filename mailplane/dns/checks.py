@@ -1,20 +1,33 @@
 """What ``mailplane dns check`` verifies, as pure logic over a :class:`~mailplane.dns.lookup.Lookup`.
 
-Every expected name and value comes from :mod:`mailplane.cloud.records`, the module the Pulumi
-program and the external-DNS listing use too, so the check compares DNS with exactly what was
-(or should have been) published.  Per domain: DKIM, SPF at the domain when the fleet publishes
-one (one record, SES's include, RFC 7208's limits of 10 DNS-querying terms and 2 void lookups,
-counted through nested includes), DMARC (syntax, policy no weaker than the fleet's, report
-authorisation of other organisations' ``rua`` domains), the custom MAIL FROM's MX and SPF.  Per
-IP: forward-confirmed reverse DNS.
+Every expected name and value comes from :mod:`mailplane.cloud.records` and every route from
+:mod:`mailplane.model.routes`, the modules the Pulumi program, the PowerMTA renderer and the
+external-DNS listing use too, so the check compares DNS with exactly what was (or should have
+been) published and what is sent.  Per domain:
 
-The SPF walk is written here rather than taken from a library: pyspf asks dnspython's
-process-wide default resolver (no nameserver or port of its own) and evaluates one client IP,
-stopping at the first match; checkdmarc takes a resolver, but keeps a process-wide answer cache
-keyed by name only (a second run against another server reads the first one's answers), stops
-counting at the third void lookup (so the lookup count is lost) and is synchronous, outside the
-bounded, cached look-ups every other check shares.  The walk below is RFC 7208 4.6.4's counting
-and nothing more: it never evaluates a client IP.
+- DKIM: Easy DKIM's token CNAMEs; the BYODKIM key and, for an Easy DKIM domain with a PowerMTA
+  route, PowerMTA's own key, each compared as a key (SubjectPublicKeyInfo or PKCS#1 alike) with
+  the stack's private key, and its tags (``h=`` with sha256, ``s=`` with email, ``k=rsa``,
+  ``t=y``, revoked);
+- SPF at the domain when the fleet publishes one: one record, well formed (RFC 7208's ABNF),
+  within RFC 7208's limits of 10 DNS-querying terms and 2 void lookups counted through nested
+  includes, the same policy as the fleet's (compared as what passes: a record written with
+  ``redirect=`` is equal; ``+all``, ``?all`` or a missing tenant IP fails), and *evaluated*: each
+  of the tenant's IPs must pass for ``postmaster@<domain>``;
+- DMARC: syntax, policy and alignment modes against the fleet's, and the report authorisation of
+  every ``rua``/``ruf`` domain of another organisation that the published record names;
+- SES's custom MAIL FROM: its MX and SPF (``include:amazonses.com``: SES's addresses are not ours
+  to evaluate);
+- per PowerMTA route, the return path ``<stream>.rp.<domain>``: its MX (every route IP's host, or
+  asynchronous bounces are lost) and its SPF, evaluated for each route IP as above.
+
+Per IP: forward-confirmed reverse DNS.
+
+SPF is evaluated by pyspf (:mod:`mailplane.dns.spfeval`), the RFC 7208 implementation receivers
+use, with its DNS questions going through the run's lookup.  It answers for one client IP and
+stops at the first match, so the properties of a record for *every* client -- its syntax, the
+worst case of its lookups, what it authorises -- are the walk's in :mod:`mailplane.dns.spfwalk`,
+which counts and compares and never evaluates; the RFC 7208 test suite is its oracle in the tests.
 """
 
 from __future__ import annotations
@@ -24,7 +37,6 @@ import base64
 import binascii
 import functools
 import ipaddress
-import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,20 +48,34 @@ from publicsuffixlist import PublicSuffixList
 
 from mailplane.cloud import records as rec
 from mailplane.dns.lookup import Answer, BoundedLookup, CachedLookup, DnsError, Lookup
-from mailplane.dns.report import Result, Status
+from mailplane.dns.report import Result, Status, printable
+from mailplane.dns.spfeval import evaluate
+from mailplane.dns.spfwalk import (
+    SPF_MAX_LOOKUPS,
+    SPF_MAX_MX,
+    SPF_MAX_VOID_LOOKUPS,
+    SPF_WALK_CAP,
+    SpfWalk,
+    audit_spf,
+    compare_policy,
+    is_spf,
+    spf_records,
+)
+from mailplane.model.routes import Route, powermta_return_paths
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Domain, Ip, Tenant
 
-SPF_MAX_LOOKUPS = 10
-SPF_MAX_VOID_LOOKUPS = 2
-SPF_MAX_MX = 10
-"""RFC 7208 4.6.4: beyond these a receiver's SPF evaluation is a permerror."""
-SPF_WALK_CAP = 100
-"""Stop following includes after this many lookups: enough to report "too many", bounded for loops."""
+__all__ = ["SPF_MAX_LOOKUPS", "SPF_MAX_MX", "SPF_MAX_VOID_LOOKUPS", "SPF_WALK_CAP", "Check", "SpfWalk",
+           "StackOutputs", "Subject", "external_report_hosts", "is_spf", "plan_checks", "public_pem_of",
+           "run_checks"]
+
 DKIM_MIN_BITS = 2048
 POLICY_STRENGTH = {"none": 0, "quarantine": 1, "reject": 2}
 DMARC_TAGS = frozenset({"v", "p", "sp", "np", "rua", "ruf", "adkim", "aspf", "pct", "fo", "rf", "ri", "psd", "t"})
 """RFC 7489 6.3 and the tags DMARCbis adds (np, psd, t); receivers ignore others."""
+ALIGNMENT = {"relaxed": "r", "strict": "s"}
+POSTMASTER = "postmaster"
+"""Local part of the sender the SPF evaluations use: any local part gives the same result without macros."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +117,7 @@ class Subject:
     ip: str | None = None
 
     def result(self, check: str, name: str, status: Status, message: str) -> Result:
-        return Result(self.tenant, self.domain, self.ip, check, name, status, message)
+        return Result(self.tenant, self.domain, self.ip, check, name, status, printable(message))
 
 
 @dataclass(frozen=True)
@@ -99,7 +125,9 @@ class Check:
     """One unit of work: ``body`` asks DNS and gives the results named in ``gives`` (check id, DNS name).
 
     A DNS failure that stops the body becomes an ``error`` result for each of them, so every
-    check is reported even when the nameserver is gone.
+    check is reported even when the nameserver is gone; so does anything else that goes wrong
+    (a record no rule foresaw): a result, never a traceback.  A body may give more results than
+    ``gives`` names (the report authorisations of the domains a published DMARC record names).
     """
 
     subject: Subject
@@ -111,6 +139,9 @@ class Check:
             return await self.body(lookup)
         except DnsError as err:
             return [self.subject.result(check, name, Status.ERROR, str(err)) for check, name in self.gives]
+        except Exception as err:  # reported, with what it was, as this check's error
+            return [self.subject.result(check, name, Status.ERROR, f"internal error: {type(err).__name__}: {err}")
+                    for check, name in self.gives]
 
 
 async def run_checks(checks: list[Check], lookup: Lookup, concurrency: int,
@@ -150,21 +181,41 @@ def plan_checks(fleet: Fleet, outputs: StackOutputs | None, tenant: str | None =
 def domain_checks(fleet: Fleet, tenant: Tenant, domain: Domain, outputs: StackOutputs | None) -> list[Check]:
     subject = Subject(tenant.name, domain=domain.name)
     ttl = fleet.settings.dns.ttl
-    static = {(r.purpose, r.type): r for r in rec.static_records(tenant, domain, fleet.settings.ses.region, ttl)}
-    checks = dkim_checks(subject, domain, outputs, ttl)
+    static = {(r.purpose, r.type): r for r in rec.static_records(tenant, domain, fleet.settings.ses.region, ttl)
+              if r.purpose != "return-path"}
+    checks = dkim_checks(subject, tenant, domain, outputs, ttl)
     if spf := static.get(("spf", "TXT")):
         checks.append(Check(subject, tuple((c, spf.name) for c in ("spf", "spf-lookups", "spf-void-lookups")),
                             partial(check_spf, subject, spf)))
+        checks += [Check(subject, (("spf-eval", spf.name),), partial(check_spf_eval, subject, "spf-eval", spf.name, ip))
+                   for ip in tenant.ips]
     if (dmarc := static.get(("dmarc", "TXT"))) and domain.dmarc is not None:
-        checks.append(Check(subject, (("dmarc", dmarc.name),), partial(check_dmarc, subject, dmarc)))
-        for host in external_report_hosts(domain):
+        declared = external_report_hosts(domain)
+        checks.append(Check(subject, (("dmarc", dmarc.name),), partial(check_dmarc, subject, domain, dmarc, declared)))
+        for host in declared:
             name = rec.dmarc_report_auth_name(domain.name, host)
             checks.append(Check(subject, (("dmarc-report-auth", name),),
                                 partial(check_report_auth, subject, domain.name, host, name)))
     if mx := static.get(("mail-from", "MX")):
         checks.append(Check(subject, (("mail-from-mx", mx.name),), partial(check_mail_from_mx, subject, mx)))
     if txt := static.get(("mail-from", "TXT")):
-        checks.append(Check(subject, (("mail-from-spf", txt.name),), partial(check_mail_from_spf, subject, txt)))
+        checks.append(Check(subject, (("mail-from-spf", txt.name),),
+                            partial(check_spf_record, subject, "mail-from-spf", txt)))
+    checks += return_path_checks(subject, tenant, domain, ttl)
+    return checks
+
+
+def return_path_checks(subject: Subject, tenant: Tenant, domain: Domain, ttl: int) -> list[Check]:
+    """Per PowerMTA route: the return path's MX and SPF record, and the SPF evaluation of each route IP."""
+    records = {(r.name, r.type): r for r in rec.return_path_records(tenant, domain, ttl)}
+    checks = []
+    for route, name in powermta_return_paths(tenant, domain):
+        mx, txt = records[(name, "MX")], records[(name, "TXT")]
+        checks.append(Check(subject, (("return-path-mx", name),), partial(check_return_path_mx, subject, route, mx)))
+        checks.append(Check(subject, (("return-path-spf", name),),
+                            partial(check_spf_record, subject, "return-path-spf", txt)))
+        checks += [Check(subject, (("return-path-spf-eval", name),),
+                         partial(check_spf_eval, subject, "return-path-spf-eval", name, ip)) for ip in route.ips]
     return checks
 
 
@@ -185,12 +236,17 @@ async def _given(result: Result, lookup: Lookup) -> list[Result]:
 
 # --- DKIM -----------------------------------------------------------------------------------------
 
-def dkim_checks(subject: Subject, domain: Domain, outputs: StackOutputs | None, ttl: int) -> list[Check]:
-    """Easy DKIM: one check per token CNAME (tokens only SES knows: from the outputs); BYODKIM: the selector's TXT."""
+def dkim_checks(subject: Subject, tenant: Tenant, domain: Domain, outputs: StackOutputs | None,
+                ttl: int) -> list[Check]:
+    """Easy DKIM: one check per token CNAME (tokens only SES knows: from the outputs), and PowerMTA's own key
+    when the tenant has a PowerMTA route; BYODKIM: the selector's TXT (one key for SES and PowerMTA)."""
+    pem = outputs.dkim_private_keys.get(domain.name) if outputs else None
     if domain.dkim.mode == "byo":
         name = rec.byo_dkim_name(domain)
-        pem = outputs.dkim_private_keys.get(domain.name) if outputs else None
-        return [Check(subject, (("dkim", name),), partial(check_byo_dkim, subject, domain, name, pem, ttl))]
+        bits = getattr(domain.dkim, "key_bits", DKIM_MIN_BITS)
+        return [Check(subject, (("dkim", name),), partial(check_dkim_key, subject, "dkim", name, pem, bits,
+                                                              "SES and PowerMTA sign"))]
+    checks = []
     tokens = outputs.dkim_selectors.get(domain.name) if outputs else None
     if not tokens:
         name = rec.easy_dkim_records(domain.name, ["<token>"], ttl)[0].name
@@ -198,9 +254,16 @@ def dkim_checks(subject: Subject, domain: Domain, outputs: StackOutputs | None, 
                                  "Easy DKIM tokens)") if outputs is None else
                   subject.result("dkim", name, Status.ERROR, "no Easy DKIM tokens for this domain in the stack "
                                  "outputs: not deployed yet, or the outputs of another stack?"))
-        return [Check(subject, (("dkim", name),), partial(_given, result))]
-    return [Check(subject, (("dkim", r.name),), partial(check_easy_dkim, subject, r))
-            for r in rec.easy_dkim_records(domain.name, tokens, ttl)]
+        checks.append(Check(subject, (("dkim", name),), partial(_given, result)))
+    else:
+        checks += [Check(subject, (("dkim", r.name),), partial(check_easy_dkim, subject, r))
+                   for r in rec.easy_dkim_records(domain.name, tokens, ttl)]
+    if rec.has_powermta_key(tenant, domain):
+        name = rec.powermta_dkim_name(domain)
+        checks.append(Check(subject, (("dkim-powermta", name),),
+                            partial(check_dkim_key, subject, "dkim-powermta", name, pem, DKIM_MIN_BITS,
+                                    "PowerMTA signs")))
+    return checks
 
 
 async def check_easy_dkim(subject: Subject, record: rec.Record, lookup: Lookup) -> list[Result]:
@@ -216,7 +279,10 @@ async def check_easy_dkim(subject: Subject, record: rec.Record, lookup: Lookup) 
 
 
 def parse_dkim(text: str) -> dict[str, str]:
-    """The tags of a DKIM key record (RFC 6376 3.6.1); raises ValueError naming what is wrong."""
+    """The tags of a DKIM key record (RFC 6376 3.6.1); raises ValueError naming what makes it unusable.
+
+    An empty ``p=`` (a revoked key) parses: :func:`dkim_tag_problems` reports it.
+    """
     tags: dict[str, str] = {}
     for part in text.split(";"):
         if not part.strip():
@@ -230,13 +296,31 @@ def parse_dkim(text: str) -> dict[str, str]:
         tags[key] = "".join(value.split())  # folding whitespace inside base64 is allowed
     if "v" in tags and (next(iter(tags)) != "v" or tags["v"] != "DKIM1"):
         raise ValueError("v= must come first and be DKIM1")
-    if tags.get("k", "rsa") != "rsa":
-        raise ValueError(f"k={tags['k']}: the fleet's DKIM keys are RSA")
     if "p" not in tags:
         raise ValueError("no p= tag")
-    if not tags["p"]:
-        raise ValueError("empty p=: the key is revoked")
     return tags
+
+
+def _colon_list(value: str) -> list[str]:
+    return [v.strip().lower() for v in value.split(":") if v.strip()]
+
+
+def dkim_tag_problems(tags: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of a key record's tags: what makes verifiers reject signatures, what weakens them."""
+    problems: list[str] = []
+    if not tags["p"]:
+        problems.append("empty p=: the key is revoked (RFC 6376 3.6.1), every signature with it fails")
+    if tags.get("k", "rsa").lower() != "rsa":
+        problems.append(f"k={tags['k']}: the fleet signs with RSA keys (k=rsa)")
+    if "h" in tags and "sha256" not in _colon_list(tags["h"]):
+        problems.append(f"h={tags['h']}: the key allows no sha256, and rsa-sha1 signatures are not accepted "
+                        "(RFC 8301); SES and PowerMTA sign rsa-sha256")
+    if "s" in tags and not {"email", "*"} & set(_colon_list(tags["s"])):
+        problems.append(f"s={tags['s']}: the key is not for email (s= must include email or *, RFC 6376 3.6.1)")
+    warnings = []
+    if "y" in _colon_list(tags.get("t", "")):
+        warnings.append("t=y: the domain is testing DKIM, verifiers may treat its signatures as unsigned")
+    return problems, warnings
 
 
 def public_pem_of(private_pem: str) -> str:
@@ -248,14 +332,31 @@ def public_pem_of(private_pem: str) -> str:
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
-async def check_byo_dkim(subject: Subject, domain: Domain, name: str, private_pem: str | None, ttl: int,
-                         lookup: Lookup) -> list[Result]:
-    """With the stack's private key: ``p=`` must be its public key.  Without: an RSA key of at least 2048 bits."""
-    result = partial(subject.result, "dkim", name)
+def dkim_public_key(p: str) -> rsa.RSAPublicKey:
+    """The RSA key of a ``p=`` tag: base64 of a SubjectPublicKeyInfo or of a PKCS#1 RSAPublicKey (verifiers,
+    dkimpy among them, accept both); raises ValueError saying why it is not one."""
+    try:
+        der = base64.b64decode(p, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise ValueError(f"p= is not base64: {err}") from None
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"p= is not a DER public key (SubjectPublicKeyInfo or RSAPublicKey): {err}") from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError(f"p= is a {type(key).__name__}, not an RSA key")
+    return key
+
+
+async def check_dkim_key(subject: Subject, check: str, name: str, private_pem: str | None, declared_bits: int,
+                         signer: str, lookup: Lookup) -> list[Result]:
+    """A selector's key record.  With the stack's private key: ``p=`` must be its public key (as a key, in either
+    DER form).  Without: an RSA key of at least 2048 bits (or the ``key_bits`` the fleet declares)."""
+    result = partial(subject.result, check, name)
     answer = await lookup.query(name, "TXT")
     if not answer.records:
         return [result(Status.FAIL, f"missing ({answer.why_void}): expected the selector's TXT "
-                                    "'v=DKIM1; k=rsa; p=...'; SES and PowerMTA signatures cannot be verified")]
+                                    f"'v=DKIM1; k=rsa; p=...'; {signer} with it: signatures cannot be verified")]
     if len(answer.records) > 1:
         return [result(Status.FAIL, f"{len(answer.records)} TXT records at the selector: verifiers may read "
                                     "either; keep one")]
@@ -263,171 +364,41 @@ async def check_byo_dkim(subject: Subject, domain: Domain, name: str, private_pe
         tags = parse_dkim(answer.records[0])
     except ValueError as err:
         return [result(Status.FAIL, f"not a DKIM key record: {err}")]
+    problems, warnings = dkim_tag_problems(tags)
+    if problems:
+        return [result(Status.FAIL, "; ".join(problems))]
+    try:
+        key = dkim_public_key(tags["p"])
+    except ValueError as err:
+        return [result(Status.FAIL, str(err))]
     if private_pem is not None:
         try:
-            public_pem = public_pem_of(private_pem)
+            expected = serialization.load_pem_public_key(public_pem_of(private_pem).encode("ascii"))
         except (ValueError, TypeError) as err:
             return [result(Status.ERROR, f"cannot read the domain's private key in the stack outputs: {err}")]
-        expected = rec.byo_dkim_record(domain, public_pem, ttl)
-        if tags["p"] == rec.dkim_public_key(public_pem):
-            return [result(Status.OK, "p= is the public key of the stack's private key")]
-        return [result(Status.FAIL, "p= is not the public key of the stack's private key (SES and PowerMTA sign "
-                                    f"with that one: signatures fail); expected '{expected.value[:48]}…'")]
-    try:
-        key = serialization.load_der_public_key(base64.b64decode(tags["p"], validate=True))
-    except (binascii.Error, ValueError) as err:
-        return [result(Status.FAIL, f"p= is not a base64 DER public key: {err}")]
-    if not isinstance(key, rsa.RSAPublicKey):
-        return [result(Status.FAIL, f"p= is a {type(key).__name__}, not an RSA key")]
-    bits = key.key_size
-    declared = getattr(domain.dkim, "key_bits", DKIM_MIN_BITS)
-    if bits < min(declared, DKIM_MIN_BITS):
-        return [result(Status.FAIL, f"RSA {bits}-bit key: at least {min(declared, DKIM_MIN_BITS)} bits expected")]
-    if bits < DKIM_MIN_BITS:
-        return [result(Status.WARN, f"RSA {bits}-bit key, as the fleet declares (key_bits); {DKIM_MIN_BITS} "
-                                    "recommended")]
-    return [result(Status.OK, f"RSA {bits}-bit key (not compared with the stack's: no private key in --outputs)")]
+        if key.public_numbers() != expected.public_numbers():  # type: ignore[union-attr]
+            value = rec.dkim_key_value(public_pem_of(private_pem))
+            return [result(Status.FAIL, f"p= is not the public key of the stack's private key ({signer} with that "
+                                        f"one: signatures fail); expected '{value[:48]}…'")]
+        verdict = "p= is the public key of the stack's private key"
+    else:
+        bits = key.key_size
+        if bits < min(declared_bits, DKIM_MIN_BITS):
+            return [result(Status.FAIL, f"RSA {bits}-bit key: at least {min(declared_bits, DKIM_MIN_BITS)} bits "
+                                        "expected")]
+        if bits < DKIM_MIN_BITS:
+            warnings.insert(0, f"RSA {bits}-bit key, as the fleet declares (key_bits); {DKIM_MIN_BITS} recommended")
+        verdict = f"RSA {bits}-bit key (not compared with the stack's: no private key in --outputs)"
+    if warnings:
+        return [result(Status.WARN, "; ".join(warnings))]
+    return [result(Status.OK, verdict)]
 
 
 # --- SPF ------------------------------------------------------------------------------------------
 
-MECHANISM = re.compile(r"^([+\-~?]?)([a-z][a-z0-9]*)(?::([^/]*))?(/.*)?$", re.IGNORECASE)
-MODIFIER = re.compile(r"^([a-z][a-z0-9_.\-]*)=(.*)$", re.IGNORECASE)
-QUERYING = frozenset({"include", "a", "mx", "ptr", "exists"})
-
-
-def is_spf(text: str) -> bool:
-    """RFC 7208 4.5: a record is SPF when it is exactly ``v=spf1`` or starts with ``v=spf1 ``."""
-    return text.lower() == "v=spf1" or text.lower().startswith("v=spf1 ")
-
-
-@dataclass
-class SpfWalk:
-    """RFC 7208 4.6.4's counts for one published record, following include and redirect.
-
-    Counts what a receiver evaluating every term would (the worst case: no early match).
-    ``lookups`` holds (top-level term, term, record's domain) per DNS-querying term.
-    """
-
-    lookup: Lookup
-    lookups: list[tuple[str, str, str]] = field(default_factory=list)
-    voids: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    """Permerrors: syntax, an include without (exactly one) SPF record, a loop, too many MX."""
-    unexpanded: list[str] = field(default_factory=list)
-    dns_error: str | None = None
-
-    async def run(self, domain: str, record: str) -> None:
-        try:
-            await self._walk(domain, record, None, (_norm(domain),))
-        except DnsError as err:
-            self.dns_error = str(err)
-
-    async def _walk(self, domain: str, record: str, top: str | None, chain: tuple[str, ...]) -> None:
-        terms = record.split()[1:]
-        has_all = any(re.fullmatch(r"[+\-~?]?all", t, re.IGNORECASE) for t in terms)
-        for term in terms:
-            if len(self.lookups) > SPF_WALK_CAP:
-                return
-            origin = top or term
-            if modifier := MODIFIER.match(term):
-                # exp= is only read on a fail and is not counted; unknown modifiers are ignored (RFC 7208 6).
-                if modifier[1].lower() == "redirect" and not has_all:
-                    self.lookups.append((origin, term, domain))
-                    await self._follow(term, modifier[2], domain, origin, chain)
-                continue
-            match = MECHANISM.match(term)
-            if not match or (problem := _mechanism_problem(match)):
-                self.errors.append(f"{term!r} in {domain}: {problem if match else 'not an SPF term'}")
-                continue
-            kind, target = match[2].lower(), match[3] or domain
-            if kind not in QUERYING:
-                continue
-            self.lookups.append((origin, term, domain))
-            if "%" in target:
-                self.unexpanded.append(term)  # a macro needs the message being checked
-            elif kind == "include":
-                await self._follow(term, target, domain, origin, chain)
-            elif kind == "a":
-                answers = [await self.lookup.query(target, t) for t in ("A", "AAAA")]
-                if all(a.void for a in answers):
-                    self._void(term, domain, answers[0])
-            elif kind == "mx":
-                answer = await self.lookup.query(target, "MX")
-                if answer.void:
-                    self._void(term, domain, answer)
-                elif len(answer.records) > SPF_MAX_MX:
-                    self.errors.append(f"{term} in {domain}: {len(answer.records)} MX records, more than "
-                                       f"{SPF_MAX_MX} (RFC 7208 4.6.4)")
-            elif kind == "exists":
-                answer = await self.lookup.query(target, "A")
-                if answer.void:
-                    self._void(term, domain, answer)
-
-    async def _follow(self, term: str, target: str, domain: str, origin: str, chain: tuple[str, ...]) -> None:
-        if "%" in target:
-            self.unexpanded.append(term)
-            return
-        if _norm(target) in chain:
-            self.errors.append(f"loop: {' → '.join((*chain, _norm(target)))}")
-            return
-        answer = await self.lookup.query(target, "TXT")
-        if answer.void:
-            self._void(term, domain, answer)
-        found = [t for t in answer.records if is_spf(t)]
-        if len(found) != 1:
-            self.errors.append(f"{term} in {domain}: {len(found) or 'no'} SPF record{'s' if found else ''} at "
-                               f"{target} (permerror)")
-            return
-        await self._walk(target, found[0], origin, (*chain, _norm(target)))
-
-    def _void(self, term: str, domain: str, answer: Answer) -> None:
-        self.voids.append(f"{term} in {domain} ({answer.why_void})")
-
-
-def _mechanism_problem(match: re.Match[str]) -> str:
-    kind, arg, cidr = match[2].lower(), match[3], match[4]
-    if kind not in {*QUERYING, "all", "ip4", "ip6"}:
-        return f"unknown mechanism {kind!r}"
-    if kind == "all" and (arg is not None or cidr):
-        return "all takes no argument"
-    if kind in ("include", "exists") and not arg:
-        return f"{kind} needs a domain"
-    if kind in ("ip4", "ip6"):
-        try:
-            network = ipaddress.ip_network(f"{arg}{cidr or ''}", strict=False)
-        except ValueError:
-            return f"{arg}{cidr or ''} is not an IPv{kind[-1]} network"
-        if network.version != int(kind[-1]):
-            return f"{arg} is not an IPv{kind[-1]} address"
-    return ""
-
-
-def spf_terms(record: str) -> set[str]:
-    """Terms compared as a set, lower case, without the default ``+`` qualifier."""
-    return {t.lower().removeprefix("+") for t in record.split()}
-
-
-def compare_spf(published: str, expected: str) -> tuple[list[str], list[str]]:
-    """(problems, differences): an ``include:`` of the fleet's record missing is a problem (that sender
-    fails SPF); other differences only warn (the record works, it just is not the fleet's)."""
-    have, want = spf_terms(published), spf_terms(expected)
-    missing_includes = sorted(t for t in want - have if t.startswith("include:"))
-    problems = [f"{t} is missing" for t in missing_includes]
-    missing = sorted(want - have - set(missing_includes))
-    extra = sorted(have - want)
-    parts = ([f"missing {' '.join(missing)}"] if missing else []) + ([f"extra {' '.join(extra)}"] if extra else [])
-    differences = [f"differs from the fleet's record: {'; '.join(parts)}"] if parts else []
-    return problems, differences
-
-
-def _spf_records(answer: Answer) -> list[str]:
-    return [t for t in answer.records if is_spf(t)]
-
-
 def _one_spf(answer: Answer, expected: rec.Record) -> tuple[str | None, str]:
     """The single SPF record at the name, or None and why there is not exactly one."""
-    found = _spf_records(answer)
+    found = spf_records(answer)
     if len(found) == 1:
         return found[0], ""
     if not found:
@@ -437,30 +408,51 @@ def _one_spf(answer: Answer, expected: rec.Record) -> tuple[str | None, str]:
                   + " | ".join(found))
 
 
+def _record_result(subject: Subject, check: str, expected: rec.Record, record: str, walk: SpfWalk,
+                   problems: list[str]) -> Result:
+    """The verdict on a published SPF record: the fleet's policy, or what is wrong or only different."""
+    policy_problems, differences = compare_policy(walk.policy, expected.value)
+    problems = policy_problems + problems
+    name = expected.name
+    if problems:
+        return subject.result(check, name, Status.FAIL, "; ".join(problems) + f": '{record}'")
+    if differences:
+        return subject.result(check, name, Status.WARN, f"differs from the fleet's record: {'; '.join(differences)}: "
+                                                        f"'{record}' (the fleet's: '{expected.value}')")
+    same = " ".join(record.split()).lower() == expected.value.lower()
+    return subject.result(check, name, Status.OK, record if same else f"{record} (the fleet's policy, written "
+                                                                     f"otherwise: '{expected.value}')")
+
+
 async def check_spf(subject: Subject, expected: rec.Record, lookup: Lookup) -> list[Result]:
     """The domain's SPF record, and RFC 7208's two limits counted through its includes."""
     name = expected.name
-    record, why = _one_spf(await lookup.query(name, "TXT"), expected)
-    if record is None:
+    audit = await audit_spf(lookup, name)
+    record, why = _one_spf(audit.answer, expected)
+    if record is None or audit.walk is None:
         skip = "no single SPF record to evaluate"
         return [subject.result("spf", name, Status.FAIL, why),
                 subject.result("spf-lookups", name, Status.SKIP, skip),
                 subject.result("spf-void-lookups", name, Status.SKIP, skip)]
-    walk = SpfWalk(lookup)
-    await walk.run(name, record)
-    problems, differences = compare_spf(record, expected.value)
-    problems += walk.errors
-    if problems:
-        spf = subject.result("spf", name, Status.FAIL, "; ".join(problems) + f": '{record}'")
-    elif differences:
-        spf = subject.result("spf", name, Status.WARN, f"{differences[0]} ('{expected.value}')")
-    else:
-        spf = subject.result("spf", name, Status.OK, record)
+    walk = audit.walk
     if walk.dns_error is not None:
         why = f"could not follow the record: {walk.dns_error}"
-        return [spf, subject.result("spf-lookups", name, Status.ERROR, why),
-                subject.result("spf-void-lookups", name, Status.ERROR, why)]
-    return [spf, _lookups_result(subject, name, walk), _voids_result(subject, name, walk)]
+        return [subject.result(c, name, Status.ERROR, why) for c in ("spf", "spf-lookups", "spf-void-lookups")]
+    return [_record_result(subject, "spf", expected, record, walk, walk.errors),
+            _lookups_result(subject, name, walk), _voids_result(subject, name, walk)]
+
+
+async def check_spf_record(subject: Subject, check: str, expected: rec.Record, lookup: Lookup) -> list[Result]:
+    """An SPF record mailplane publishes besides the domain's (a return path's, the MAIL FROM's): one record,
+    the fleet's policy, well formed and within RFC 7208's limits, in one result."""
+    audit = await audit_spf(lookup, expected.name)
+    record, why = _one_spf(audit.answer, expected)
+    if record is None or audit.walk is None:
+        return [subject.result(check, expected.name, Status.FAIL, why)]
+    walk = audit.walk
+    if walk.dns_error is not None:
+        return [subject.result(check, expected.name, Status.ERROR, f"could not follow the record: {walk.dns_error}")]
+    return [_record_result(subject, check, expected, record, walk, walk.permerrors())]
 
 
 def _lookups_result(subject: Subject, name: str, walk: SpfWalk) -> Result:
@@ -483,10 +475,35 @@ def _voids_result(subject: Subject, name: str, walk: SpfWalk) -> Result:
     detail = f": {', '.join(walk.voids)}" if walk.voids else ""
     if count > SPF_MAX_VOID_LOOKUPS:
         return subject.result("spf-void-lookups", name, Status.FAIL,
-                              f"{count} void lookups, over the limit of {SPF_MAX_VOID_LOOKUPS} (RFC 7208 4.6.4: "
-                              f"receivers return permerror){detail}")
+                              f"{count} void lookups{walk.void_clients}, over the limit of {SPF_MAX_VOID_LOOKUPS} "
+                              f"(RFC 7208 4.6.4: receivers return permerror){detail}")
     return subject.result("spf-void-lookups", name, Status.OK,
-                          f"{count} of at most {SPF_MAX_VOID_LOOKUPS} void lookups{detail}")
+                          f"{count} of at most {SPF_MAX_VOID_LOOKUPS} void lookups{walk.void_clients}{detail}")
+
+
+SPF_CONSEQUENCE = {
+    "fail": "receivers may reject its mail, and SPF cannot align for DMARC",
+    "softfail": "receivers may junk its mail, and SPF cannot align for DMARC",
+    "neutral": "SPF cannot align for DMARC",
+    "none": "SPF cannot align for DMARC",
+    "permerror": "the record is broken for every receiver: SPF cannot align for DMARC",
+}
+
+
+async def check_spf_eval(subject: Subject, check: str, domain: str, ip: Ip, lookup: Lookup) -> list[Result]:
+    """pyspf's ``check_host()`` for ``ip`` sending as ``postmaster@<domain>``, with the IP's host as HELO: pass."""
+    sender = f"{POSTMASTER}@{domain}"
+    verdict = await evaluate(lookup, ip.address, sender, ip.hostname)
+    result = partial(subject.result, check, domain)
+    who = f"{ip.address} ({ip.hostname}) sending as {sender}"
+    if verdict.dns_error is not None:
+        return [result(Status.ERROR, f"{who}: could not evaluate SPF: {verdict.dns_error}")]
+    if verdict.result == "pass":
+        return [result(Status.OK, f"{who}: pass ({verdict.explanation})")]
+    if verdict.result == "error":
+        return [result(Status.ERROR, f"{who}: {verdict.explanation}")]
+    consequence = SPF_CONSEQUENCE.get(verdict.result, "SPF does not pass")
+    return [result(Status.FAIL, f"{who}: SPF {verdict.result}, not pass ({verdict.explanation}): {consequence}")]
 
 
 # --- DMARC ----------------------------------------------------------------------------------------
@@ -550,7 +567,24 @@ def _compare_policy(tag: str, have: str, want: str, problems: list[str], notes: 
         notes.append(f"{tag}={have} is stricter than the fleet's {tag}={want} (update the tenant file)")
 
 
-async def check_dmarc(subject: Subject, expected: rec.Record, lookup: Lookup) -> list[Result]:
+def _alignment(tag: str, have: dict[str, str], declared: str, problems: list[str], notes: list[str]) -> None:
+    """adkim/aspf: the published mode must be the fleet's; stricter only warns (mail the fleet expects to
+    align in relaxed mode may not), weaker fails (the fleet counts on strict alignment)."""
+    want = ALIGNMENT[declared]
+    published = have.get(tag, "r").lower()
+    if published == want:
+        return
+    if want == "s":
+        problems.append(f"{tag}={published} (relaxed{'' if tag in have else ', the default'}) where the fleet "
+                        f"declares strict ({tag}=s)")
+    else:
+        notes.append(f"{tag}=s is stricter than the fleet's relaxed alignment (update the tenant file)")
+
+
+async def check_dmarc(subject: Subject, domain: Domain, expected: rec.Record, declared_hosts: list[str],
+                      lookup: Lookup) -> list[Result]:
+    """The domain's DMARC record against the fleet's, then the report authorisation of each other organisation's
+    domain the published ``rua``/``ruf`` names that the fleet does not (those have checks of their own)."""
     result = partial(subject.result, "dmarc", expected.name)
     answer = await lookup.query(expected.name, "TXT")
     found = [t for t in answer.records if "v=dmarc" in t.lower().replace(" ", "")]
@@ -569,16 +603,29 @@ async def check_dmarc(subject: Subject, expected: rec.Record, lookup: Lookup) ->
     _compare_policy("p", have["p"], want["p"], problems, notes)
     if "sp" in have or "sp" in want:
         _compare_policy("sp", have.get("sp", have["p"]), want.get("sp", want["p"]), problems, notes)
+    assert domain.dmarc is not None
+    _alignment("adkim", have, domain.dmarc.dkim_alignment, problems, notes)
+    _alignment("aspf", have, domain.dmarc.spf_alignment, problems, notes)
     if have.get("pct", "100") != "100":
         notes.append(f"pct={have['pct']}: the policy covers only {have['pct']}% of failing mail")
-    for tag in sorted((set(have) | set(want)) - {"v", "p", "sp", "pct"}):
+    for tag in sorted((set(have) | set(want)) - {"v", "p", "sp", "pct", "adkim", "aspf"}):
         if tag in DMARC_TAGS and _uris(have.get(tag, "")) != _uris(want.get(tag, "")):
             notes.append(f"{tag}={have.get(tag, '')!s} differs from the fleet's {tag}={want.get(tag, '')}")
     if problems:
-        return [result(Status.FAIL, "; ".join(problems + notes) + f": '{found[0]}'")]
-    if notes:
-        return [result(Status.WARN, "; ".join(notes) + f": '{found[0]}'")]
-    return [result(Status.OK, found[0])]
+        results = [result(Status.FAIL, "; ".join(problems + notes) + f": '{found[0]}'")]
+    elif notes:
+        results = [result(Status.WARN, "; ".join(notes) + f": '{found[0]}'")]
+    else:
+        results = [result(Status.OK, found[0])]
+    uris = [u for tag in ("rua", "ruf") for u in have.get(tag, "").split(",")]
+    for host in report_hosts(uris, domain.name):
+        if host not in declared_hosts:
+            name = rec.dmarc_report_auth_name(domain.name, host)
+            try:
+                results += await check_report_auth(subject, domain.name, host, name, lookup)
+            except DnsError as err:
+                results.append(subject.result("dmarc-report-auth", name, Status.ERROR, str(err)))
+    return results
 
 
 @functools.cache
@@ -593,23 +640,38 @@ def organizational_domain(name: str) -> str:
     return _suffixes().privatesuffix(name) or name
 
 
-def external_report_hosts(domain: Domain) -> list[str]:
-    """Domains of the fleet's ``rua`` mailboxes in another organisation: those must authorise the reports."""
+def report_hosts(uris: list[str], domain: str) -> list[str]:
+    """Domains of ``mailto:`` report URIs in another organisation than ``domain``: those must authorise the reports."""
     hosts: list[str] = []
-    for uri in domain.dmarc.rua if domain.dmarc else []:
-        scheme, _, rest = uri.partition(":")
+    for uri in uris:
+        scheme, _, rest = uri.strip().partition(":")
         if scheme.lower() != "mailto":
             continue
         host = _norm(rest.split("!")[0].rpartition("@")[2])
-        if host and organizational_domain(host) != organizational_domain(domain.name) and host not in hosts:
+        if host and organizational_domain(host) != organizational_domain(domain) and host not in hosts:
             hosts.append(host)
     return hosts
 
 
-async def check_report_auth(subject: Subject, domain: str, host: str, name: str, lookup: Lookup) -> list[Result]:
-    answer = await lookup.query(name, "TXT")
+def external_report_hosts(domain: Domain) -> list[str]:
+    """Domains of the fleet's ``rua`` mailboxes in another organisation: those must authorise the reports."""
+    return report_hosts(list(domain.dmarc.rua) if domain.dmarc else [], domain.name)
+
+
+def _authorises(answer: Answer) -> bool:
     prefix = rec.DMARC_REPORT_AUTH_VALUE.lower()
-    if any(t.lower().replace(" ", "").split(";")[0] == prefix for t in answer.records):
+    return any(t.lower().replace(" ", "").split(";")[0] == prefix for t in answer.records)
+
+
+async def check_report_auth(subject: Subject, domain: str, host: str, name: str, lookup: Lookup) -> list[Result]:
+    """``<domain>._report._dmarc.<host>`` must say v=DMARC1 (RFC 7489 7.1).
+
+    A ``*._report._dmarc.<host>`` wildcard is accepted as receivers see it: DNS answers the name
+    asked from the wildcard (and does not where that name exists with no TXT record, so neither
+    does this check, which asks what receivers ask).
+    """
+    answer = await lookup.query(name, "TXT")
+    if _authorises(answer):
         return [subject.result("dmarc-report-auth", name, Status.OK, f"{host} accepts DMARC reports about {domain}")]
     why = answer.why_void if answer.void else f"no TXT record {rec.DMARC_REPORT_AUTH_VALUE}"
     return [subject.result("dmarc-report-auth", name, Status.FAIL,
@@ -642,17 +704,27 @@ async def check_mail_from_mx(subject: Subject, expected: rec.Record, lookup: Loo
                                 "and SPF no longer aligns for DMARC")]
 
 
-async def check_mail_from_spf(subject: Subject, expected: rec.Record, lookup: Lookup) -> list[Result]:
-    result = partial(subject.result, "mail-from-spf", expected.name)
-    record, why = _one_spf(await lookup.query(expected.name, "TXT"), expected)
-    if record is None:
-        return [result(Status.FAIL, why)]
-    problems, differences = compare_spf(record, expected.value)
-    if problems:
-        return [result(Status.FAIL, "; ".join(problems) + f": '{record}'")]
-    if differences:
-        return [result(Status.WARN, f"{differences[0]} ('{expected.value}')")]
-    return [result(Status.OK, record)]
+# --- return paths ---------------------------------------------------------------------------------
+
+async def check_return_path_mx(subject: Subject, route: Route, expected: rec.Record, lookup: Lookup) -> list[Result]:
+    """PowerMTA takes the asynchronous bounces of its return paths at the route IPs' hosts: every one at
+    preference 10.  One missing loses the bounces sent there; others only warn."""
+    result = partial(subject.result, "return-path-mx", expected.name)
+    answer = await lookup.query(expected.name, "MX")
+    want = {_mx(v) for v in expected.values}
+    got = {_mx(v) for v in answer.records}
+    missing = sorted(want - got)
+    if missing:
+        shown = f"missing ({answer.why_void})" if not got else f"MX {', '.join(answer.records)}"
+        hosts = ", ".join(f"{p} {h}" for p, h in missing)
+        return [result(Status.FAIL, f"{shown}; expected MX {hosts} (the {route.stream} route's hosts): asynchronous "
+                                    "bounces to this return path are lost")]
+    extra = sorted(got - want)
+    if extra:
+        others = ", ".join(f"{p} {h}" for p, h in extra)
+        return [result(Status.WARN, f"MX {', '.join(expected.values)}, and also {others}: bounces may go to a host "
+                                    "that is not PowerMTA's")]
+    return [result(Status.OK, f"MX {', '.join(expected.values)}")]
 
 
 # --- IPs ------------------------------------------------------------------------------------------

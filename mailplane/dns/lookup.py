@@ -16,13 +16,15 @@ class Answer:
     """The records of one type at one name, as text: TXT strings joined, names without the final dot.
 
     ``nxdomain`` tells a name that does not exist from one without records of this type; both
-    are "void" for SPF's limit (RFC 7208 4.6.4).
+    are "void" for SPF's limit (RFC 7208 4.6.4).  ``invalid`` says why ``name`` cannot be asked at
+    all (an empty label, one over 63 octets): no record can exist there, so the answer is void.
     """
 
     name: str
     rdtype: str
     records: tuple[str, ...] = ()
     nxdomain: bool = False
+    invalid: str | None = None
 
     @property
     def void(self) -> bool:
@@ -30,7 +32,35 @@ class Answer:
 
     @property
     def why_void(self) -> str:
+        if self.invalid is not None:
+            return f"not a valid domain name: {self.invalid}"
         return "NXDOMAIN" if self.nxdomain else f"no {self.rdtype} record"
+
+
+MAX_NAME = 253
+"""Octets of a domain name in presentation form without the final dot (RFC 1035 2.3.4)."""
+
+
+def name_problem(name: str) -> str:
+    """Why ``name`` is not a domain name DNS can be asked about ("" when it is): RFC 1035's lengths.
+
+    Any octet is allowed in a label (RFC 2181 11); only empty labels and lengths are wrong.
+    """
+    text = name[:-1] if name.endswith(".") else name
+    if not text:
+        return "empty name"
+    try:
+        encoded = text.encode("ascii")
+    except UnicodeEncodeError:
+        return "not US-ASCII (an internationalized name must be written as A-labels)"
+    labels = encoded.split(b".")
+    if any(not label for label in labels):
+        return "empty label"
+    if long := next((label for label in labels if len(label) > 63), None):
+        return f"label of {len(long)} octets, more than 63"
+    if len(encoded) > MAX_NAME:
+        return f"{len(encoded)} octets, more than {MAX_NAME}"
+    return ""
 
 
 class DnsError(Exception):

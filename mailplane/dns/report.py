@@ -51,6 +51,12 @@ class Result:
                 "name": self.name, "status": str(self.status), "message": self.message}
 
 
+def printable(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped (``\\r``, ``\\x96``): records come
+    from DNS, written by anyone, and must not move a terminal's cursor or break a log line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def worst(results: list[Result]) -> Status:
     return max((r.status for r in results), key=RANK.__getitem__, default=Status.OK)
 

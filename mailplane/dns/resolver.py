@@ -19,7 +19,7 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
-from mailplane.dns.lookup import Answer, DnsError
+from mailplane.dns.lookup import Answer, DnsError, name_problem
 
 DNS_PORT = 53
 
@@ -97,7 +97,13 @@ class DnsLookup:
                          for ns in self.resolver.nameservers)
 
     async def query(self, name: str, rdtype: str) -> Answer:
-        qname = dns.name.from_text(name)
+        """A name no query can be made for (from a record a person wrote) is a void answer saying why."""
+        if problem := name_problem(name):
+            return Answer(name, rdtype, invalid=problem)
+        try:
+            qname = dns.name.from_text(name)
+        except (dns.exception.DNSException, ValueError) as err:
+            return Answer(name, rdtype, invalid=str(err) or type(err).__name__)
         try:
             answer = await self.resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:

@@ -21,6 +21,7 @@ What authenticates mail on a route, per From domain (:func:`route_auth`):
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -116,21 +117,23 @@ def feedback_address(domain: Domain) -> str:
     return f"{FEEDBACK_LOCAL_PART}@{return_path_base(domain)}"
 
 
-def verp_address(message_id: int, ip: str, return_path: str) -> str:
-    """``mp-<queue id>-<IP in hex>@<return path>``: a bounce to it names the message and the IP it left
-    from (a remote bounce record carries only this address), in at most 64 octets of local part."""
+def verp_address(tag: str | int, ip: str, return_path: str) -> str:
+    """``mp-<tag>-<IP in hex>@<return path>``: a bounce to it names the message (``tag``: the sender's
+    random token for it, so the address leaks no volume) and the IP it left from (a remote bounce
+    record carries only this address), in at most 64 octets of local part."""
     packed = ipaddress.ip_address(ip).packed.hex()
-    return f"mp-{message_id}-{packed}@{return_path}"
+    return f"mp-{tag}-{packed}@{return_path}"
 
 
-def parse_verp(address: str) -> tuple[int, str] | None:
-    """(queue id, IP) of a :func:`verp_address`; None for any other address."""
+def parse_verp(address: str) -> tuple[str, str] | None:
+    """(tag, IP) of a :func:`verp_address`; None for any other address."""
     local, _, _ = address.strip().strip("<>").rpartition("@")
     parts = local.split("-")
-    if len(parts) != 3 or parts[0] != "mp" or not parts[1].isdigit() or len(parts[2]) not in (8, 32):
+    if (len(parts) != 3 or parts[0] != "mp" or not re.fullmatch(r"[0-9a-f]{1,20}", parts[1])
+            or len(parts[2]) not in (8, 32)):
         return None
     try:
-        return int(parts[1]), str(ipaddress.ip_address(bytes.fromhex(parts[2])))
+        return parts[1], str(ipaddress.ip_address(bytes.fromhex(parts[2])))
     except ValueError:
         return None
 

@@ -155,7 +155,9 @@ def envelope_sender(message: Message, fleet: Fleet, ip: str) -> str:
     """The SMTP MAIL FROM of mail handed to PowerMTA for ``ip``: an address of its own at the route's
     return path.
 
-    ``mp-<queue id>-<IP in hex>@<stream>.<return_path>`` (:func:`mailplane.model.routes.verp_address`):
+    ``mp-<tag>-<IP in hex>@<stream>.<return_path>`` (:func:`mailplane.model.routes.verp_address`, the tag
+    being the first 16 hex digits of the message's random token, or its queue id for a message
+    queued before tokens):
     aligned with the From domain for DMARC, authorised by that domain's SPF for exactly the
     route's IPs, and its MX brings asynchronous bounces to the MTA hosts, where PowerMTA's bounce
     processor records them with this address, which names the message and the IP.  A From domain
@@ -166,7 +168,9 @@ def envelope_sender(message: Message, fleet: Fleet, ip: str) -> str:
     found = fleet.domains.get(domain)
     if found is None:
         return message.from_addr
-    return verp_address(message.id, ip, return_path_domain(found[1], message.stream))
+    token = message.payload.get("token")
+    tag = token[:16] if isinstance(token, str) and re.fullmatch(r"[0-9a-f]{32}", token) else str(message.id)
+    return verp_address(tag, ip, return_path_domain(found[1], message.stream))
 
 
 def new_token() -> str:
