@@ -166,7 +166,9 @@ def test_events_go_to_a_topic_only_ses_of_this_account_may_publish_to(prod: tupl
     for tenant in fleet.tenants:
         topic_arn = f"arn:aws:sns:eu-north-1:{ACCOUNT}:mailplane-{tenant.name}-ses-events"
         cs_arn = f"arn:aws:ses:eu-north-1:{ACCOUNT}:configuration-set/{tenant.configuration_set}"
-        assert result.named(T["topic"], f"{tenant.name}-events").inputs["name"] == f"mailplane-{tenant.name}-ses-events"
+        topic = result.named(T["topic"], f"{tenant.name}-events").inputs
+        assert topic["name"] == f"mailplane-{tenant.name}-ses-events"
+        assert topic["signatureVersion"] == 2  # SHA256withRSA: the sender's verifier accepts nothing else
         policy_res = result.named(T["topic_policy"], f"{tenant.name}-events").inputs
         assert policy_res["arn"] == topic_arn
         (statement,) = json.loads(policy_res["policy"])["Statement"]

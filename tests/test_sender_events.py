@@ -610,18 +610,30 @@ def test_an_authentic_message_that_is_not_an_ses_event_is_acknowledged(make: Cal
         200, {"status": "ok", "events": 0, "suppressed": 0})
 
 
-def test_subscription_confirmation_gets_the_subscribe_url_in_insecure_mode(make: Callable[..., Instance],
-                                                                           fleet: Fleet, webhook: Webhook) -> None:
-    instance = make(insecure=True)
+def test_insecure_mode_warns_and_confirms_only_through_an_sns_host_over_https(
+        make: Callable[..., Instance], fleet: Fleet, webhook: Webhook, caplog: pytest.LogCaptureFixture) -> None:
+    """Without signatures anyone can forge a confirmation: it still reaches only an SNS host over HTTPS, never
+    the loopback webhook, a file or the metadata address; the service says at start that it is insecure."""
+    got: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events"):
+        instance = make(insecure=True, get=got.append)
+    assert "insecure_skip_sns_signature is on" in caplog.text
     arn = topic(fleet)
-    answer = post(instance, confirmation(arn, f"{webhook.url}/?Action=ConfirmSubscription&Token=abc123"),
-                  "SubscriptionConfirmation")
-    assert answer == (200, {"status": "confirmed"})
-    assert webhook.gets == ["/?Action=ConfirmSubscription&Token=abc123"]
-    assert post(instance, confirmation(arn, f"{webhook.url}/fail"), "SubscriptionConfirmation")[0] == 502
-    assert post(instance, confirmation(f"arn:aws:sns:{REGION}:{ACCOUNT}:not-ours", f"{webhook.url}/x"),
+    for url in (f"{webhook.url}/?Action=ConfirmSubscription&Token=abc123", "file:///etc/passwd",
+                "https://169.254.169.254/?Action=ConfirmSubscription", "https://evil.example/?Action=ConfirmSubscription"):
+        assert post(instance, confirmation(arn, url), "SubscriptionConfirmation") == (403, {"error": "forbidden"})
+    sns = f"https://sns.{REGION}.amazonaws.com/?Action=ConfirmSubscription&TopicArn={arn}&Token=abc123"
+    assert post(instance, confirmation(arn, sns), "SubscriptionConfirmation") == (200, {"status": "confirmed"})
+    assert post(instance, confirmation(f"arn:aws:sns:{REGION}:{ACCOUNT}:not-ours", sns),
                 "SubscriptionConfirmation")[0] == 403
-    assert webhook.gets == ["/?Action=ConfirmSubscription&Token=abc123", "/fail"]
+    assert got == [sns] and webhook.gets == []
+
+
+def test_a_secure_service_does_not_warn(make: Callable[..., Instance], signer: Signer,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events"):
+        make(fetcher=signer.fetch)
+    assert "insecure" not in caplog.text
 
 
 def test_secure_mode_never_gets_a_subscribe_url_off_the_topics_sns_endpoint(make: Callable[..., Instance],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 import urllib.error
 from collections.abc import Iterator
@@ -75,7 +76,7 @@ class Fetcher:
         return self.pem
 
 
-def sign(msg: dict[str, Any], key: rsa.RSAPrivateKey, version: str = "1", cert_url: str = CERT_URL) -> dict[str, Any]:
+def sign(msg: dict[str, Any], key: rsa.RSAPrivateKey, version: str = "2", cert_url: str = CERT_URL) -> dict[str, Any]:
     """Sign like SNS: RSA PKCS#1 v1.5 over the canonical string, SHA1 for version 1, SHA256 for version 2."""
     algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
     signature = key.sign(canonical_string(msg), padding.PKCS1v15(), algorithm)
@@ -135,11 +136,10 @@ def test_canonical_string_is_aws_order_key_newline_value_newline() -> None:
                                       b"TopicArn\nt\nType\nSubscriptionConfirmation\n")
 
 
-@pytest.mark.parametrize("version", ["1", "2"])
 @pytest.mark.parametrize("subject", ["Amazon SES Email Event Notification", None])
-def test_signed_notification_verifies(signer: Signer, version: str, subject: str | None) -> None:
+def test_signed_notification_verifies(signer: Signer, subject: str | None) -> None:
     fetcher = Fetcher(signer.pem)
-    result = verifier(fetcher).verify(json.dumps(sign(notification("ünïcode", subject=subject), signer.key, version)),
+    result = verifier(fetcher).verify(json.dumps(sign(notification("ünïcode", subject=subject), signer.key)),
                                       message_type_header="Notification")
     assert (result.type, result.tenant, result.topic_arn, result.message) == ("Notification", "acme", TOPIC, "ünïcode")
     assert result.subject == subject and result.is_notification and result.signature_checked
@@ -150,9 +150,8 @@ def test_signed_notification_verifies(signer: Signer, version: str, subject: str
 # --- forged and wrongly signed -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["1", "2"])
-def test_changed_message_after_signing_is_rejected(signer: Signer, version: str) -> None:
-    msg = sign(notification('{"eventType":"Delivery"}'), signer.key, version)
+def test_changed_message_after_signing_is_rejected(signer: Signer) -> None:
+    msg = sign(notification('{"eventType":"Delivery"}'), signer.key)
     msg["Message"] = '{"eventType":"Complaint"}'
     assert rejected(verifier(Fetcher(signer.pem)), msg) is RejectReason.BAD_SIGNATURE
 
@@ -186,7 +185,17 @@ def test_signature_not_base64_is_rejected(signer: Signer) -> None:
     assert rejected(verifier(Fetcher(signer.pem)), msg) is RejectReason.BAD_SIGNATURE
 
 
-@pytest.mark.parametrize("version", ["3", "0", 1, None])
+def test_a_sha1_signature_version_1_is_refused_the_fleets_topics_sign_with_version_2(signer: Signer) -> None:
+    """SNS signs with SHA1withRSA only on topics set to version 1, which the fleet's never are: such a
+    message is forged (or older than the topic's setting), and SHA-1 is not trusted."""
+    fetcher = Fetcher(signer.pem)
+    assert rejected(verifier(fetcher), sign(notification(), signer.key, "1")) is RejectReason.UNKNOWN_SIGNATURE_VERSION
+    assert fetcher.urls == []
+    v1 = verifier(Fetcher(signer.pem), signature_versions=("1", "2"))  # only where it is asked for
+    assert v1.verify(json.dumps(sign(notification(), signer.key, "1"))).tenant == "acme"
+
+
+@pytest.mark.parametrize("version", ["3", "0", 1, 2, None])
 def test_unknown_signature_version_is_rejected_without_fetching(signer: Signer, version: object) -> None:
     fetcher = Fetcher(signer.pem)
     msg = sign(notification(), signer.key)
@@ -292,7 +301,7 @@ def test_certificate_is_fetched_once_for_many_messages(signer: Signer) -> None:
     fetcher = Fetcher(signer.pem)
     v = verifier(fetcher)
     for i in range(50):
-        v.verify(json.dumps(sign(notification(f"message {i}"), signer.key, "2" if i % 2 else "1")))
+        v.verify(json.dumps(sign(notification(f"message {i}"), signer.key)))
     assert fetcher.urls == [CERT_URL]
     assert v.cache.fetches == 1
 
@@ -307,16 +316,46 @@ def test_certificate_cache_is_a_bounded_lru(signer: Signer) -> None:
     assert fetcher.urls == [urls[0], urls[1], urls[2], urls[1]]
 
 
-def test_failed_fetch_is_rejected_and_not_cached(signer: Signer) -> None:
-    fetcher = Fetcher(signer.pem, fail=True)
-    v = verifier(fetcher)
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_failed_fetch_is_remembered_for_a_while_then_tried_again(signer: Signer) -> None:
+    fetcher, ticks = Fetcher(signer.pem, fail=True), Ticks()
+    v = verifier(fetcher, failure_ttl=300, monotonic=ticks)
     msg = json.dumps(sign(notification(), signer.key))
-    with pytest.raises(SnsRejected) as info:
-        v.verify(msg)
-    assert info.value.reason is RejectReason.CERT_UNAVAILABLE
+    for _ in range(100):  # a flood of messages naming one certificate that cannot be fetched
+        assert rejected(v, msg) is RejectReason.CERT_UNAVAILABLE
+    assert len(fetcher.urls) == 1
     fetcher.fail = False
+    ticks.now += 299
+    assert rejected(v, msg) is RejectReason.CERT_UNAVAILABLE and len(fetcher.urls) == 1
+    ticks.now += 2
     assert v.verify(msg).tenant == "acme"
     assert len(fetcher.urls) == 2
+
+
+def test_certificate_fetches_are_rate_limited_whatever_urls_forged_messages_name(signer: Signer) -> None:
+    """100 forged POSTs, each naming another (well-formed, pinned) certificate URL: at most the minute's
+    fetches happen, then a fetch a minute / rate, and a real message still gets through later."""
+    fetcher, ticks = Fetcher(b"not a certificate"), Ticks()
+    v = verifier(fetcher, fetches_per_minute=10, monotonic=ticks)
+    forged = _signer()
+    for n in range(100):
+        url = f"https://sns.{REGION}.amazonaws.com/SimpleNotificationService-{n:032x}.pem"
+        assert rejected(v, sign(notification(), forged.key, cert_url=url)) is RejectReason.CERT_UNAVAILABLE
+    assert len(fetcher.urls) == 10 and v.cache.fetches == 10
+    fetcher.pem = signer.pem
+    assert rejected(v, sign(notification(), signer.key)) is RejectReason.CERT_UNAVAILABLE  # no token left
+    ticks.now += 6  # one token a 6 s at 10 a minute
+    assert v.verify(json.dumps(sign(notification(), signer.key))).tenant == "acme"
+    assert len(fetcher.urls) == 11
 
 
 @pytest.mark.parametrize("pem", [b"not a certificate", b""])
@@ -333,9 +372,8 @@ def test_expired_certificate_is_rejected() -> None:
 # --- subscription confirmation -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["1", "2"])
-def test_confirmation_of_an_allowed_topic_gives_the_subscribe_url(signer: Signer, version: str) -> None:
-    msg = sign(confirmation(), signer.key, version)
+def test_confirmation_of_an_allowed_topic_gives_the_subscribe_url(signer: Signer) -> None:
+    msg = sign(confirmation(), signer.key)
     result = verifier(Fetcher(signer.pem)).verify(json.dumps(msg), message_type_header="SubscriptionConfirmation")
     assert result.subscribe_url == msg["SubscribeURL"]
     assert result.tenant == "acme" and not result.is_notification
@@ -370,13 +408,38 @@ def test_unsubscribe_confirmation_verifies_but_gives_no_url_to_fetch(signer: Sig
 def test_insecure_mode_skips_signatures_but_still_allow_lists_topics() -> None:
     fetcher = Fetcher(b"")
     v = verifier(fetcher, insecure_skip_signature=True)
-    unsigned = notification()  # no Signature, SigningCertURL or SignatureVersion: moto-style fake
-    unsigned["SignatureVersion"] = "1"
+    unsigned = notification()  # no Signature nor SigningCertURL: moto-style fake
+    unsigned["SignatureVersion"] = "2"
     result = v.verify(json.dumps(unsigned))
     assert result.tenant == "acme" and not result.signature_checked
-    assert rejected(v, notification(topic=OTHER_TOPIC) | {"SignatureVersion": "1"}) is RejectReason.UNKNOWN_TOPIC
+    assert rejected(v, notification(topic=OTHER_TOPIC) | {"SignatureVersion": "2"}) is RejectReason.UNKNOWN_TOPIC
+    assert rejected(v, unsigned | {"SignatureVersion": "1"}) is RejectReason.UNKNOWN_SIGNATURE_VERSION
     assert fetcher.urls == []
     assert SnsVerifier({TOPIC: "acme"}).insecure_skip_signature is False
+
+
+@pytest.mark.parametrize("url", [
+    "file:///etc/passwd",
+    "http://127.0.0.1:8080/?Action=ConfirmSubscription",
+    "https://169.254.169.254/latest/meta-data/?Action=ConfirmSubscription",
+    "https://evil.example/?Action=ConfirmSubscription&TopicArn=" + TOPIC,
+    f"http://sns.{REGION}.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}",
+    f"https://sns.{REGION}.amazonaws.com:444/?Action=ConfirmSubscription&TopicArn={TOPIC}",
+    f"https://sns.{REGION}.amazonaws.com/?Action=Subscribe&TopicArn={TOPIC}",
+    f"https://sns.{REGION}.amazonaws.com/admin?Action=ConfirmSubscription&TopicArn={TOPIC}",
+])
+def test_insecure_mode_still_confirms_only_through_an_https_sns_host(url: str) -> None:
+    """A forged confirmation cannot make an insecure (test) service fetch a file, a loopback or metadata
+    address or any other host: the SubscribeURL must still be SNS's, over HTTPS."""
+    v = verifier(Fetcher(b""), insecure_skip_signature=True)
+    forged = confirmation(subscribe_url=url) | {"SignatureVersion": "2"}
+    assert rejected(v, forged) is RejectReason.BAD_SUBSCRIBE_URL
+
+
+def test_insecure_mode_accepts_an_sns_host_of_another_region() -> None:
+    url = f"https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=t"
+    v = verifier(Fetcher(b""), insecure_skip_signature=True)
+    assert v.verify(json.dumps(confirmation(subscribe_url=url) | {"SignatureVersion": "2"})).subscribe_url == url
 
 
 def test_fleet_topics_uses_the_cloud_topic_names() -> None:
@@ -520,22 +583,70 @@ class _CertHandler(BaseHTTPRequestHandler):
         pass
 
 
+@dataclass
+class TlsServer:
+    url: str  # https://localhost:PORT
+    port: int
+    client_context: ssl.SSLContext  # trusts the server's test certificate only
+
+
+def _tls_identity() -> tuple[bytes, bytes]:
+    """A self-signed certificate for ``localhost`` and its key, PEM."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(NOW - timedelta(days=1))
+            .not_valid_after(datetime.now(UTC) + timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
 @pytest.fixture
-def cert_server(signer: Signer) -> Iterator[str]:
+def cert_server(signer: Signer, tmp_path: Any) -> Iterator[TlsServer]:
+    """A real HTTPS server on loopback with a certificate of its own, serving the test certificate."""
+    cert_pem, key_pem = _tls_identity()
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     handler = type("Handler", (_CertHandler,), {"pem": signer.pem})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    port = server.server_address[1]
+    yield TlsServer(f"https://localhost:{port}", port, ssl.create_default_context(cadata=cert_pem.decode()))
     server.shutdown()
     server.server_close()
 
 
+def _loopback(host: str, port: int) -> tuple[str, int]:
+    return "127.0.0.1", port
+
+
 def test_default_fetcher_reads_the_certificate_and_refuses_redirects_and_huge_bodies(
-        signer: Signer, cert_server: str) -> None:
-    fetch = urllib_fetcher(timeout=5)
-    assert fetch(f"{cert_server}/cert.pem") == signer.pem
+        signer: Signer, cert_server: TlsServer) -> None:
+    fetch = urllib_fetcher(timeout=5, resolve=_loopback, context=cert_server.client_context)
+    assert fetch(f"{cert_server.url}/cert.pem") == signer.pem
     with pytest.raises(urllib.error.HTTPError):
-        fetch(f"{cert_server}/redirect.pem")
+        fetch(f"{cert_server.url}/redirect.pem")
     with pytest.raises(ValueError, match="too large"):
-        fetch(f"{cert_server}/big.pem")
+        fetch(f"{cert_server.url}/big.pem")
+
+
+def test_default_fetcher_never_connects_to_a_loopback_private_or_link_local_address(
+        signer: Signer, cert_server: TlsServer) -> None:
+    """The real resolver's answer is vetted: the same loopback server is never reached without the test's
+    resolver, nor are private or link-local addresses (the cloud metadata service) or other schemes."""
+    fetch = urllib_fetcher(timeout=5, context=cert_server.client_context)
+    for url in (f"{cert_server.url}/cert.pem", f"https://127.0.0.1:{cert_server.port}/cert.pem",
+                "https://169.254.169.254/latest/meta-data/", "https://10.0.0.1/x.pem", "https://[::1]/x.pem"):
+        with pytest.raises(PermissionError, match="not a public address"):
+            fetch(url)
+    for url in ("file:///etc/passwd", f"http://127.0.0.1:{cert_server.port}/cert.pem", "ftp://example.com/x"):
+        with pytest.raises(PermissionError, match="only https"):
+            fetch(url)

@@ -55,7 +55,8 @@ class TenantEmail(pulumi.ComponentResource):
             suppression_options=aws.sesv2.ConfigurationSetSuppressionOptionsArgs(
                 suppressed_reasons=["BOUNCE", "COMPLAINT"]),
             tags={"mailplane:tenant": tenant.name}, opts=pulumi.ResourceOptions(parent=self, depends_on=depends))
-        self.topic = aws.sns.Topic(f"{name}-events", name=topic_name(tenant),
+        # SignatureVersion 2 (SHA256withRSA), never SHA-1: the sender's verifier accepts only version 2.
+        self.topic = aws.sns.Topic(f"{name}-events", name=topic_name(tenant), signature_version=2,
                                    tags={"mailplane:tenant": tenant.name}, opts=child)
         topic_policy = aws.sns.TopicPolicy(
             f"{name}-events", arn=self.topic.arn,

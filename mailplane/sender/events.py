@@ -169,6 +169,9 @@ class Events:
                                         account_id=aws.account_id, partition=aws.partition),
             fetcher=fetcher, insecure_skip_signature=service.config.insecure_skip_sns_signature,
             clock=lambda: datetime.datetime.fromtimestamp(service.clock(), datetime.UTC))
+        if service.config.insecure_skip_sns_signature:
+            log.warning("insecure_skip_sns_signature is on: SNS messages are accepted WITHOUT checking their "
+                        "signature (for tests against moto; never in production)")
         self._post = post or post_json
         self._get = get or urllib_fetcher(CONFIRM_TIMEOUT)
         self.index = VmtaIndex.from_fleet(self.fleet)

@@ -6,18 +6,25 @@ first, and none of them fetches anything until the signing certificate's URL is 
 
 1. the body is a JSON object of a known ``Type`` with every field the signature covers;
 2. its ``TopicArn`` is one of the fleet's topics (the caller's allow-list, :func:`fleet_topics`);
-3. ``SignatureVersion`` is 1 (SHA1withRSA) or 2 (SHA256withRSA);
+3. ``SignatureVersion`` is 2 (SHA256withRSA): the topics mailplane creates sign with it
+   (``signature_version=2`` in the Pulumi program), so a version 1 (SHA1withRSA) message on them is forged
+   or replayed from before;
 4. ``SigningCertURL`` is ``https://sns.<region>.amazonaws.com/<name>.pem`` with the topic's own region and
    partition (``.amazonaws.com.cn`` only for an ``arn:aws-cn:`` topic) — checked *before* fetching, so the
    service never becomes a fetcher of attacker-chosen URLs;
 5. ``Timestamp`` is recent (default: at most one hour old, five minutes of clock skew ahead), which bounds
    replays of captured messages;
 6. the RSA signature over AWS's canonical string verifies with the certificate's public key (certificate
-   fetched through an injectable fetcher and kept in a bounded LRU cache by URL).
+   fetched through an injectable fetcher and kept in a bounded LRU cache by URL; a failed fetch is
+   remembered for a while and fetches are rate-limited, so forged messages cannot make the service
+   fetch once per POST).
 
 Every failure raises :class:`SnsRejected` with a :class:`RejectReason` for the log; the HTTP layer answers
 403 for all of them and shows no reason. A ``SubscriptionConfirmation`` yields ``subscribe_url`` (to be
 fetched with GET by the caller) only after all of the above and only if it points at the same SNS endpoint.
+With ``insecure_skip_signature`` (tests against moto) the URL must still be HTTPS on an SNS host, and the
+default fetcher connects only to public addresses (:class:`PublicHttpsHandler`), never to a loopback,
+private or link-local one, nor to anything but ``https://``.
 
 :func:`parse_ses_events` turns the ``Message`` of a verified notification (SES event publishing,
 ``eventType``, or identity feedback notifications, ``notificationType``) into one :class:`SesEvent` per
@@ -29,9 +36,15 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import http.client
+import ipaddress
 import json
 import re
+import socket
+import ssl
 import threading
+import time
+import urllib.error
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -63,6 +76,8 @@ _SIGNED_FIELDS: dict[str, tuple[str, ...]] = {
 _OPTIONAL_SIGNED = frozenset({"Subject"})
 
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+SIGNATURE_VERSIONS = ("2",)
+"""What the verifier accepts by default: the fleet's topics are created with ``SignatureVersion`` 2."""
 
 # SNS messages are at most 256 KiB; the envelope and JSON escaping add a little. Anything bigger is not SNS.
 MAX_BODY_BYTES = 512 * 1024
@@ -155,15 +170,69 @@ def check_cert_url(url: str, *, partition: str, region: str) -> None:
         raise SnsRejected(RejectReason.BAD_CERT_URL, f"{url[:200]} is not the endpoint of {partition}/{region}")
 
 
-def check_subscribe_url(url: str, *, topic_arn: str, partition: str, region: str) -> None:
-    """The URL to GET must be the topic's SNS endpoint confirming this very topic, nothing else (no SSRF)."""
+def check_subscribe_url(url: str, *, topic_arn: str, partition: str, region: str, pinned: bool = True) -> None:
+    """The URL to GET must be the topic's SNS endpoint confirming this very topic, nothing else (no SSRF).
+
+    ``pinned=False`` (only with the signature check off) still wants ``https://`` on an SNS host of any region,
+    a ``ConfirmSubscription`` action and no user, port or fragment: the least a forged confirmation can be
+    made to fetch.
+    """
     parts = urlsplit(url)
     match = _SNS_HOST.fullmatch(parts.netloc)
     query = parse_qs(parts.query)
-    if (parts.scheme != "https" or match is None or match["region"] != region
-            or bool(match["cn"]) != (partition == "aws-cn") or parts.path not in ("", "/") or parts.fragment
-            or query.get("Action") != ["ConfirmSubscription"] or query.get("TopicArn") != [topic_arn]):
+    if (parts.scheme != "https" or match is None or parts.path not in ("", "/") or parts.fragment
+            or query.get("Action") != ["ConfirmSubscription"]):
         raise SnsRejected(RejectReason.BAD_SUBSCRIBE_URL, url[:200])
+    if pinned and (match["region"] != region or bool(match["cn"]) != (partition == "aws-cn")
+                   or query.get("TopicArn") != [topic_arn]):
+        raise SnsRejected(RejectReason.BAD_SUBSCRIBE_URL, url[:200])
+
+
+def public_address(host: str, port: int) -> tuple[str, int]:
+    """The first address ``host`` resolves to, refused unless every one is a public unicast address.
+
+    Checked at connection time, on the address then used (no second look-up a DNS answer could change):
+    loopback, private, link-local (the cloud metadata service among them), multicast, reserved and
+    unspecified addresses are never connected to.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise OSError(f"cannot resolve {host}: {exc}") from exc
+    addresses = [info[4][0] for info in infos]
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if not ip.is_global or ip.is_multicast:
+            raise PermissionError(f"{host} resolves to {address}, not a public address: not fetched")
+    if not addresses:
+        raise OSError(f"{host} has no address")
+    return addresses[0], port
+
+
+Resolve = Callable[[str, int], tuple[str, int]]
+
+
+class _PublicHttpsConnection(http.client.HTTPSConnection):
+    """An HTTPS connection to the address ``resolve`` vetted (:func:`public_address`), TLS verified by host name."""
+
+    resolve: Resolve = staticmethod(public_address)
+
+    def connect(self) -> None:
+        address = self.resolve(self.host, self.port or 443)
+        sock = socket.create_connection(address, self.timeout)
+        context = self._context  # type: ignore[attr-defined]
+        self.sock = context.wrap_socket(sock, server_hostname=self.host)
+
+
+class PublicHttpsHandler(urllib.request.HTTPSHandler):
+    """``https://`` only, to public addresses only: the one way the service fetches a URL a message names."""
+
+    def __init__(self, resolve: Resolve = public_address, context: ssl.SSLContext | None = None) -> None:
+        super().__init__(context=context)
+        self._connection = type("_Connection", (_PublicHttpsConnection,), {"resolve": staticmethod(resolve)})
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req, context=self._context)  # type: ignore[attr-defined]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -173,13 +242,28 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def urllib_fetcher(timeout: float = 5.0) -> CertFetcher:
-    """Default fetcher: HTTPS GET with a timeout, TLS verified by the default context, no redirects, size-capped."""
-    opener = urllib.request.build_opener(_NoRedirect)
+def urllib_fetcher(timeout: float = 5.0, *, resolve: Resolve = public_address,
+                   context: ssl.SSLContext | None = None) -> CertFetcher:
+    """Default fetcher: HTTPS GET to a public address with a timeout, TLS verified (the default context), no
+    redirects, size-capped; any other scheme (``file://``, ``http://``, ``ftp://``) is refused.
+
+    ``resolve`` and ``context`` exist for tests (a loopback server with a test CA); the service never sets them.
+    """
+    opener = urllib.request.OpenerDirector()
+    for handler in (_NoRedirect(), PublicHttpsHandler(resolve, context), urllib.request.HTTPErrorProcessor(),
+                    urllib.request.HTTPDefaultErrorHandler()):
+        opener.add_handler(handler)
 
     def fetch(url: str) -> bytes:
-        with opener.open(url, timeout=timeout) as response:  # the URL passed check_cert_url
-            data: bytes = response.read(MAX_CERT_BYTES + 1)
+        if urlsplit(url).scheme != "https":
+            raise PermissionError(f"only https:// URLs are fetched, not {url[:100]!r}")
+        try:
+            with opener.open(url, timeout=timeout) as response:  # the URL passed check_cert_url
+                data: bytes = response.read(MAX_CERT_BYTES + 1)
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, PermissionError):  # an address refused: say so, not "URL error"
+                raise exc.reason from None
+            raise
         if len(data) > MAX_CERT_BYTES:
             raise ValueError("certificate response too large")
         return data
@@ -188,17 +272,27 @@ def urllib_fetcher(timeout: float = 5.0) -> CertFetcher:
 
 
 class CertCache:
-    """Public keys of signing certificates by URL, bounded LRU, thread-safe.
+    """Public keys of signing certificates by URL, bounded LRU, thread-safe; failures remembered, fetches rate-limited.
 
-    Only successfully loaded keys are cached, so a failed fetch is retried on the next message; since only
-    Amazon's pinned URLs ever reach the fetcher, an attacker cannot use misses to make the service fetch
-    arbitrary hosts, and the bound keeps memory flat however many distinct (valid) URLs appear.
+    Only Amazon's pinned URLs ever reach the fetcher, but anyone can post a message naming one (any
+    ``<name>.pem``): a failed fetch is remembered for ``failure_ttl`` seconds (the same URL is not fetched again
+    before), and at most ``fetches_per_minute`` fetches start in any minute (a token bucket), so forged
+    messages cost the service at most that many requests however many arrive.  A message that finds no
+    token is refused like a failed fetch; SNS retries real deliveries for hours.
     """
 
-    def __init__(self, fetcher: CertFetcher | None = None, *, max_entries: int = 32) -> None:
+    def __init__(self, fetcher: CertFetcher | None = None, *, max_entries: int = 32, failure_ttl: float = 300.0,
+                 fetches_per_minute: float = 10.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._fetch = fetcher or urllib_fetcher()
         self._max = max_entries
         self._keys: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
+        self._failures: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._failure_ttl = failure_ttl
+        self._rate = fetches_per_minute / 60.0
+        self._burst = max(1.0, fetches_per_minute)
+        self._tokens = self._burst
+        self._refilled = monotonic()
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self.fetches = 0  # for metrics and tests
 
@@ -208,7 +302,15 @@ class CertCache:
             if key is not None:
                 self._keys.move_to_end(url)
                 return key
-        key = self._load(url, now)
+            self._admit(url)
+        try:
+            key = self._load(url, now)
+        except SnsRejected as exc:
+            with self._lock:
+                self._failures[url] = (self._monotonic() + self._failure_ttl, exc.detail)
+                while len(self._failures) > self._max:
+                    self._failures.popitem(last=False)
+            raise
         with self._lock:
             self._keys[url] = key
             self._keys.move_to_end(url)
@@ -216,11 +318,24 @@ class CertCache:
                 self._keys.popitem(last=False)
         return key
 
+    def _admit(self, url: str) -> None:
+        """Called with the lock held: refuse a URL that failed lately, or a fetch over the rate; else take a token."""
+        clock = self._monotonic()
+        failed = self._failures.get(url)
+        if failed is not None:
+            if clock < failed[0]:
+                raise SnsRejected(RejectReason.CERT_UNAVAILABLE, f"{failed[1]} (failed lately: not fetched again)")
+            del self._failures[url]
+        self._tokens = min(self._burst, self._tokens + (clock - self._refilled) * self._rate)
+        self._refilled = clock
+        if self._tokens < 1:
+            raise SnsRejected(RejectReason.CERT_UNAVAILABLE, f"{url}: certificate fetches over their rate limit")
+        self._tokens -= 1
+        self.fetches += 1
+
     def _load(self, url: str, now: datetime) -> rsa.RSAPublicKey:
         # Two threads missing the same URL at once may both fetch; rare, harmless, and cheaper than a
         # per-URL lock held across a network call.
-        with self._lock:
-            self.fetches += 1
         try:
             cert = x509.load_pem_x509_certificate(self._fetch(url))
         except Exception as exc:  # network errors, timeouts, garbage: all the same to the caller
@@ -256,8 +371,10 @@ class SnsVerifier:
     """Checks SNS messages for one fleet; one instance per service process (it owns the certificate cache).
 
     ``allowed_topics`` maps each accepted topic ARN to its tenant. ``insecure_skip_signature`` exists only for
-    tests against moto (which cannot sign): it skips the certificate URL pin, the signature, and the SNS host
-    pin of ``SubscribeURL``, and nothing else; it is off unless the configuration turns it on explicitly.
+    tests against moto (whose certificates are not Amazon's): it skips the certificate URL pin, the signature,
+    and the region and topic pin of ``SubscribeURL`` (which must still be HTTPS on an SNS host), and nothing
+    else; it is off unless the configuration turns it on explicitly.  ``signature_versions`` are the
+    ``SignatureVersion`` values accepted: 2 only, as the fleet's topics are created.
     """
 
     allowed_topics: Mapping[str, str]
@@ -266,11 +383,16 @@ class SnsVerifier:
     max_skew: timedelta = timedelta(minutes=5)
     cache_size: int = 32
     insecure_skip_signature: bool = False
+    signature_versions: tuple[str, ...] = SIGNATURE_VERSIONS
+    failure_ttl: float = 300.0
+    fetches_per_minute: float = 10.0
+    monotonic: Callable[[], float] = time.monotonic
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     cache: CertCache = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cache = CertCache(self.fetcher, max_entries=self.cache_size)
+        self.cache = CertCache(self.fetcher, max_entries=self.cache_size, failure_ttl=self.failure_ttl,
+                               fetches_per_minute=self.fetches_per_minute, monotonic=self.monotonic)
 
     def verify(self, body: bytes | str, *, message_type_header: str | None = None) -> VerifiedMessage:
         """Return the verified message or raise :class:`SnsRejected`; see the module docstring for the order.
@@ -290,7 +412,7 @@ class SnsVerifier:
             raise SnsRejected(RejectReason.UNKNOWN_TOPIC, topic_arn[:300])
         partition, region = arn["partition"], arn["region"]
         version = msg.get("SignatureVersion")
-        if version not in _HASHES:
+        if version not in _HASHES or version not in self.signature_versions:
             raise SnsRejected(RejectReason.UNKNOWN_SIGNATURE_VERSION, repr(version)[:50])
         if not self.insecure_skip_signature:
             check_cert_url(msg["SigningCertURL"], partition=partition, region=region)
@@ -306,8 +428,8 @@ class SnsVerifier:
         subscribe_url = None
         if kind == SUBSCRIPTION_CONFIRMATION:
             subscribe_url = msg["SubscribeURL"]
-            if not self.insecure_skip_signature:
-                check_subscribe_url(subscribe_url, topic_arn=topic_arn, partition=partition, region=region)
+            check_subscribe_url(subscribe_url, topic_arn=topic_arn, partition=partition, region=region,
+                                pinned=not self.insecure_skip_signature)
         return VerifiedMessage(type=kind, message_id=msg["MessageId"], topic_arn=topic_arn, tenant=tenant,
                                timestamp=timestamp, message=msg["Message"], subject=msg.get("Subject"),
                                subscribe_url=subscribe_url, signature_checked=not self.insecure_skip_signature)
