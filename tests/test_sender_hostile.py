@@ -326,3 +326,37 @@ def test_message_ids_never_repeat_on_a_new_database(tmp_path: Path, instances: C
             inst.stop()
         seen = [str(m.message["Message-ID"]) for m in sink.messages]
     assert len(set(seen)) == 2 and not any("mp-1@" in s for s in seen)
+
+
+def _metric(text: str, name: str) -> float:
+    """The sum of a metric's samples in a /metrics page (0 when absent)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
+
+
+def test_forged_sns_posts_cannot_make_the_service_fetch_once_per_post(served: tuple[Instance, SmtpSink]) -> None:
+    """100 forged notifications on a fleet topic, each naming a well-formed certificate URL of its own (the
+    pin allows any ``<name>.pem`` on the region's SNS host): all refused, and the certificate fetches they
+    cause stop at the rate limit, then a failed URL is not fetched again."""
+    inst, _ = served
+    topic = "arn:aws:sns:eu-west-1:123456789012:mailplane-acme-ses-events"
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+    def forged(n: int) -> dict[str, str]:
+        return {"Type": "Notification", "MessageId": f"m-{n}", "TopicArn": topic, "Message": "{}",
+                "Timestamp": now, "SignatureVersion": "2", "Signature": "AAAA",
+                "SigningCertURL": f"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-{n:032x}.pem"}
+
+    for n in range(100):
+        answer = inst.http.post("/v1/webhooks/ses", json=forged(n))
+        assert answer.status_code == 403 and answer.json()["error"] == "forbidden"
+    again = inst.http.post("/v1/webhooks/ses", json=forged(0))  # the URL that failed first: not fetched again
+    assert again.status_code == 403
+    metrics = inst.http.get("/metrics").text
+    assert _metric(metrics, "mailplane_sender_sns_certificate_fetches_total") == 10
+    assert _metric(metrics, 'mailplane_sender_sns_rejected_total{reason="cert-unavailable"}') == 101
+    sha1 = {**forged(200), "SignatureVersion": "1"}
+    assert inst.http.post("/v1/webhooks/ses", json=sha1).status_code == 403
+    metrics = inst.http.get("/metrics").text
+    assert _metric(metrics, 'mailplane_sender_sns_rejected_total{reason="unknown-signature-version"}') == 1
+    assert _metric(metrics, "mailplane_sender_sns_certificate_fetches_total") == 10

@@ -168,6 +168,7 @@ class Events:
             allowed_topics=fleet_topics(self.fleet.tenants, region=self.fleet.settings.ses.region,
                                         account_id=aws.account_id, partition=aws.partition),
             fetcher=fetcher, insecure_skip_signature=service.config.insecure_skip_sns_signature,
+            on_fetch=service.metrics.sns_certificate_fetches.inc,
             clock=lambda: datetime.datetime.fromtimestamp(service.clock(), datetime.UTC))
         if service.config.insecure_skip_sns_signature:
             log.warning("insecure_skip_sns_signature is on: SNS messages are accepted WITHOUT checking their "
@@ -190,6 +191,7 @@ class Events:
             message = self.verifier.verify(body, message_type_header=message_type)
         except SnsRejected as exc:
             log.warning("SNS message refused (%s): %s", exc.reason.value, exc.detail or "-")
+            self.service.metrics.sns_rejected.labels(exc.reason.value).inc()
             return 403, {"error": "forbidden"}
         if message.type == SUBSCRIPTION_CONFIRMATION:
             return self._confirm(message)

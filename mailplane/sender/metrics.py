@@ -55,6 +55,11 @@ class Metrics:
                                ["tenant", "transport"], registry=self.registry)
         self.suppressed = Counter("mailplane_sender_suppressed", "Addresses newly suppressed.",
                                   ["tenant", "reason"], registry=self.registry)
+        self.sns_rejected = Counter("mailplane_sender_sns_rejected", "SNS POSTs refused (403), by reason.",
+                                    ["reason"], registry=self.registry)
+        self.sns_certificate_fetches = Counter(
+            "mailplane_sender_sns_certificate_fetches", "SNS signing certificates fetched (forged POSTs cannot "
+            "raise this past the fetch rate limit).", registry=self.registry)
         self.latency = Histogram("mailplane_sender_send_latency_seconds",
                                  "Seconds from acceptance to hand-over.", ["transport"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)

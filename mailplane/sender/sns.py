@@ -282,7 +282,8 @@ class CertCache:
     """
 
     def __init__(self, fetcher: CertFetcher | None = None, *, max_entries: int = 32, failure_ttl: float = 300.0,
-                 fetches_per_minute: float = 10.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 fetches_per_minute: float = 10.0, monotonic: Callable[[], float] = time.monotonic,
+                 on_fetch: Callable[[], None] = lambda: None) -> None:
         self._fetch = fetcher or urllib_fetcher()
         self._max = max_entries
         self._keys: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
@@ -293,6 +294,7 @@ class CertCache:
         self._tokens = self._burst
         self._refilled = monotonic()
         self._monotonic = monotonic
+        self._on_fetch = on_fetch
         self._lock = threading.Lock()
         self.fetches = 0  # for metrics and tests
 
@@ -332,6 +334,7 @@ class CertCache:
             raise SnsRejected(RejectReason.CERT_UNAVAILABLE, f"{url}: certificate fetches over their rate limit")
         self._tokens -= 1
         self.fetches += 1
+        self._on_fetch()
 
     def _load(self, url: str, now: datetime) -> rsa.RSAPublicKey:
         # Two threads missing the same URL at once may both fetch; rare, harmless, and cheaper than a
@@ -387,12 +390,14 @@ class SnsVerifier:
     failure_ttl: float = 300.0
     fetches_per_minute: float = 10.0
     monotonic: Callable[[], float] = time.monotonic
+    on_fetch: Callable[[], None] = lambda: None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     cache: CertCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.cache = CertCache(self.fetcher, max_entries=self.cache_size, failure_ttl=self.failure_ttl,
-                               fetches_per_minute=self.fetches_per_minute, monotonic=self.monotonic)
+                               fetches_per_minute=self.fetches_per_minute, monotonic=self.monotonic,
+                               on_fetch=self.on_fetch)
 
     def verify(self, body: bytes | str, *, message_type_header: str | None = None) -> VerifiedMessage:
         """Return the verified message or raise :class:`SnsRejected`; see the module docstring for the order.
