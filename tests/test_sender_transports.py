@@ -189,6 +189,29 @@ def test_connection_refused_is_refunded() -> None:
     assert outcome.error.startswith("connect:")
 
 
+@pytest.mark.parametrize("greeting", [b"554 5.3.2 not accepting mail\r\n", b"421 4.3.2 busy, try later\r\n"])
+def test_a_refusing_greeting_is_a_refunded_temporary_failure(greeting: bytes) -> None:
+    """A real TCP server that answers the connection with a refusal: the host, not the message, is at fault
+    (even a 554), so the message waits and its counters are given back."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def greet() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(greeting)
+                conn.recv(1024)  # QUIT, or the close
+
+        thread = threading.Thread(target=greet, daemon=True)
+        thread.start()
+        pool = SmtpPool({"mta1": ("127.0.0.1", port)}, timeout=2.0)
+        [outcome] = run(send_all(pool, ["jane@example.org"]))
+        thread.join(5)
+    assert isinstance(outcome, TemporaryFailure) and outcome.refund and outcome.error.startswith("connect:")
+
+
 def test_connection_cut_after_the_content_is_not_refunded() -> None:
     with SmtpSink(Faults(drop_every=2)) as sink:
         outcomes = run(send_all(pool_for(sink), ["a@example.org", "b@example.org", "c@example.org"]))

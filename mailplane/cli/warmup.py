@@ -108,7 +108,7 @@ def status(
         _print_text(on, ips, data)
 
 
-CHART_FORMATS = {".svg": "svg", ".png": "png"}
+CHART_FORMATS: dict[str, Literal["svg", "png"]] = {".svg": "svg", ".png": "png"}
 
 
 @app.command()

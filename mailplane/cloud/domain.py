@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pulumi
@@ -83,11 +84,11 @@ class DomainIdentity(pulumi.ComponentResource):
         """
         byo = args.domain.dkim.mode == "byo"
         for i in range(1 if byo else rec.EASY_DKIM_TOKENS):
-            record = dkim_records.apply(lambda rs, i=i: rs[i])
-            name_ = rec.byo_dkim_name(args.domain) if byo else record.apply(lambda r: r.name)
+            dkim: pulumi.Output[rec.Record] = dkim_records.apply(functools.partial(_nth, i))
+            name_ = rec.byo_dkim_name(args.domain) if byo else dkim.apply(_record_name)
             aws.route53.Record(
                 f"{name}-dkim-{i + 1}", zone_id=args.zone_id, name=name_, type="TXT" if byo else "CNAME",
-                ttl=args.ttl, records=[record.apply(lambda r: r.route53_value)], opts=child)
+                ttl=args.ttl, records=[dkim.apply(_route53_value)], opts=child)
         for record in static:
             aws.route53.Record(
                 f"{name}-{resource_suffix(record)}", zone_id=args.zone_id, name=record.name,
@@ -99,3 +100,15 @@ def resource_suffix(record: rec.Record) -> str:
     if record.purpose == "return-path":
         return f"{record.name.split('.', 1)[0]}-return-path-{record.type.lower()}"
     return f"{record.purpose}-{record.type.lower()}"
+
+
+def _nth(i: int, records: list[rec.Record]) -> rec.Record:
+    return records[i]
+
+
+def _record_name(record: rec.Record) -> str:
+    return record.name
+
+
+def _route53_value(record: rec.Record) -> str:
+    return record.route53_value

@@ -53,7 +53,7 @@ class PlanMocks(pulumi.runtime.Mocks):
             derived["arn"] = f"arn:aws:iam::{ACCOUNT}:user{inputs.get('path', '/')}{inputs['name']}"
         return args.name, {**inputs, **derived}
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:root", "userId": ACCOUNT}
         if args.token == "aws:route53/getZone:getZone":

@@ -33,6 +33,6 @@ class SenderUser(pulumi.ComponentResource):
         aws.iam.UserPolicy(name, user=self.user.name, name="send-only", policy=policy, opts=child)
         key = aws.iam.AccessKey(name, user=self.user.name, opts=child)
         self.access_key_id = key.id
-        self.secret_access_key = pulumi.Output.secret(key.secret)
-        self.smtp_password = pulumi.Output.secret(key.ses_smtp_password_v4)
+        self.secret_access_key: pulumi.Output[str] = pulumi.Output.secret(key.secret)  # type: ignore[arg-type]
+        self.smtp_password: pulumi.Output[str] = pulumi.Output.secret(key.ses_smtp_password_v4)  # type: ignore[arg-type]
         self.register_outputs({"user": self.user.name, "access_key_id": key.id})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -40,7 +41,7 @@ class TenantEmail(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tenant = args.tenant
         pool = tenant.ses.dedicated_ip_pool
-        delivery: dict[str, object] = {"tls_policy": "REQUIRE"}
+        delivery: dict[str, Any] = {"tls_policy": "REQUIRE"}
         depends: list[pulumi.Resource] = []
         if pool is not None:
             ip_pool = aws.sesv2.DedicatedIpPool(f"{name}-pool", pool_name=pool.name,

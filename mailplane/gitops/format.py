@@ -122,13 +122,13 @@ def summary(review: Review) -> list[str]:
         out.append(f"new stack (no {d.stack} at {review.base_ref})")
     if not d.changed:
         out.append("no changes")
-    counts = Counter((c.kind, c.action) for c in d.items)
+    counts: Counter[tuple[str, str]] = Counter((c.kind, c.action) for c in d.items)
     for kind in ITEM_KINDS:
         one, many = KIND_NAMES[kind]
         for action, verb in ITEM_VERBS.items():
             if counts[kind, action]:
                 out.append(f"{_plural(counts[kind, action], one, many)} {verb}")
-    resources = Counter(r.action for r in d.resources)
+    resources: Counter[str] = Counter(r.action for r in d.resources)
     if resources:
         out.append("Pulumi: " + ", ".join(f"{resources[a]} to {a}" for a in RESOURCE_ACTIONS if resources[a]))
     records = [f"{record_count(d.records, a)} {verb}" for a, verb in RECORD_VERBS.items()
@@ -225,13 +225,13 @@ class TextFormatter:
         for host in d.hosts:
             lines += ["", f"PowerMTA {host.host} ({ITEM_VERBS[host.action]}, +{host.added} -{host.removed}):"]
             lines += host.diff.rstrip("\n").splitlines()
-        changed = [c for c in d.capacity if c.changed]
-        if changed:
-            width = max(len(c.tenant) for c in changed)
+        moved = [c for c in d.capacity if c.changed]
+        if moved:
+            width = max(len(c.tenant) for c in moved)
             lines += ["", f"Warmup capacity, messages per day ({d.on.isoformat()} | {d.later.isoformat()}):"]
-            for c in changed:
-                today, later = _capacity_cells(c)
-                lines.append(f"  {c.tenant:<{width}}  {today.replace('→', '->')}  |  {later.replace('→', '->')}")
+            for cap in moved:
+                today, later = _capacity_cells(cap)
+                lines.append(f"  {cap.tenant:<{width}}  {today.replace('→', '->')}  |  {later.replace('→', '->')}")
         else:
             lines += ["", capacity_unchanged(d)]
         lines.append(f"Warmup chart: {review.chart_url or 'run `' + review.chart_command + '`'}")
@@ -403,8 +403,8 @@ class MarkdownFormatter:
                 why = f" — waived: {f.waived}" if f.waived is not None else (f" ({p.hint})" if p.hint else "")
                 lines.append(f"- {mark} `{f.check}` at `{p.file}:{p.line}:{p.col}` {_code(p.path)}: {p.message}{why}")
         if d.resources:
-            counts = Counter(r.action for r in d.resources)
-            title = ", ".join(f"{counts[a]} to {a}" for a in RESOURCE_ACTIONS if counts[a])
+            by_action: Counter[str] = Counter(r.action for r in d.resources)
+            title = ", ".join(f"{by_action[a]} to {a}" for a in RESOURCE_ACTIONS if by_action[a])
             lines += ["", f"<details><summary>Pulumi resources: {title}</summary>", "",
                       "| action | type | name | tenant | changed inputs |", "|---|---|---|---|---|"]
             rows = [f"| {r.action} | `{r.type}` | {_code(r.name)} | {r.tenant or ''} | "

@@ -98,7 +98,7 @@ def _child(node: Node, part: object, seen: frozenset[int] = frozenset()) -> tupl
     if isinstance(node, SequenceNode) and isinstance(part, int):
         return (None, node.value[part]) if 0 <= part < len(node.value) else None
     if isinstance(node, MappingNode) and id(node) not in seen:
-        merges = []
+        merges: list[Node] = []
         for key, value in node.value:
             if key.tag == _MERGE:
                 merges.extend(value.value if isinstance(value, SequenceNode) else [value])
@@ -193,7 +193,7 @@ def _collection_alias_marks(text: str) -> list[Any]:
             anchors[event.anchor] = True
         elif isinstance(event, yaml.ScalarEvent) and event.anchor:
             anchors[event.anchor] = False
-        elif isinstance(event, yaml.AliasEvent) and anchors.get(event.anchor):
+        elif isinstance(event, yaml.AliasEvent) and event.anchor and anchors.get(event.anchor):
             marks.append(event.start_mark)
     return marks
 
@@ -278,6 +278,7 @@ class _Walker:
             self.check_tag(node, path, _SEQ)
             value: Any = [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         else:
+            assert isinstance(node, MappingNode)  # a node is a scalar, a sequence or a mapping
             self.check_tag(node, path, _MAP)
             value = self.mapping(node, path, depth)
         self.active.discard(key)

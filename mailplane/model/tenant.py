@@ -103,7 +103,7 @@ class DedicatedIpPool(Model):
 class TenantSes(Model):
     configuration_set: Slug | None = Field(None, description="Default: the tenant's name.")
     events: list[EventType] = Field(
-        default_factory=lambda: ["bounce", "complaint", "reject"],
+        default_factory=lambda: list[EventType](["bounce", "complaint", "reject"]),
         description="SES event types published to the tenant's SNS topics.")
     dedicated_ip_pool: DedicatedIpPool | None = Field(None, description="An SES dedicated IP pool.")
 
@@ -120,7 +120,7 @@ class Tenant(Model):
 
     name: Slug = Field(description="Tenant name; must equal the file name without `.yaml`.")
     display_name: StrictStr | None = None
-    streams: list[Stream] = Field(default_factory=lambda: ["transactional"],
+    streams: list[Stream] = Field(default_factory=lambda: list[Stream](["transactional"]),
                                   description="Kinds of mail the tenant sends.")
     daily_quota: int | None = Field(None, gt=0, description="Tenant cap per day across all its IPs and SES.")
     domains: list[Domain] = Field(default_factory=list)

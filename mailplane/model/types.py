@@ -13,7 +13,7 @@ import re
 from typing import Annotated
 
 import idna
-from pydantic import AfterValidator, Field, StrictStr
+from pydantic import AfterValidator, Field, JsonValue, StrictStr
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _NAME_RE = re.compile(rf"(?:{_LABEL}\.)+(?:{_LABEL})")
@@ -105,7 +105,8 @@ def normalise_https_url(value: str) -> str:
 
 
 def _annotated(fn, **schema: str):  # type: ignore[no-untyped-def]
-    return Annotated[StrictStr, AfterValidator(fn), Field(json_schema_extra=schema or None)]
+    extra: dict[str, JsonValue] | None = dict(schema) or None
+    return Annotated[StrictStr, AfterValidator(fn), Field(json_schema_extra=extra)]
 
 
 DomainName = _annotated(normalise_domain, format="hostname")

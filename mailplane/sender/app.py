@@ -399,8 +399,8 @@ def create_app(service: Service) -> FastAPI:
             return error(409, f"{err}: nothing was queued", [
                 {"index": index, "field": "idempotency_key", "code": "idempotency_conflict", "message": str(err),
                  "original_id": str(err.original) if err.original is not None else None}])
-        for (_, c), result in zip(checked, results, strict=True):
-            if result.created:
+        for (_, c), queued in zip(checked, results, strict=True):
+            if queued.created:
                 service.metrics.accepted.labels(c.new.tenant, c.new.stream).inc()
         out = [{"id": str(r.id), "status": "queued" if r.created else "duplicate"} for r in results]
         return JSONResponse(out[0] if isinstance(body, MessageIn) else {"messages": out}, status_code=202)

@@ -347,7 +347,7 @@ def build_message(message: Message, granted: Granted, *, public_url: str | None,
         headers.append(("X-Virtual-MTA", granted.vmta))
     headers.extend((name, _header(value)) for name, value in (payload.get("headers") or {}).items())
     # The envelope headers first, as mail readers list them; the MIME ones the body part set follow.
-    mime = list(mail.items())
+    mime: list[tuple[str, Any]] = list(mail.items())  # header objects: re-set as they are, not re-parsed as text
     for name in {n for n, _ in mime}:
         del mail[name]
     for name, value in [*headers, *mime]:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -22,6 +23,9 @@ from mailplane.sender.metrics import Metrics
 from mailplane.sender.pacing import IpOverride, Pacer
 from mailplane.sender.render_pool import RenderBudget, RenderPool
 from mailplane.sender.store import Store
+
+if TYPE_CHECKING:
+    from mailplane.sender.events import Events
 
 
 def mismatches(fleet: Fleet, config: SenderConfig) -> list[str]:
@@ -54,7 +58,7 @@ class Service:
         if problems:
             raise ValueError("; ".join(problems))
         self.pacer = Pacer(self.store, fleet, overrides=self.override, hosts=config.mta_hosts)
-        self.events = None  # set by ``mailplane.sender.events.Events`` when it attaches itself
+        self.events: Events | None = None  # set by ``mailplane.sender.events.Events`` when it attaches itself
         self._keys = [(name, stored) for name, stored in sorted(config.api_keys.items())]
         self._render_lock = threading.Lock()
         self._render_pool: RenderPool | None = None
@@ -97,7 +101,7 @@ class Service:
     def override(self, tenant: str, ip: str, day: datetime.date) -> IpOverride | None:
         """Holds the reputation side imposes on an IP (None until events are attached)."""
         events = self.events
-        return events.override(tenant, ip, day) if events is not None else None  # type: ignore[attr-defined]
+        return events.override(tenant, ip, day) if events is not None else None
 
     def today(self) -> datetime.date:
         return datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).date()

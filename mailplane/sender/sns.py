@@ -48,7 +48,7 @@ import urllib.error
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
@@ -199,7 +199,7 @@ def public_address(host: str, port: int) -> tuple[str, int]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise OSError(f"cannot resolve {host}: {exc}") from exc
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         if not ip.is_global or ip.is_multicast:
@@ -232,7 +232,7 @@ class PublicHttpsHandler(urllib.request.HTTPSHandler):
         self._connection = type("_Connection", (_PublicHttpsConnection,), {"resolve": staticmethod(resolve)})
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(self._connection, req, context=self._context)  # type: ignore[attr-defined]
+        return self.do_open(self._connection, req, context=self._context)  # type: ignore[arg-type,attr-defined]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -546,6 +546,11 @@ def _address(value: Any) -> str | None:
     return address if "@" in address else None
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one: SES's JSON is read defensively."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -570,16 +575,12 @@ def parse_ses_events(message: str | Mapping[str, Any]) -> list[SesEvent]:
     if name not in _KINDS:
         return []
     kind, key = _KINDS[name]
-    mail = data.get("mail") if isinstance(data.get("mail"), Mapping) else {}
-    detail = data.get(key) if isinstance(data.get(key), Mapping) else {}
-    raw_tags = mail.get("tags") if isinstance(mail.get("tags"), Mapping) else {}
-    tags = {str(k): tuple(str(x) for x in v) for k, v in raw_tags.items() if isinstance(v, list)}
-    common = {
-        "ses_message_id": _str(mail.get("messageId")),
-        "timestamp": _str(detail.get("timestamp")) or _str(mail.get("timestamp")),
-        "configuration_set": (tags.get("ses:configuration-set") or (None,))[0],
-        "tags": tags,
-    }
+    mail = _mapping(data.get("mail"))
+    detail = _mapping(data.get(key))
+    tags = {str(k): tuple(str(x) for x in v) for k, v in _mapping(mail.get("tags")).items() if isinstance(v, list)}
+    common = SesEvent(kind, "", ses_message_id=_str(mail.get("messageId")),
+                      timestamp=_str(detail.get("timestamp")) or _str(mail.get("timestamp")),
+                      configuration_set=(tags.get("ses:configuration-set") or (None,))[0], tags=tags)
     destination = mail.get("destination") if isinstance(mail.get("destination"), list) else []
 
     def recipients(items: Any, address_key: str) -> list[tuple[str, Mapping[str, Any]]]:
@@ -594,21 +595,20 @@ def parse_ses_events(message: str | Mapping[str, Any]) -> list[SesEvent]:
     events: list[SesEvent] = []
     if kind is EventKind.BOUNCE:
         for address, entry in recipients(detail.get("bouncedRecipients"), "emailAddress"):
-            events.append(SesEvent(kind, address, bounce_type=_str(detail.get("bounceType")),
+            events.append(replace(common, recipient=address, bounce_type=_str(detail.get("bounceType")),
                                    bounce_subtype=_str(detail.get("bounceSubType")),
-                                   diagnostic=_str(entry.get("diagnosticCode")) or _str(entry.get("status")),
-                                   **common))
+                                   diagnostic=_str(entry.get("diagnosticCode")) or _str(entry.get("status"))))
     elif kind is EventKind.COMPLAINT:
         for address, _entry in recipients(detail.get("complainedRecipients"), "emailAddress"):
-            events.append(SesEvent(kind, address, feedback_type=_str(detail.get("complaintFeedbackType")), **common))
+            events.append(replace(common, recipient=address, feedback_type=_str(detail.get("complaintFeedbackType"))))
     elif kind is EventKind.DELIVERY:
         for address, _entry in recipients(detail.get("recipients"), ""):
-            events.append(SesEvent(kind, address, diagnostic=_str(detail.get("smtpResponse")), **common))
+            events.append(replace(common, recipient=address, diagnostic=_str(detail.get("smtpResponse"))))
     elif kind is EventKind.DELIVERY_DELAY:
         for address, entry in recipients(detail.get("delayedRecipients"), "emailAddress"):
-            events.append(SesEvent(kind, address, diagnostic=_str(entry.get("diagnosticCode")), **common))
+            events.append(replace(common, recipient=address, diagnostic=_str(entry.get("diagnosticCode"))))
     else:
         diagnostic = _str(detail.get("reason")) or _str(detail.get("errorMessage"))
         for address, _entry in recipients(destination, ""):
-            events.append(SesEvent(kind, address, diagnostic=diagnostic, **common))
+            events.append(replace(common, recipient=address, diagnostic=diagnostic))
     return events

@@ -214,7 +214,8 @@ class SmtpPool:
         except KeyError:
             raise ValueError(f"no SMTP endpoint for MTA host {name!r}") from None
 
-    async def _connect(self, host: _Host) -> aiosmtplib.SMTP | TemporaryFailure:
+    async def _connect(self, host: _Host) -> aiosmtplib.SMTP | Outcome:
+        """A connection greeted and ready, or the outcome of the refusal (a 4xx or 5xx greeting, a lost line)."""
         smtp = aiosmtplib.SMTP(hostname=host.address, port=host.port, timeout=self.timeout, use_tls=False,
                                start_tls=False, local_hostname=self.local_hostname)
         try:
@@ -248,7 +249,7 @@ class SmtpPool:
                 for _attempt in range(2):
                     if smtp is None:
                         connected = await self._connect(pool)
-                        if isinstance(connected, TemporaryFailure):
+                        if not isinstance(connected, aiosmtplib.SMTP):
                             return connected
                         smtp = connected
                     outcome, lost_at = await _transaction(smtp, block, sender, recipient, self.timeout)

@@ -16,7 +16,7 @@ import datetime
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from mailplane.model.stack import Fleet
 from mailplane.warmup.status import forecast
@@ -101,18 +101,18 @@ def draw_chart(
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     quotas = quotas or {}
-    settings = {"svg.hashsalt": SVG_HASHSALT, "svg.fonttype": "none", "path.simplify": False}
+    settings: dict[Any, Any] = {"svg.hashsalt": SVG_HASHSALT, "svg.fonttype": "none", "path.simplify": False}
     with matplotlib.rc_context(settings):
         fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        colours = matplotlib.colormaps["tab10"].colors
+        colours = matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
         for index, (tenant, points) in enumerate(series.items()):
             colour = colours[index % len(colours)]
             # A day's capacity holds from its midnight to the next: steps-post, closed by one more
             # point at the end of the last day, so the last day is as wide as the others.
             closed = [*points, (points[-1][0] + ONE_DAY, points[-1][1])] if points else []
-            days = [day for day, _ in closed]
+            days: list[Any] = [day for day, _ in closed]  # matplotlib's date converter takes dates
             values = [math.nan if v is None else v for _, v in closed]
             label = tenant if any(v is not None for _, v in points) else f"{tenant} (no cap)"
             ax.plot(days, values, drawstyle="steps-post", color=colour, linewidth=2, label=label,
@@ -134,7 +134,7 @@ def draw_chart(
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         all_days = [day for points in series.values() for day, _ in points]
         if all_days:
-            ax.set_xlim(min(all_days), max(all_days) + ONE_DAY)
+            ax.set_xlim(min(all_days), max(all_days) + ONE_DAY)  # type: ignore[arg-type]  # dates convert
         ax.grid(True, which="major", alpha=0.3)
         ax.set_title(title)
         if series:
