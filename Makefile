@@ -5,15 +5,27 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK ?= stacks/prod
 
-.PHONY: run test lint install system-deps schema docs bench clean
+.PHONY: run test lint install lock system-deps schema docs bench clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package the install resolves, so two installs are the same;
+# `make lock` resolves pyproject.toml's ranges afresh (in a throwaway venv) and rewrites it.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lock:
+	rm -rf build/lock-venv
+	$(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/pip install --quiet --upgrade pip
+	build/lock-venv/bin/pip install --quiet -e '.[dev]'
+	( echo "# Every package \`make\` installs, at the version it installs: rewritten by \`make lock\`, never by hand."; \
+	  build/lock-venv/bin/pip freeze --exclude-editable | LC_ALL=C sort -f ) > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
+	rm -rf build/lock-venv
 
 run: $(STAMP)
 	$(BIN)/mailplane validate $(STACK)
