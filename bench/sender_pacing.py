@@ -30,8 +30,9 @@ from sqlalchemy import select
 
 from mailplane.model.loader import load_stack
 from mailplane.sender.config import SenderConfig
+from mailplane.sender.schema import messages
 from mailplane.sender.service import Service
-from mailplane.sender.store import NewMessage, messages
+from mailplane.sender.store import NewMessage
 from mailplane.sender.worker import Delivery
 
 REGION = "eu-west-1"

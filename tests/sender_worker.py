@@ -20,7 +20,8 @@ from sqlalchemy import func, or_, select
 
 from mailplane.model.loader import load_stack
 from mailplane.sender.pacing import Deferred, Granted, Pacer
-from mailplane.sender.store import Store, messages
+from mailplane.sender.schema import messages
+from mailplane.sender.store import Store
 
 
 def _idle(store: Store) -> bool:

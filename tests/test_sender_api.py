@@ -19,8 +19,10 @@ from mailplane.model.loader import load_stack
 from mailplane.model.stack import Fleet
 from mailplane.sender.app import MAX_REQUEST_BYTES, create_app
 from mailplane.sender.config import AwsSettings, SenderConfig, hash_api_key, new_api_key
+from mailplane.sender.counters import Scope
+from mailplane.sender.schema import daily_counters, messages
 from mailplane.sender.service import Service
-from mailplane.sender.store import Store, daily_counters, messages
+from mailplane.sender.store import Store
 from mailplane.sender.submit import MAX_BATCH, address, from_allowed
 from mailplane.sender.templating import MAX_OUTPUT_CHARS, TemplateProblems, render
 from mailplane.sender.unsubscribe import make_token
@@ -453,7 +455,7 @@ def test_quotas_match_the_counters(api: Api, fleet: Fleet) -> None:
     for message in store.claim("test-worker", 10):
         granted = pacer.reserve("test-worker", message)
         assert granted.ip == "203.0.113.21"  # type: ignore[union-attr]  # the only transactional IP
-    store.ensure_rows([("ses", "eu-north-1", TODAY)], [])
+    store.counters.ensure(Scope((("ses", "eu-north-1", TODAY),), (), schedule=False))
     with store.transaction() as conn:
         conn.execute(update(daily_counters).where(daily_counters.c.kind == "ses").values(sent=1234))
     with api.client("sos-expat/app") as c:

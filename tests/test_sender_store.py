@@ -24,8 +24,10 @@ import pytest
 from sqlalchemy import select
 
 from mailplane.model.loader import load_stack
+from mailplane.sender.counters import Scope
 from mailplane.sender.pacing import DEFAULT_CATCH_UP, Deferred, Granted, IpOverride, LostClaim, Pacer, RateSchedule
-from mailplane.sender.store import Enqueued, NewMessage, Store, messages
+from mailplane.sender.schema import messages
+from mailplane.sender.store import Enqueued, NewMessage, Store
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -256,7 +258,7 @@ def test_refund_only_when_the_provider_did_not_take_it(store: Store, stack: Path
 
 def test_a_vanished_counter_row_is_created_again_not_skipped(store: Store, stack: Path) -> None:
     """Pruning old counter rows under a running sender must not make it count nothing."""
-    from mailplane.sender.store import daily_counters, hourly_counters
+    from mailplane.sender.schema import daily_counters, hourly_counters
 
     pacer = Pacer(store, load_stack(stack))
     store.enqueue([msg("delta", n) for n in range(5)])
@@ -324,7 +326,7 @@ def test_token_bucket_is_shared_by_all_workers(db_url: str, tmp_path: Path) -> N
     store = Store(db_url)
     store.enqueue([msg("beta", n) for n in range(1000)])
     start = time.time()
-    store.ensure_bucket("ses")  # a send may go now: the bound below counts from here
+    store.counters.ensure(Scope((), (), schedule=True))  # a send may go now: the bound below counts from here
     _wait(_workers("bucket", db_url, stack))
     with store.engine.connect() as conn:
         times = sorted(conn.execute(select(messages.c.reserved_at).where(messages.c.state == "sent")).scalars())

@@ -48,9 +48,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
-
 from mailplane.sender.accounting import AccountingEvent, Batch, Cursor, VmtaIndex, read_file
 from mailplane.sender.pacing import IpOverride
 from mailplane.sender.reputation import (
@@ -77,7 +74,7 @@ from mailplane.sender.sns import (
     parse_ses_events,
     urllib_fetcher,
 )
-from mailplane.sender.store import canonical_address, ip_day_stats, service_state
+from mailplane.sender.store import canonical_address
 
 if TYPE_CHECKING:
     from mailplane.model.tenant import Ip
@@ -89,8 +86,6 @@ CURSOR_PREFIX = "accounting:"
 """``service_state`` key of a file's cursor: this and the path as globbed."""
 ALERTED_PREFIX = "alerted:"
 """``service_state`` key marking an IP-day already alerted: this, the IP, ``/`` and the day."""
-PENDING_ALERTS = "alerts:pending"
-"""``service_state`` key of the alerts decided but not yet delivered to the webhook."""
 
 SOURCE_SES = "ses-event"
 CONFIRM_TIMEOUT = 5.0
@@ -120,11 +115,6 @@ def post_json(url: str, payload: Mapping[str, Any], timeout: float) -> None:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:  # the operator's configured URL
         response.read(1024)
-
-
-def _insert(dialect: str, table: Table) -> Any:
-    """``INSERT`` with ``ON CONFLICT`` support on both engines the store runs on."""
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def _canonical_ip(address: str) -> str:
@@ -300,15 +290,13 @@ class Events:
 
     def _stored_cursors(self) -> dict[str, tuple[Cursor, dict[str, Any]]]:
         """Path to (cursor, stored value) of every file read so far."""
-        with self.store.reading() as conn:
-            rows = conn.execute(select(service_state.c.key, service_state.c.value)
-                                .where(service_state.c.key.startswith(CURSOR_PREFIX, autoescape=True))).all()
-        return {row.key[len(CURSOR_PREFIX):]: (Cursor.from_dict(row.value), row.value) for row in rows
-                if isinstance(row.value, dict) and row.value}
+        stored = self.store.ledger.values_under(CURSOR_PREFIX)
+        return {path: (Cursor.from_dict(value), value) for path, value in stored.items()
+                if isinstance(value, dict) and value}
 
     def _ingest_file(self, path: Path, cursor: Cursor) -> _FileResult:
         key = CURSOR_PREFIX + str(path)
-        expected = self._cursor_row(key)  # read before the file: a commit by anyone after this fails the check
+        expected = self.store.ledger.cursor(key)  # read before the file: a commit by anyone after this fails the check
         batch = read_file(path, self.index, cursor)
         for problem in batch.problems[:MAX_LOGGED_PROBLEMS]:
             log.warning("accounting: %s", problem)
@@ -325,42 +313,15 @@ class Events:
         result.suppressed = committed
         return result
 
-    def _cursor_row(self, key: str) -> Any:
-        """The stored cursor of ``key``, creating the row (empty) first if there is none, so that
-        :meth:`_commit` always has a row to lock (PostgreSQL cannot lock a row that is not there)."""
-        value = self.store.get_state(key)
-        if value is not None:
-            return value
-
-        def work(conn: Connection) -> None:
-            conn.execute(_insert(self.store.dialect, service_state).values(
-                key=key, value={}, updated_at=self.store.clock()).on_conflict_do_nothing())
-
-        self.store.run(work)
-        return self.store.get_state(key)
-
     def _commit(self, key: str, expected: Any, value: dict[str, Any], batch: Batch,
                 source: str) -> list[tuple[str, str]] | None:
-        """Counts, suppressions and the new cursor in one transaction; None (nothing written)
-        when the stored cursor is no longer ``expected``: another ingest got there first."""
-        book = tally(batch.events)
-        dialect = self.store.dialect
-        # Sorted, as the stats rows are: two transactions never take the same rows in opposite orders.
+        """Counts, suppressions and the new cursor in one transaction (:meth:`Ledger.commit_ingest`); None
+        (nothing written) when the stored cursor is no longer ``expected``: another ingest got there first."""
+        stats = [{"ip": s.ip, "day": s.day, "tenant": s.tenant, **{name: getattr(s, name) for name in COUNTS}}
+                 for s in tally(batch.events).values()]
         to_suppress = sorted({(e.tenant, canonical_address(e.recipient), reason)
                               for e, reason in _suppressible(batch.events)})
-
-        def work(conn: Connection) -> list[tuple[str, str]] | None:
-            query = select(service_state.c.value).where(service_state.c.key == key)
-            if conn.execute(self.store.for_update(query)).scalar() != expected:
-                return None
-            for stats in sorted(book.values(), key=lambda s: (s.ip, s.day)):  # one lock order everywhere
-                _add_stats(conn, dialect, stats)
-            new = [(tenant, reason) for tenant, address, reason in to_suppress
-                   if self.store.suppress(tenant, address, reason, source, conn=conn)]
-            self.store.put_state(key, value, conn=conn)
-            return new
-
-        return self.store.run(work)
+        return self.store.ledger.commit_ingest(key, expected, value, stats, to_suppress, source)
 
     # -- holds -------------------------------------------------------------------------
 
@@ -416,33 +377,15 @@ class Events:
         alerts = judge_all(self.fleet, recent)
         if not alerts:
             return []
-        dialect = self.store.dialect
-
-        def work(conn: Connection) -> list[Alert]:
-            fresh: list[Alert] = []
-            marked: set[str] = set()
-            for alert in alerts:
-                key = f"{ALERTED_PREFIX}{_canonical_ip(alert.ip)}/{alert.day.isoformat()}"
-                if key in marked or _mark(conn, dialect, key, self.store.clock()):
-                    marked.add(key)
-                    fresh.append(alert)
-            if fresh:
-                # Create the queue's row before locking it: PostgreSQL locks rows, not their absence.
-                conn.execute(_insert(dialect, service_state).values(
-                    key=PENDING_ALERTS, value=[], updated_at=self.store.clock()).on_conflict_do_nothing())
-                query = select(service_state.c.value).where(service_state.c.key == PENDING_ALERTS)
-                pending = conn.execute(self.store.for_update(query)).scalar() or []
-                self.store.put_state(PENDING_ALERTS, [*pending, *(a.to_dict() for a in fresh)], conn=conn)
-            return fresh
-
-        fresh: list[Alert] = self.store.run(work)
+        marked = [(f"{ALERTED_PREFIX}{_canonical_ip(a.ip)}/{a.day.isoformat()}", a.to_dict()) for a in alerts]
+        fresh = [alerts[i] for i in self.store.ledger.queue_alerts(marked)]
         for alert in fresh:
             log.warning("IP hold: %s", alert.message())
         return fresh
 
     def _deliver_alerts(self) -> None:
         """POST the queued alerts (all in one body); empty the queue once delivered."""
-        pending = self.store.get_state(PENDING_ALERTS) or []
+        pending = self.store.ledger.pending_alerts()
         if not pending:
             return
         url = self.config.alert_webhook_url
@@ -453,17 +396,7 @@ class Events:
             except Exception as exc:  # the webhook is down: the queue stays, the next ingest tries again
                 log.error("alert webhook failed (%d alerts kept for the next ingest): %s", len(pending), exc)
                 return
-        self._drop_pending(len(pending))
-
-    def _drop_pending(self, delivered: int) -> None:
-        """Remove the first ``delivered`` queued alerts, keeping any queued meanwhile."""
-
-        def work(conn: Connection) -> None:
-            query = select(service_state.c.value).where(service_state.c.key == PENDING_ALERTS)
-            pending = conn.execute(self.store.for_update(query)).scalar() or []
-            self.store.put_state(PENDING_ALERTS, pending[delivered:], conn=conn)
-
-        self.store.run(work)
+        self.store.ledger.drop_pending(len(pending))
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -525,22 +458,6 @@ def _suppressible(events: Iterable[AccountingEvent]) -> Iterable[tuple[Accountin
             yield event, "hard_bounce"
         elif event.kind == "complaint":
             yield event, "complaint"
-
-
-def _add_stats(conn: Connection, dialect: str, stats: DailyStats) -> None:
-    """Add one IP-day's counts to its row, creating the row first when it is new."""
-    table = ip_day_stats
-    conn.execute(_insert(dialect, table).values(
-        ip=stats.ip, day=stats.day, tenant=stats.tenant, **dict.fromkeys(COUNTS, 0)).on_conflict_do_nothing())
-    conn.execute(table.update().where(table.c.ip == stats.ip, table.c.day == stats.day).values(
-        **{name: table.c[name] + getattr(stats, name) for name in COUNTS}))
-
-
-def _mark(conn: Connection, dialect: str, key: str, now: float) -> bool:
-    """Create the marker ``key``; False when it already existed (already alerted)."""
-    stmt = (_insert(dialect, service_state).values(key=key, value=True, updated_at=now).on_conflict_do_nothing()
-            .returning(service_state.c.key))
-    return conn.execute(stmt).first() is not None
 
 
 def _alert_from_dict(data: Mapping[str, Any]) -> Alert:

@@ -32,19 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Column,
     Connection,
-    Date,
     Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
     Table,
-    UniqueConstraint,
     and_,
     create_engine,
     event,
@@ -54,9 +44,19 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from mailplane.sender.counters import Counters
+from mailplane.sender.ledger import Ledger
+from mailplane.sender.schema import (
+    ip_day_stats,
+    messages,
+    metadata,
+    service_state,
+    suppressions,
+    upsert,
+)
 
 State = Literal["queued", "sending", "sent", "failed", "suppressed"]
 FINAL_STATES: tuple[State, ...] = ("sent", "failed", "suppressed")
@@ -67,91 +67,6 @@ UNSUBSCRIBE = "unsubscribe"
 DEFAULT_URL = "sqlite:///mailplane-sender.db"
 DEFAULT_LEASE = 60.0
 """Seconds a claim lasts; a worker renews it (``extend_lease``) for batches that take longer."""
-
-metadata = MetaData()
-
-_Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
-
-messages = Table(
-    "messages", metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("tenant", String(64), nullable=False),
-    Column("sender", String(64), nullable=False),
-    Column("stream", String(16), nullable=False),
-    Column("from_addr", String(320), nullable=False),
-    Column("to_addr", String(320), nullable=False),
-    Column("payload", JSON, nullable=False),
-    Column("idempotency_key", String(255)),
-    Column("state", String(12), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", Float, nullable=False),
-    Column("claimed_by", String(128)),
-    Column("claimed_until", Float),
-    Column("transport", String(8)),  # ``ses`` or ``pmta``, once reserved
-    Column("ip", String(45)),  # the PowerMTA IP the reservation chose (None through SES)
-    Column("reserved_day", Date),  # with reserved_hour (epoch hour): the counters a refund gives back
-    Column("reserved_hour", Integer),
-    Column("reserved_at", Float),  # when the send was granted: latency, and the pacing tests' evidence
-    Column("last_error", String(1000)),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    UniqueConstraint("tenant", "sender", "idempotency_key", name="uq_messages_idempotency"),
-    Index("ix_messages_due", "state", "next_attempt_at"),
-    Index("ix_messages_lease", "state", "claimed_until"),
-)
-
-daily_counters = Table(
-    "daily_counters", metadata,
-    Column("kind", String(8), primary_key=True),  # ip (key: address), tenant (key: name), ses (key: region)
-    Column("key", String(64), primary_key=True),
-    Column("day", Date, primary_key=True),
-    Column("sent", Integer, nullable=False, default=0),
-)
-
-hourly_counters = Table(
-    "hourly_counters", metadata,
-    Column("kind", String(8), primary_key=True),
-    Column("key", String(64), primary_key=True),
-    Column("hour", Integer, primary_key=True),  # epoch hour (UTC seconds // 3600): the plans' hourly ceiling
-    Column("sent", Integer, nullable=False, default=0),
-)
-
-suppressions = Table(
-    "suppressions", metadata,
-    Column("tenant", String(64), primary_key=True),
-    Column("address", String(320), primary_key=True),  # lower-cased: see ``canonical_address``
-    Column("reason", String(32), nullable=False),  # hard_bounce, complaint, unsubscribe
-    Column("source", String(255), nullable=False),  # where it was learnt: smtp, ses-event, accounting file
-    Column("created_at", Float, nullable=False),
-)
-
-ip_day_stats = Table(
-    "ip_day_stats", metadata,
-    Column("ip", String(45), primary_key=True),
-    Column("day", Date, primary_key=True),
-    Column("tenant", String(64), nullable=False),
-    Column("delivered", Integer, nullable=False, default=0),
-    Column("hard_bounces", Integer, nullable=False, default=0),
-    Column("soft_bounces", Integer, nullable=False, default=0),
-    Column("complaints", Integer, nullable=False, default=0),
-    Column("deferrals", Integer, nullable=False, default=0),
-)
-
-service_state = Table(
-    "service_state", metadata,
-    Column("key", String(255), primary_key=True),  # e.g. accounting cursors, alerts already sent
-    Column("value", JSON, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-
-token_buckets = Table(
-    "token_buckets", metadata,  # the SES send rate: a schedule of slots shared by every worker (``pacing``)
-    Column("name", String(64), primary_key=True),
-    Column("next_slot", Float, nullable=False),  # the earliest time the next send may go
-    Column("recent", JSON, nullable=False),  # the last grants' times, newest last: the 1-second window
-    Column("updated_at", Float, nullable=False),
-)
-
 
 @dataclass(frozen=True)
 class NewMessage:
@@ -264,8 +179,10 @@ class Store:
             self.engine = create_engine(self.url, pool_size=8, max_overflow=16, pool_pre_ping=True)
         else:
             raise ValueError(f"unsupported database {self.dialect!r}: use sqlite:///FILE or postgresql://...")
-        self._ensured: set[tuple[str, str, str, object]] = set()
-        self._ensured_lock = threading.Lock()
+        self.counters = Counters(self)
+        """The send gates' counter rows and rate schedule (``counters``)."""
+        self.ledger = Ledger(self)
+        """The event side's bookkeeping: accounting cursors, IP-day outcomes, alert markers (``ledger``)."""
         if create:
             metadata.create_all(self.engine)
 
@@ -307,7 +224,7 @@ class Store:
         raise AssertionError("unreachable")
 
     def _insert(self, table: Table) -> Any:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+        return upsert(self.dialect, table)
 
     def for_update(self, statement: Any, skip_locked: bool = False) -> Any:
         """Row locks on PostgreSQL; nothing on SQLite, whose ``BEGIN IMMEDIATE`` already excludes writers."""
@@ -509,10 +426,7 @@ class Store:
 
     def counter(self, kind: str, key: str, day: object) -> int:
         """Today's (or any day's) count of one scope; 0 when nothing was counted."""
-        with self.reading() as conn:
-            value = conn.execute(select(daily_counters.c.sent).where(
-                daily_counters.c.kind == kind, daily_counters.c.key == key, daily_counters.c.day == day)).scalar()
-        return int(value or 0)
+        return self.counters.sent(kind, key, day)
 
     # -- suppressions ---------------------------------------------------------------------
 
@@ -600,53 +514,6 @@ class Store:
             work(conn)
         else:
             self.run(work)
-
-    # -- counter rows ---------------------------------------------------------------------
-
-    def ensure_rows(self, daily: Sequence[tuple[str, str, object]], hourly: Sequence[tuple[str, str, int]]) -> None:
-        """Create missing counter rows in their own short transaction.
-
-        Inserting them inside a reservation would make row creation another lock taken in
-        whatever order the inserts happen; creating them first keeps the reservation's locks to
-        existing rows, taken in one fixed order.  Remembered per process, so it runs once per
-        scope and day.
-        """
-        todo_d = [k for k in daily if ("d", *k) not in self._ensured]
-        todo_h = [k for k in hourly if ("h", *k) not in self._ensured]
-        if not todo_d and not todo_h:
-            return
-
-        def work(conn: Connection) -> None:
-            for kind, key, day in sorted(todo_d, key=str):
-                conn.execute(self._insert(daily_counters).values(kind=kind, key=key, day=day, sent=0)
-                             .on_conflict_do_nothing())
-            for kind, key, hour in sorted(todo_h):
-                conn.execute(self._insert(hourly_counters).values(kind=kind, key=key, hour=hour, sent=0)
-                             .on_conflict_do_nothing())
-
-        self.run(work)
-        with self._ensured_lock:
-            self._ensured.update(("d", *k) for k in todo_d)
-            self._ensured.update(("h", *k) for k in todo_h)
-
-    def forget_rows(self) -> None:
-        """Drop the memory of created rows: the next ``ensure_*`` checks the database again."""
-        with self._ensured_lock:
-            self._ensured.clear()
-
-    def ensure_bucket(self, name: str) -> None:
-        """Create the rate schedule ``name`` (a send may go now) if it does not exist."""
-        if ("b", name, "", None) in self._ensured:
-            return
-
-        def work(conn: Connection) -> None:
-            now = self.clock()
-            conn.execute(self._insert(token_buckets).values(name=name, next_slot=now, recent=[], updated_at=now)
-                         .on_conflict_do_nothing())
-
-        self.run(work)
-        with self._ensured_lock:
-            self._ensured.add(("b", name, "", None))
 
 
 def _grouped(results: Sequence[tuple[int, str, str | None]]) -> dict[tuple[str, str | None], list[int]]:

@@ -1,0 +1,241 @@
+"""The gate decision: may this send go now, on which IP, and what does it reserve -- pure computation.
+
+The store locks every counter a batch of sends is subject to and hands their values here as
+:class:`Locked`; :func:`decide` answers each message in order, updating those values in memory,
+so a batch grants exactly what the same messages asked one by one would.  Nothing here reads a
+clock, a database or the fleet: the pacer (:mod:`mailplane.sender.pacing`) turns the fleet into
+:class:`RoutePlan` s, the store's counter repository (:mod:`mailplane.sender.counters`) writes what
+the decision changed.  So the rules of "warmup is law" can be tested, and property-tested, with
+plain values.
+
+The gates, per message:
+
+* the worker must still hold its claim (else :class:`LostClaim`);
+* a stream whose IPs are all on other instances' hosts goes back to the queue for them;
+* the tenant's own ``daily_quota``;
+* through PowerMTA: among the route's IPs, one with warmup quota left today and room under its
+  hourly ceiling -- the one with the most left, then the least used, then the lowest address;
+* through SES: the account's daily quota and its send rate (:class:`RateSchedule`).
+
+What cannot go now is deferred: to tomorrow 00:00 UTC (a daily cap), the next hour (an hourly
+ceiling) or the SES rate's next slot; ``kept`` when that is within ``keep_within`` seconds (the
+worker waits rather than sending the message back through the queue).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mailplane.model.names import vmta_name
+
+SES = "ses"
+"""Counter kind, and rate schedule name, of the SES account."""
+ELSEWHERE_RETRY = 60.0
+"""Seconds a message this instance cannot route waits before any instance claims it again."""
+DEFAULT_CATCH_UP = 0.25
+"""Seconds of lateness the SES schedule makes up (see ``RateSchedule``)."""
+
+
+@dataclass
+class RateSchedule:
+    """The SES account's send rate as a schedule of slots, one row every worker shares.
+
+    Sends are spaced ``1/rate`` apart (slot ``next_slot``), and never more than ``floor(rate)``
+    fall in any 1-second window (``recent`` keeps the last ones' times).  A plain token bucket
+    holding one token does the first but loses every moment a worker is late to the token, a
+    few milliseconds a send: 3 to 5 % of a 14/s rate.  Here the slots keep their places, so a
+    late send lets the next ones follow sooner -- by up to ``catch_up`` seconds of slots, and
+    never past the 1-second window -- and the achieved rate stays at the account's rate.
+    """
+
+    rate: float
+    next_slot: float
+    recent: list[float]
+    catch_up: float = DEFAULT_CATCH_UP
+
+    @property
+    def window(self) -> int:
+        return max(1, int(self.rate))
+
+    def earliest(self) -> float:
+        """When the next send may go."""
+        start = self.next_slot
+        if len(self.recent) >= self.window:
+            start = max(start, self.recent[-self.window] + 1.0)
+        return start
+
+    def take(self, now: float) -> None:
+        """Record a send at ``now`` (>= ``earliest()``)."""
+        self.next_slot = max(self.next_slot, now - self.catch_up) + 1.0 / self.rate
+        self.recent = [*self.recent, now][-self.window:]
+
+
+@dataclass(frozen=True)
+class IpOverride:
+    """What the reputation module imposes on an IP: a held plan, a frozen or lowered cap, a pause."""
+
+    held_days: int = 0
+    daily_cap: int | None = None
+    """Replaces the plan's cap for the day when given (e.g. frozen at the value it had)."""
+    hourly_cap: int | None = None
+    paused: bool = False
+
+
+def apply_override(daily: int | None, hourly: int | None,
+                   override: IpOverride | None) -> tuple[int | None, int | None]:
+    """The caps an override leaves: its own caps replace the plan's, and a pause wins over both."""
+    if override is None:
+        return daily, hourly
+    if override.daily_cap is not None:
+        daily = override.daily_cap
+    if override.hourly_cap is not None:
+        hourly = override.hourly_cap
+    if override.paused:
+        daily = hourly = 0
+    return daily, hourly
+
+
+@dataclass(frozen=True)
+class Granted:
+    transport: Literal["ses", "pmta"]
+    ip: str | None
+    vmta: str | None
+    """The virtual MTA named in ``X-Virtual-MTA`` (PowerMTA only)."""
+    day: datetime.date
+
+
+@dataclass(frozen=True)
+class Deferred:
+    until: float
+    """Epoch seconds at which the message is due again (it is back in the queue)."""
+    reason: str
+    kept: bool = False
+    """The worker still holds the claim (``keep_within``): it waits until ``until`` and asks again."""
+
+
+@dataclass(frozen=True)
+class LostClaim:
+    """The worker's lease ran out and someone else holds the message: do not send it."""
+
+
+Reservation = Granted | Deferred | LostClaim
+
+
+@dataclass(frozen=True)
+class IpGate:
+    """One IP of a route and its caps for the day (the plan's, as an override leaves them)."""
+
+    address: str
+    daily_cap: int | None
+    hourly_cap: int | None
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """What one (tenant, stream) of a batch is subject to; computed once per batch by the pacer."""
+
+    tenant: str
+    daily_quota: int | None
+    gates: tuple[IpGate, ...] = ()
+    """The route's IPs on this instance's hosts; none: the stream goes by SES."""
+    elsewhere: bool = False
+    """The stream's IPs are all on other instances' hosts: not this instance's to send (nor SES's)."""
+
+
+@dataclass(frozen=True)
+class SesLimits:
+    region: str
+    daily_quota: int
+
+
+@dataclass
+class Locked:
+    """The counters a reservation holds locked, as they stand; :func:`decide` moves them in memory.
+
+    ``daily`` is keyed by (kind, key) -- ``("ip", address)``, ``("tenant", name)``, ``("ses",
+    region)`` -- for ``day``; ``hourly`` by IP address for epoch hour ``hour``.  ``schedule`` is
+    present when some message may go by SES.  ``held``: the ids whose claim the worker still has.
+    """
+
+    now: float
+    day: datetime.date
+    hour: int
+    daily: dict[tuple[str, str], int]
+    hourly: dict[str, int]
+    held: frozenset[int]
+    schedule: RateSchedule | None = None
+    schedule_used: bool = field(default=False)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One message to decide: its queue id and the plan of its (tenant, stream)."""
+
+    id: int
+    plan: RoutePlan
+
+
+def midnight_after(day: datetime.date) -> float:
+    nxt = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), datetime.UTC)
+    return nxt.timestamp()
+
+
+def _defer(locked: Locked, until: float, reason: str, keep_within: float) -> Deferred:
+    return Deferred(until, reason, kept=until - locked.now <= keep_within)
+
+
+def _pick_ip(plan: RoutePlan, locked: Locked) -> IpGate | tuple[float, str]:
+    """The IP to send on -- the most left today, then the least used, then the lowest address -- or, when
+    none may send, when one may again and why."""
+
+    def remaining(g: IpGate) -> float:
+        return float("inf") if g.daily_cap is None else g.daily_cap - locked.daily[("ip", g.address)]
+
+    open_today = [g for g in plan.gates if remaining(g) > 0]
+    if not open_today:
+        return midnight_after(locked.day), "every IP reached its warmup cap for the day"
+    open_now = [g for g in open_today if g.hourly_cap is None or locked.hourly[g.address] < g.hourly_cap]
+    if not open_now:
+        return (locked.hour + 1) * 3600.0, "every IP reached its hourly ceiling"
+    return min(open_now, key=lambda g: (-remaining(g), locked.daily[("ip", g.address)], g.address))
+
+
+def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.0) -> Reservation:
+    """One message's answer; a grant counts it in ``locked`` at once."""
+    if ask.id not in locked.held:
+        return LostClaim()
+    plan = ask.plan
+    if plan.elsewhere:  # claimed under an older fleet: back to the queue for another instance
+        return Deferred(locked.now + ELSEWHERE_RETRY, "no IP for this stream on this instance's MTA hosts")
+    tomorrow = midnight_after(locked.day)
+    quota = plan.daily_quota
+    if quota is not None and locked.daily[("tenant", plan.tenant)] >= quota:
+        return _defer(locked, tomorrow, f"tenant {plan.tenant} daily quota {quota} reached", keep_within)
+    if plan.gates:
+        picked = _pick_ip(plan, locked)
+        if isinstance(picked, tuple):
+            return _defer(locked, *picked, keep_within)
+        locked.daily[("ip", picked.address)] += 1
+        locked.hourly[picked.address] += 1
+        locked.daily[("tenant", plan.tenant)] += 1
+        return Granted("pmta", picked.address, vmta_name(plan.tenant, picked.address), locked.day)
+    if locked.daily[(SES, ses.region)] >= ses.daily_quota:
+        return _defer(locked, tomorrow, f"SES daily quota {ses.daily_quota} reached", keep_within)
+    schedule = locked.schedule
+    if schedule is None:
+        raise ValueError("a message that may go by SES needs the SES rate schedule locked")
+    if locked.now < schedule.earliest():
+        return _defer(locked, schedule.earliest(), "SES max send rate", keep_within)
+    schedule.take(locked.now)
+    locked.schedule_used = True
+    locked.daily[(SES, ses.region)] += 1
+    locked.daily[("tenant", plan.tenant)] += 1
+    return Granted("ses", None, None, locked.day)
+
+
+def decide(asks: Sequence[Ask], locked: Locked, ses: SesLimits, keep_within: float = 0.0) -> list[Reservation]:
+    """Every message of a batch, in order, against the same locked counters."""
+    return [decide_one(ask, locked, ses, keep_within) for ask in asks]

@@ -1,0 +1,114 @@
+"""The sender's tables: the queue, the shared counters, suppressions, per-IP outcomes and small state.
+
+One SQLAlchemy Core schema for SQLite and PostgreSQL.  Only the store and the repositories it owns
+(:mod:`mailplane.sender.store`, :mod:`mailplane.sender.counters`, :mod:`mailplane.sender.ledger`)
+read or write them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+metadata = MetaData()
+
+_Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
+
+messages = Table(
+    "messages", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("sender", String(64), nullable=False),
+    Column("stream", String(16), nullable=False),
+    Column("from_addr", String(320), nullable=False),
+    Column("to_addr", String(320), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("idempotency_key", String(255)),
+    Column("state", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("claimed_by", String(128)),
+    Column("claimed_until", Float),
+    Column("transport", String(8)),  # ``ses`` or ``pmta``, once reserved
+    Column("ip", String(45)),  # the PowerMTA IP the reservation chose (None through SES)
+    Column("reserved_day", Date),  # with reserved_hour (epoch hour): the counters a refund gives back
+    Column("reserved_hour", Integer),
+    Column("reserved_at", Float),  # when the send was granted: latency, and the pacing tests' evidence
+    Column("last_error", String(1000)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("tenant", "sender", "idempotency_key", name="uq_messages_idempotency"),
+    Index("ix_messages_due", "state", "next_attempt_at"),
+    Index("ix_messages_lease", "state", "claimed_until"),
+)
+
+daily_counters = Table(
+    "daily_counters", metadata,
+    Column("kind", String(8), primary_key=True),  # ip (key: address), tenant (key: name), ses (key: region)
+    Column("key", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("sent", Integer, nullable=False, default=0),
+)
+
+hourly_counters = Table(
+    "hourly_counters", metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("hour", Integer, primary_key=True),  # epoch hour (UTC seconds // 3600): the plans' hourly ceiling
+    Column("sent", Integer, nullable=False, default=0),
+)
+
+suppressions = Table(
+    "suppressions", metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("address", String(320), primary_key=True),  # lower-cased: see ``canonical_address``
+    Column("reason", String(32), nullable=False),  # hard_bounce, complaint, unsubscribe
+    Column("source", String(255), nullable=False),  # where it was learnt: smtp, ses-event, accounting file
+    Column("created_at", Float, nullable=False),
+)
+
+ip_day_stats = Table(
+    "ip_day_stats", metadata,
+    Column("ip", String(45), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("delivered", Integer, nullable=False, default=0),
+    Column("hard_bounces", Integer, nullable=False, default=0),
+    Column("soft_bounces", Integer, nullable=False, default=0),
+    Column("complaints", Integer, nullable=False, default=0),
+    Column("deferrals", Integer, nullable=False, default=0),
+)
+
+service_state = Table(
+    "service_state", metadata,
+    Column("key", String(255), primary_key=True),  # e.g. accounting cursors, alerts already sent
+    Column("value", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+token_buckets = Table(
+    "token_buckets", metadata,  # the SES send rate: a schedule of slots shared by every worker (``pacing``)
+    Column("name", String(64), primary_key=True),
+    Column("next_slot", Float, nullable=False),  # the earliest time the next send may go
+    Column("recent", JSON, nullable=False),  # the last grants' times, newest last: the 1-second window
+    Column("updated_at", Float, nullable=False),
+)
+
+
+def upsert(dialect: str, table: Table) -> Any:
+    """``INSERT`` with ``ON CONFLICT`` support on both engines the store runs on."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
