@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 
 from mailplane.model.loader import load_stack
 from mailplane.model.stack import Fleet
-from mailplane.sender.app import MAX_REQUEST_BYTES, create_app
+from mailplane.sender.api import MAX_REQUEST_BYTES, create_app
 from mailplane.sender.config import AwsSettings, SenderConfig, hash_api_key, new_api_key
 from mailplane.sender.counters import Scope
 from mailplane.sender.schema import daily_counters, messages

@@ -73,7 +73,7 @@ def _builder(url: str, fleet: Fleet, tmp_path: Path, services: list[Service]) ->
             accounting_files=accounting if accounting is not None else [str(tmp_path / "acct" / "*.csv")])
         service = Service(fleet, config, stack_name="prod", clock=clock or Clock())
         services.append(service)
-        return Instance(service, Events(service, fetcher=fetcher, get=get))
+        return Instance(service, service.attach_events(fetcher=fetcher, get=get))
 
     (tmp_path / "acct").mkdir()
     return build

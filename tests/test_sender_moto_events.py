@@ -45,9 +45,8 @@ from sender_http import serve
 from mailplane.cloud.tenant import topic_name
 from mailplane.model.loader import load_stack
 from mailplane.model.stack import Fleet
-from mailplane.sender.app import create_app
+from mailplane.sender.api import create_app
 from mailplane.sender.config import SenderConfig
-from mailplane.sender.events import Events
 from mailplane.sender.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +81,7 @@ def service(fleet: Fleet, tmp_path: Path) -> Iterator[Callable[..., Service]]:
                               unsubscribe_keys=["k" * 32], insecure_skip_sns_signature=insecure)
         svc = Service(fleet, config, stack_name="prod")
         made.append(svc)
-        Events(svc, fetcher=fetcher)
+        svc.attach_events(fetcher=fetcher)
         return svc
 
     yield make

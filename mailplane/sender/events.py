@@ -77,8 +77,11 @@ from mailplane.sender.sns import (
 from mailplane.sender.store import canonical_address
 
 if TYPE_CHECKING:
+    from mailplane.model.stack import Fleet
     from mailplane.model.tenant import Ip
-    from mailplane.sender.service import Service
+    from mailplane.sender.config import SenderConfig
+    from mailplane.sender.metrics import Metrics
+    from mailplane.sender.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -144,23 +147,42 @@ class _Snapshot:
     holds: dict[tuple[str, datetime.date], int] = field(default_factory=dict)
 
 
-class Events:
-    """The event side of one service instance; attaches itself as ``service.events``."""
+@dataclass(frozen=True)
+class EventParts:
+    """What the event side is built from: the instance's fleet, config, store, metrics and clock.
 
-    def __init__(self, service: Service, *, fetcher: Callable[[str], bytes] | None = None,
+    Handed over when :meth:`Service.attach_events` builds it; the event side never reaches back into
+    the service (the service asks it for holds through :meth:`Events.override`).
+    """
+
+    fleet: Fleet
+    config: SenderConfig
+    store: Store
+    metrics: Metrics
+    clock: Callable[[], float]
+    stack_name: str
+
+
+class Events:
+    """The event side of one service instance (built by :meth:`Service.attach_events`)."""
+
+    def __init__(self, parts: EventParts, *, fetcher: Callable[[str], bytes] | None = None,
                  post: Post | None = None, get: Get | None = None) -> None:
-        self.service = service
-        self.store = service.store
-        self.fleet = service.fleet
-        self.config = service.config
-        aws = service.config.aws
+        self.store = parts.store
+        self.fleet = parts.fleet
+        self.config = parts.config
+        self.metrics = parts.metrics
+        self.clock = parts.clock
+        self.stack_name = parts.stack_name
+        aws = parts.config.aws
+        clock = parts.clock
         self.verifier = SnsVerifier(
             allowed_topics=fleet_topics(self.fleet.tenants, region=self.fleet.settings.ses.region,
                                         account_id=aws.account_id, partition=aws.partition),
-            fetcher=fetcher, insecure_skip_signature=service.config.insecure_skip_sns_signature,
-            on_fetch=service.metrics.sns_certificate_fetches.inc,
-            clock=lambda: datetime.datetime.fromtimestamp(service.clock(), datetime.UTC))
-        if service.config.insecure_skip_sns_signature:
+            fetcher=fetcher, insecure_skip_signature=parts.config.insecure_skip_sns_signature,
+            on_fetch=parts.metrics.sns_certificate_fetches.inc,
+            clock=lambda: datetime.datetime.fromtimestamp(clock(), datetime.UTC))
+        if parts.config.insecure_skip_sns_signature:
             log.warning("insecure_skip_sns_signature is on: SNS messages are accepted WITHOUT checking their "
                         "signature (for tests against moto; never in production)")
         self._post = post or post_json
@@ -171,7 +193,9 @@ class Events:
         self._config_sets = {t.name: t.configuration_set for t in self.fleet.tenants}
         self._ingest_lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
-        service.events = self
+
+    def today(self) -> datetime.date:
+        return datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).date()
 
     # -- SNS ---------------------------------------------------------------------------
 
@@ -181,7 +205,7 @@ class Events:
             message = self.verifier.verify(body, message_type_header=message_type)
         except SnsRejected as exc:
             log.warning("SNS message refused (%s): %s", exc.reason.value, exc.detail or "-")
-            self.service.metrics.sns_rejected.labels(exc.reason.value).inc()
+            self.metrics.sns_rejected.labels(exc.reason.value).inc()
             return 403, {"error": "forbidden"}
         if message.type == SUBSCRIPTION_CONFIRMATION:
             return self._confirm(message)
@@ -230,7 +254,7 @@ class Events:
     def _suppress(self, tenant: str, address: str, reason: str, source: str) -> bool:
         new = self.store.suppress(tenant, address, reason, source)
         if new:
-            self.service.metrics.suppressed.labels(tenant, reason).inc()
+            self.metrics.suppressed.labels(tenant, reason).inc()
         return new
 
     # -- PowerMTA accounting -----------------------------------------------------------
@@ -259,7 +283,7 @@ class Events:
                 summary["ignored"] += result.ignored
                 summary["skipped"] += int(result.skipped)
                 for tenant, reason in result.suppressed or []:
-                    self.service.metrics.suppressed.labels(tenant, reason).inc()
+                    self.metrics.suppressed.labels(tenant, reason).inc()
                     summary["suppressed"] += 1
             snapshot = self._reload_stats()
             summary["alerts"] = len(self._new_alerts(snapshot.stats))
@@ -354,7 +378,7 @@ class Events:
 
     def _fresh_snapshot(self) -> _Snapshot:
         snapshot = self._snapshot
-        if snapshot is None or self.service.clock() - snapshot.loaded_at > HOLD_REFRESH:
+        if snapshot is None or self.clock() - snapshot.loaded_at > HOLD_REFRESH:
             return self._reload_stats()
         return snapshot
 
@@ -364,7 +388,7 @@ class Events:
         for row in self.store.ip_stats():
             stats = DailyStats(row["ip"], row["tenant"], row["day"], **{name: int(row[name]) for name in COUNTS})
             by_ip.setdefault(_canonical_ip(row["ip"]), []).append(stats)
-        snapshot = _Snapshot(by_ip, self.service.clock())
+        snapshot = _Snapshot(by_ip, self.clock())
         self._snapshot = snapshot  # one assignment: readers see the old snapshot or the new, never a mix
         return snapshot
 
@@ -372,7 +396,7 @@ class Events:
 
     def _new_alerts(self, stats: Mapping[str, list[DailyStats]]) -> list[Alert]:
         """Judge the recent stored days; mark the newly held IP-days and queue their alerts."""
-        since = self.service.today() - datetime.timedelta(days=ALERT_LOOKBACK)
+        since = self.today() - datetime.timedelta(days=ALERT_LOOKBACK)
         recent = [s for days in stats.values() for s in days if s.day >= since]
         alerts = judge_all(self.fleet, recent)
         if not alerts:
@@ -392,7 +416,7 @@ class Events:
         if url is not None:
             alerts = [_alert_from_dict(a) for a in pending]
             try:
-                self._post(url, alert_payload(alerts, self.service.stack_name), ALERT_TIMEOUT)
+                self._post(url, alert_payload(alerts, self.stack_name), ALERT_TIMEOUT)
             except Exception as exc:  # the webhook is down: the queue stays, the next ingest tries again
                 log.error("alert webhook failed (%d alerts kept for the next ingest): %s", len(pending), exc)
                 return

@@ -30,13 +30,12 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> None:
     """Run one instance until it is told to stop."""
-    from mailplane.sender.app import create_app
-    from mailplane.sender.events import Events
+    from mailplane.sender.api import create_app
     from mailplane.sender.worker import Delivery
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     service = Service.open(stack_dir, config)
-    events = Events(service)
+    events = service.attach_events()
     delivery = Delivery(service)
     stop = threading.Event()
     ingest = threading.Thread(target=events.run_forever, args=(stop, ACCOUNTING_INTERVAL),

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -58,7 +58,8 @@ class Service:
         if problems:
             raise ValueError("; ".join(problems))
         self.pacer = Pacer(self.store, fleet, overrides=self.override, hosts=config.mta_hosts)
-        self.events: Events | None = None  # set by ``mailplane.sender.events.Events`` when it attaches itself
+        self.events: Events | None = None
+        """The event side, once :meth:`attach_events` built it (an instance may run without one)."""
         self._keys = [(name, stored) for name, stored in sorted(config.api_keys.items())]
         self._render_lock = threading.Lock()
         self._render_pool: RenderPool | None = None
@@ -95,6 +96,15 @@ class Service:
             return self.fleet.tenant(name)
         except KeyError:
             return None
+
+    def attach_events(self, **kwargs: Any) -> Events:
+        """Build the event side from this instance's parts (``kwargs``: the SNS certificate ``fetcher``, the
+        alert ``post``, the subscription ``get``, for tests) and answer holds from it from now on."""
+        from mailplane.sender.events import EventParts, Events
+
+        parts = EventParts(self.fleet, self.config, self.store, self.metrics, self.clock, self.stack_name)
+        self.events = Events(parts, **kwargs)
+        return self.events
 
     # -- pacing ------------------------------------------------------------------------
 

@@ -126,6 +126,7 @@ class Message:
     ip: str | None
     last_error: str | None
     created_at: float = 0.0
+    updated_at: float = 0.0
 
 
 def _message(row: Any) -> Message:
@@ -321,6 +322,21 @@ class Store:
                 raise IdempotencyConflict(len(out), m.idempotency_key or "", int(old.id))
             out.append(Enqueued(int(old.id), False))
         return out
+
+    def ping(self) -> None:
+        """A trivial read: raises when the database does not answer (the health check)."""
+        with self.reading() as conn:
+            conn.execute(select(1)).scalar()
+
+    def known_keys(self, tenant: str, sender: str, keys: Sequence[str]) -> set[str]:
+        """Those of ``keys`` the sender already used (the idempotency scope: tenant and sender)."""
+        if not keys:
+            return set()
+        with self.reading() as conn:
+            rows = conn.execute(select(messages.c.idempotency_key).where(
+                messages.c.tenant == tenant, messages.c.sender == sender,
+                messages.c.idempotency_key.in_(sorted(set(keys)))))
+            return {row.idempotency_key for row in rows}
 
     def get(self, message_id: int) -> Message | None:
         with self.reading() as conn:

@@ -1,0 +1,1 @@
+"""One ``APIRouter`` per resource: messages, quotas, webhooks, unsubscribe, operations (health, metrics)."""
