@@ -96,6 +96,13 @@ def test_every_emitted_directive_is_documented_with_its_guide_section() -> None:
     assert set(docs) == set(EMITTED), sorted(set(docs) - set(EMITTED))
 
 
+def test_every_emitted_directive_is_in_the_linters_catalogue() -> None:
+    from mailplane.mta.directives import knows
+
+    unknown = sorted(key for key in EMITTED if not knows(*key))
+    assert not unknown, f"pmta-lint does not know: {unknown}"
+
+
 def test_the_linter_accepts_every_rendered_config() -> None:
     from mailplane.mta.lint import lint as lint_text
 

@@ -1,34 +1,38 @@
 """A checker for PowerMTA config text, run before a config replaces the one a host is using.
 
-PowerMTA is proprietary and cannot run here, and a built-in "check this file" command is
-unconfirmed, so this is the Ansible template task's ``validate:`` step: a rendered config that
-fails it never reaches ``/etc/pmta/config``.  It checks what a template bug or a hand edit
-typically breaks: tag balance and nesting, unknown or misplaced directives, value syntax, and
-the references between blocks (pool members, default VMTAs, pattern lists, domain macros).
+PowerMTA is proprietary and cannot run here, and ``pmta test config`` checks only the live file,
+so this is the Ansible template task's ``validate:`` step: a rendered config that fails it never
+reaches ``/etc/pmta/config``.  It knows PowerMTA's own syntax, not only what mailplane writes
+(``docs/powermta.md``, "What pmta-lint checks"): every documented form is accepted, and a mistake
+is reported at its line, with a did-you-mean where a name was misspelt.  It checks tag balance
+and nesting, unknown, misplaced and deprecated directives, value syntax, the references between
+blocks (pool members, default VMTAs, pattern lists, macros, queue-to targets, rollups) and the
+documented load errors (no log-file, a pool named like a VMTA, one VMTA in two pools that both
+have ``<domain>`` blocks, ``<vault>`` twice) and one IP in two VMTAs.
 
 It is pure (text in, problems out) and reports every problem at once, sorted by line.  What
 PowerMTA accepts where lives in :mod:`mailplane.mta.directives`; this module only walks the text.
 
-Rules of the walk, decided here because the reference does not settle them:
+Rules of the walk (g 3.1):
 
 - ``#`` starts a comment anywhere on a line; blank lines and comments are ignored.
 - Tag and directive names are case-insensitive, and so are the names blocks refer to each other
   by (``directives.CASE_SENSITIVE``).
-- A file with no directive and no block at all (empty, blank or only comments) is an error: an
-  empty render is the most common broken render, and it must not replace a working config.
+- A file with no directive and no block at all is an error: an empty render is the most common
+  broken render, and it must not replace a working config.
 - ``include`` is not followed: the validate step sees one temporary file.  A file that includes
-  others may define names elsewhere, so its references to undefined names are not reported.
+  others may define names (and the log-file) elsewhere, so what it lacks is not reported.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from mailplane.mta import directives as d
-from mailplane.mta.values import parse_ip_range
+from mailplane.mta import values as v
 
 
 @dataclass(frozen=True, order=True)
@@ -72,6 +76,10 @@ def _suggest(word: str, choices: list[str]) -> str:
     return f"did you mean {close[0]!r}?" if close else ""
 
 
+def _space(kind: str) -> tuple[str, ...]:
+    return next((space for space in d.NAME_SPACES if kind in space), (kind,))
+
+
 @dataclass
 class _Frame:
     """An open block (or the file itself, kind ``global``) while the walk is inside it."""
@@ -83,9 +91,10 @@ class _Frame:
     """``None`` for an unknown block: its body is skipped, not reported line by line."""
     name: str = ""
     seen: dict[str, int] = field(default_factory=dict)
-    """Non-repeatable directives already set in this block, with their line."""
+    """Directives already set in this block, with the line of the first."""
     children: dict[tuple[str, str], int] = field(default_factory=dict)
-    members: int = 0
+    members: list[tuple[str, int]] = field(default_factory=list)
+    has_domain: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,8 @@ class _Reference:
     kinds: tuple[str, ...]
     name: str
     label: str
+    before: bool = False
+    """The definition must come earlier in the file."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,14 @@ class _Address:
     vmta: str
 
 
+@dataclass(frozen=True)
+class _Pool:
+    name: str
+    line: int
+    has_domain: bool
+    members: tuple[tuple[str, int], ...]
+
+
 class _Linter:
     def __init__(self, file: str) -> None:
         self.file = file
@@ -123,6 +142,13 @@ class _Linter:
         """By (name space, folded name): VMTAs and pools share one space."""
         self.references: list[_Reference] = []
         self.addresses: list[_Address] = []
+        self.pools: list[_Pool] = []
+        self.domains: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+        """``<domain NAME>`` blocks by folded name: (line, has smtp-hosts)."""
+        self.queue_to: list[tuple[int, str]] = []
+        self.rollups: list[tuple[int, str]] = []
+        """Wildcard ``mx`` lines without rollup-by-ip: their rollup domain needs smtp-hosts."""
+        self.once: dict[str, int] = {}
         self.includes = False
         self.statements = 0
         self.blocks: Counter[str] = Counter()
@@ -150,8 +176,8 @@ class _Linter:
                 self.tag(number, content)
             elif top is not self.root and top.block is None:
                 continue  # inside an unknown block, already reported at its tag
-            elif top.block is not None and top.block.patterns:
-                if problem := top.block.line_check(content):
+            elif top.block is not None and top.block.lines is not None:
+                if problem := top.block.lines(content):
                     self.report(number, f"{top.label}: {problem}")
             else:
                 self.directive(number, content)
@@ -196,18 +222,16 @@ class _Linter:
             self.report(number, f"<{written}> cannot be opened {where}; it belongs {places}",
                         f"is </{parent.kind}> missing before it?" if parent is not self.root else "")
             parent = self.reopen_at(block)
-        if block.arg is None:
-            if arg:
-                self.report(number, f"<{written}> takes no argument, got {arg!r}")
-        elif not arg:
-            self.report(number, f"<{written}> needs an argument, e.g. <{written} NAME>")
-        elif problem := block.arg(arg):
-            self.report(number, f"{label}: {problem}")
-        elif block.defines:
-            self.define(number, block.defines, arg, label)
-        elif kind == "domain" and arg.startswith(d.MACRO_PREFIX):
-            self.references.append(_Reference(number, ("domain-macro",), arg[len(d.MACRO_PREFIX):], label))
-        if not block.defines:
+        if kind == "domain":
+            parent.has_domain = True
+        if block.once:
+            if kind in self.once:
+                self.report(number, f"<{written}> may appear only once (first at line {self.once[kind]})",
+                            "merge the two blocks")
+            self.once[kind] = number
+        self.argument(number, block, parent.kind, written, arg, label)
+        defines = bool(block.defines and arg and block.arg_check(parent.kind) and block.named(arg))
+        if not defines and not block.once:
             key = (kind, fold(arg))
             if key in parent.children:
                 self.report(number, f"duplicate {label} {_where(parent.kind)} (first at line {parent.children[key]})",
@@ -215,6 +239,21 @@ class _Linter:
             else:
                 parent.children[key] = number
         self.stack.append(frame)
+
+    def argument(self, number: int, block: d.Block, parent: str, written: str, arg: str, label: str) -> None:
+        check = block.arg_check(parent)
+        if check is None:
+            if arg:
+                self.report(number, f"<{written}> takes no argument {_where(parent)}, got {arg!r}")
+        elif not arg:
+            self.report(number, f"<{written}> needs an argument {_where(parent)}, e.g. <{written} NAME>")
+        elif problem := v.quote_problem(arg) or check(v.unquote(arg)):
+            self.report(number, f"{label}: {problem}")
+        elif block.defines and block.named(arg):
+            self.define(number, block.defines, arg, label)
+        elif block.macros:
+            for macro in v.macros_in(arg):
+                self.references.append(_Reference(number, ("domain-macro",), macro, label, before=True))
 
     def reopen_at(self, block: d.Block) -> _Frame:
         """Recovery from a block opened where it cannot be: the usual cause is a missing closing
@@ -253,52 +292,107 @@ class _Linter:
 
     def end(self, frame: _Frame) -> None:
         """Checks that need the whole block."""
-        if frame.kind == "virtual-mta-pool" and frame.block is not None and frame.members == 0:
-            self.report(frame.line, f"{frame.label} has no members", "add 'virtual-mta NAME' lines or remove the pool")
+        block = frame.block
+        if block is None:
+            return
+        for needed in block.requires:
+            if needed not in frame.seen:
+                self.report(frame.line, f"{frame.label} has no {needed}", f"{block.section}: it is required")
+        for first, second in block.conflicts:
+            if first in frame.seen and second in frame.seen:
+                later = max(frame.seen[first], frame.seen[second])
+                self.report(later, f"{first} and {second} cannot be combined in one {frame.label}")
+        if frame.kind == "virtual-mta-pool":
+            if not frame.members:
+                self.report(frame.line, f"{frame.label} has no members",
+                            "add 'virtual-mta NAME' lines or remove the pool")
+            self.pools.append(_Pool(frame.name, frame.line, frame.has_domain, tuple(frame.members)))
+        if frame.kind == "domain":
+            self.domains[fold(frame.name)].append((frame.line, "smtp-hosts" in frame.seen))
 
     def directive(self, number: int, content: str) -> None:
         written, *rest = content.split(None, 1)
-        value = rest[0] if rest else ""
+        value = rest[0].strip() if rest else ""
         key = fold(written)
         top = self.stack[-1]
         if key == "include":
             self.includes = True
-        if top.kind == "virtual-mta-pool" and key == "virtual-mta":
-            top.members += 1  # counted even when the value is wrong: one problem, not two
         table = d.DIRECTIVES.get(top.kind, {})
         directive = table.get(key)
         if directive is None:
-            elsewhere = d.where_allowed(key)
-            if elsewhere:
-                places = ", ".join(_where(c) for c in elsewhere)
-                self.report(number, f"{written} is not allowed {_where(top.kind)}; it belongs {places}")
-                # Its value is checked as where it belongs: the author gets both problems in one run.
-                if value and (problem := d.DIRECTIVES[elsewhere[0]][key].check(value)):
-                    self.report(number, f"{written}: {problem}")
-            else:
-                hint = _suggest(key, list(table)) or _suggest(key, d.all_directive_names())
-                self.report(number, f"unknown directive {written!r} {_where(top.kind)}", hint)
+            self.unknown(number, written, key, value, top.kind, table)
             return
+        if directive.deprecated:
+            how = directive.deprecated
+            self.report(number, f"{written} is no longer valid ({directive.section})" if how.startswith("no longer")
+                        else f"{written} is deprecated ({directive.section})", how)
+            return
+        if top.kind == "virtual-mta-pool" and key == "virtual-mta" and value:
+            top.members.append((value, number))  # counted even when the value is wrong: one problem, not two
         if not value:
-            self.report(number, f"{written} needs a value")
+            self.report(number, f"{written} needs a value", "PowerMTA refuses the file: 'argument missing'")
             return
-        if not directive.repeatable:
-            if key in top.seen:
-                self.report(number, f"{written} is set twice {_where(top.kind)} (first at line {top.seen[key]})",
-                            "keep one")
-            else:
-                top.seen[key] = number
+        if not directive.repeatable and key in top.seen:
+            self.report(number, f"{written} is set twice {_where(top.kind)} (first at line {top.seen[key]})",
+                        "keep one")
+        top.seen.setdefault(key, number)
+        if problem := v.quote_problem(value):
+            self.report(number, f"{written}: {problem}")
+            return
+        if value == '""':
+            if not directive.clearable:
+                self.report(number, f"{written}: '\"\"' clears only an inherited list or address",
+                            f"give {written} a value or remove the line")
+            return
+        value = v.unquote(value)
         if problem := directive.check(value):
             self.report(number, f"{written}: {problem}")
             return
+        self.record(number, top, key, written, value, directive)
+
+    def unknown(self, number: int, written: str, key: str, value: str, context: str,
+                table: dict[str, d.Directive]) -> None:
+        elsewhere = [c for c in d.where_allowed(key) if not d.DIRECTIVES[c][key].deprecated]
+        if elsewhere:
+            places = ", ".join(_where(c) for c in elsewhere)
+            self.report(number, f"{written} is not allowed {_where(context)}; it belongs {places}",
+                        _suggest(key, list(table)))
+            # Its value is checked as where it belongs: the author gets both problems in one run.
+            if value and (problem := d.DIRECTIVES[elsewhere[0]][key].check(v.unquote(value))):
+                self.report(number, f"{written}: {problem}")
+            return
+        hint = d.NOT_POWERMTA.get(key) or _suggest(key, list(table)) or _suggest(key, d.all_directive_names())
+        self.report(number, f"unknown directive {written!r} {_where(context)}", hint)
+
+    def record(self, number: int, top: _Frame, key: str, written: str, value: str, directive: d.Directive) -> None:
+        """What a valid directive defines and refers to, for the whole-file checks."""
+        label = f"{written} {value}"
         if directive.refers_to:
-            self.references.append(_Reference(number, directive.refers_to, value, f"{written} {value}"))
+            for target in directive.names(value):
+                self.references.append(_Reference(number, directive.refers_to, target, label, directive.before))
         if directive.defines:
-            self.define(number, directive.defines, value.split()[0], f"{written} {value.split()[0]}")
+            macro = value.split()[0]
+            self.define(number, directive.defines, macro, f"{written} {macro}")
+        if directive.macros:
+            used = value.split(None, 1)[1] if directive.defines else value
+            for macro in v.macros_in(used):
+                self.references.append(_Reference(number, ("domain-macro",), macro, label, before=True))
         if directive.exclusive_ip and top.kind == "virtual-mta":
-            address = value.split()[0]
-            version, first, last = parse_ip_range(address)
-            self.addresses.append(_Address(version, first, last, number, address, top.name))
+            address = v.words(value)[0]
+            network = v.parse_network(address)
+            self.addresses.append(_Address(network.version, int(network.network_address),
+                                           int(network.broadcast_address), number, address, top.name))
+        if top.kind == "domain" and key == "queue-to":
+            self.queue_to.append((number, value))
+        if top.kind == "mx-rollup-list":
+            wildcard, rollup, by_ip = v.mx_rollup_parts(value)
+            if wildcard and not by_ip:
+                self.rollups.append((number, rollup))
+        if top.kind == "pattern-list":
+            for kind, target in v.pattern_result_names(value):
+                kinds = d.VMTA_NAMES if kind == "virtual-mta" else ("pattern-list",)
+                self.references.append(_Reference(number, kinds, target, f"{written} … {kind}={target}",
+                                                  before=kind == "pattern-list"))
 
     # -- whole-file checks ------------------------------------------------------------------
 
@@ -307,10 +401,14 @@ class _Linter:
         key = (space[0], fold(name))
         first = self.definitions.get(key)
         if first is not None:
-            self.report(number, f"{label}: the name {name!r} is already used by the <{first.kind}> at line {first.line}"
-                        if first.kind != "domain-macro" else
-                        f"{label}: domain-macro {name!r} is already defined at line {first.line}",
-                        "names must be unique")
+            if first.kind == "domain-macro":
+                self.report(number, f"{label}: domain-macro {name!r} is already defined at line {first.line}",
+                            "names must be unique")
+            else:
+                pool_vmta = {first.kind, kind} == set(d.VMTA_NAMES)
+                self.report(number, f"{label}: the name {name!r} is already used by the <{first.kind}> at line "
+                            f"{first.line}", "a pool may not share a VMTA's name (g 9.3)" if pool_vmta
+                            else "names must be unique")
             return
         self.definitions[key] = _Definition(kind, name, number)
 
@@ -321,17 +419,27 @@ class _Linter:
         if self.statements == 0:
             self.report(1, "empty config: no directives and no blocks",
                         "a render that produced nothing must not replace a working config")
+            return
+        if "log-file" not in self.root.seen and not self.includes:
+            self.report(1, "no log-file: PowerMTA does not start without one ('No logging file specified')",
+                        "add e.g. 'log-file /var/log/pmta/log' at top level")
         self.resolve()
+        if not self.includes:
+            self.queue_targets()
+        self.shared_pool_members()
         self.overlapping_addresses()
 
     def resolve(self) -> None:
-        """Every name a directive refers to is defined in the file, before or after the reference."""
+        """Every name a directive refers to is defined in the file (earlier, where PowerMTA needs that)."""
         for ref in self.references:
             space = _space(ref.kinds[0])
             found = self.definitions.get((space[0], fold(ref.name)))
-            if found is not None and found.kind in ref.kinds:
-                continue
             wanted = " or ".join(f"<{kind}>" if kind in d.BLOCKS else kind for kind in ref.kinds)
+            if found is not None and found.kind in ref.kinds:
+                if ref.before and found.line > ref.line:
+                    self.report(ref.line, f"{ref.label}: {wanted} {ref.name!r} is defined at line {found.line}, "
+                                "after its use", "PowerMTA reads the file in order: define it earlier")
+                continue
             if found is not None:
                 self.report(ref.line, f"{ref.label}: {ref.name!r} is a <{found.kind}> (line {found.line}), "
                             f"not a {wanted}")
@@ -339,6 +447,33 @@ class _Linter:
                 names = [x.name for x in self.definitions.values() if x.kind in ref.kinds]
                 self.report(ref.line, f"{ref.label}: no {wanted} named {ref.name!r} in this file",
                             _suggest(ref.name, names))
+
+    def queue_targets(self) -> None:
+        """queue-to and wildcard rollups send a queue to a ``<domain NAME>`` that must say where (smtp-hosts)."""
+        needs = [(line, target, f"queue-to {target}") for line, target in self.queue_to]
+        needs += [(line, rollup, f"mx … {rollup} (a wildcard MX without rollup-by-ip)")
+                  for line, rollup in self.rollups]
+        for line, target, label in needs:
+            blocks = self.domains.get(fold(target), [])
+            if not blocks:
+                self.report(line, f"{label}: no <domain {target}> in this file",
+                            _suggest(fold(target), list(self.domains)) or f"add <domain {target}> with smtp-hosts")
+            elif not any(has_hosts for _, has_hosts in blocks):
+                self.report(line, f"{label}: <domain {target}> (line {blocks[0][0]}) has no smtp-hosts",
+                            "the target queue needs its own smtp-hosts")
+
+    def shared_pool_members(self) -> None:
+        """A VMTA in two pools that both have ``<domain>`` blocks is a load error (g 3.3.13.2)."""
+        first_pool: dict[str, _Pool] = {}
+        for pool in self.pools:
+            if not pool.has_domain:
+                continue
+            for member, line in pool.members:
+                other = first_pool.setdefault(fold(member), pool)
+                if other is not pool:
+                    self.report(line, f"virtual-mta {member} is also in <virtual-mta-pool {other.name}> "
+                                f"(line {other.line}), and both pools have <domain> blocks",
+                                "PowerMTA refuses that: keep the VMTA in one of them or move the <domain> blocks")
 
     def overlapping_addresses(self) -> None:
         """One IP belongs to one VMTA: two VMTAs on one address would mix two tenants' reputations."""
@@ -352,10 +487,6 @@ class _Linter:
                             f"(line {earlier.line})", "one IP belongs to one virtual-mta")
             if widest is None or widest.version != address.version or address.last > widest.last:
                 widest = address
-
-
-def _space(kind: str) -> tuple[str, ...]:
-    return next((space for space in d.NAME_SPACES if kind in space), (kind,))
 
 
 def check(text: str, file: str) -> LintReport:
