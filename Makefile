@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK ?= stacks/prod
 
-.PHONY: run test lint install lock system-deps schema docs bench clean
+.PHONY: run test test-fast lint install lock system-deps schema docs bench clean
 
 # constraints.txt pins every package the install resolves, so two installs are the same;
 # `make lock` resolves pyproject.toml's ranges afresh (in a throwaway venv) and rewrites it.
@@ -41,6 +41,11 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The inner loop: everything but the Ansible runs, the multi-process tests and the installs.
+test-fast: $(STAMP) system-deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not ansible and not processes and not install"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -28,8 +28,9 @@ from gen_stack import generate
 
 from mailplane.cli.render import render_files
 from mailplane.files import write_atomic
+from mailplane.mailwizz import delivery_servers
 from mailplane.model.loader import load_stack
-from mailplane.mta.render import mailwizz_servers, render_vars
+from mailplane.mta.render import render_vars
 from mailplane.mta.view import host_view
 
 T = TypeVar("T")
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
         views_time, views = best_of(args.runs, lambda: [host_view(fleet, h, args.date).to_vars() for h in hosts])
         templ_time, texts = best_of(args.runs, lambda: [render_vars(v) for v in views])
-        wizz_time, _ = best_of(args.runs, lambda: mailwizz_servers(fleet, args.date))
+        wizz_time, _ = best_of(args.runs, lambda: delivery_servers(fleet, args.date))
         all_time, files = best_of(args.runs, lambda: render_files(fleet, args.date))
 
         def write() -> int:

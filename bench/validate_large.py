@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_stack import generate
 
 from mailplane.gitops.policy import check_policies
-from mailplane.model.fleet import FleetFile
+from mailplane.model.fleet import FleetSettings
 from mailplane.model.loader import load_stack
 from mailplane.model.source import parse
 from mailplane.model.tenant import Tenant
@@ -109,7 +109,7 @@ def ruamel_parse(files: list[Path]) -> None:
 
 
 def models_only(data: list[Any]) -> None:
-    FleetFile.model_validate(data[0])
+    FleetSettings.model_validate(data[0])
     for item in data[1:]:
         Tenant.model_validate(item)
 

@@ -24,7 +24,7 @@ from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
-from mailplane.model.problems import Problem, StackError
+from mailplane.model.problems import StackError, YamlProblem
 from mailplane.model.source import SourceDoc, parse
 
 DEFAULT_SCHEMA_REF = "../../../schema/tenant.schema.json"
@@ -199,9 +199,9 @@ def load_document(text: str, file: str) -> Document:
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = (mark.line + 1 + offset, mark.column + 1) if mark else (1, 1)
-        raise StackError([Problem(file, line, col, "(document)", f"YAML error: {err.problem or err}")]) from None
+        raise StackError([YamlProblem(file, line, col, "(document)", f"YAML error: {err.problem or err}")]) from None
     except YAMLError as err:
-        raise StackError([Problem(file, 1, 1, "(document)", f"YAML error: {err}")]) from None
+        raise StackError([YamlProblem(file, 1, 1, "(document)", f"YAML error: {err}")]) from None
     if not isinstance(data, CommentedMap):
         raise StackError([doc.problem((), f"expected a mapping of keys, found {_kind(data)}")])
     return Document(data, doc, detect_indent(data, body), head, tail)

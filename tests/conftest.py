@@ -18,6 +18,19 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
+MODULE_MARKS = {
+    "test_ansible_powermta": "ansible", "test_ansible_sender": "ansible",
+    "test_sender_service": "processes", "test_sender_hostile": "processes", "test_sender_openapi": "processes",
+}
+"""Whole modules of a kind ``make test-fast`` leaves out (markers in pyproject.toml); single tests carry theirs."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        mark = MODULE_MARKS.get(item.module.__name__ if item.module else "")
+        if mark is not None:
+            item.add_marker(mark)
+
 
 @pytest.fixture
 def stack_copy(tmp_path: Path) -> Callable[[str | Path], Path]:

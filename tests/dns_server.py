@@ -6,7 +6,7 @@ strings, MX, PTR, A and AAAA, and NXDOMAIN for names it does not have (what SPF'
 limit counts).  One root zone holds every name, so no delegation is needed, and knotd runs as an
 ordinary process on a free port with its files in a temporary folder.
 
-The good zone is built from the example stacks with :mod:`mailplane.cloud.records`, the module
+The good zone is built from the example stacks with :mod:`mailplane.model.records`, the module
 the Pulumi program publishes from (DKIM, PowerMTA's own DKIM keys of Easy DKIM domains, DMARC,
 SPF, MAIL FROM and the PowerMTA return paths), plus the PTR and A/AAAA records of every IP and the
 SPF records of include targets (``amazonses.com``, ``spf.example.org``).
@@ -30,9 +30,9 @@ import dns.query
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mailplane.cloud import records as rec
 from mailplane.dns.checks import external_report_hosts, is_spf
 from mailplane.dns.checks import public_pem_of as public_pem
+from mailplane.model import records as rec
 from mailplane.model.stack import Fleet
 
 KNOTD_PACKAGE = "knot"

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from pulumi.runtime import rpc
 
 from mailplane.cloud.engine import Declared, Run, run
-from mailplane.cloud.records import split_txt
 from mailplane.model.loader import load_stack
+from mailplane.model.records import split_txt
 from mailplane.model.stack import Fleet
 
 ROOT = Path(__file__).resolve().parent.parent

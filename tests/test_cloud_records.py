@@ -7,7 +7,7 @@ import json
 from cloud_mocks import rsa_key
 
 from mailplane.cloud.policies import send_only_policy, ses_publish_policy, to_json
-from mailplane.cloud.records import Record, byo_dkim_record, dkim_public_key, pem_body, split_txt
+from mailplane.model.records import Record, byo_dkim_record, dkim_public_key, pem_body, split_txt
 from mailplane.model.tenant import Domain
 
 

@@ -4,7 +4,7 @@ The good zone passes every check; each broken variant fails exactly the checks o
 breaks and nothing else (a record receivers evaluate to permerror also fails the SPF evaluation
 of the IPs it covers); each accepted variant -- the same policy written otherwise, a key in its
 other DER form, a difference that still works -- passes or only warns.  The zone is built with
-mailplane.cloud.records, so a variant changes one record the way a person publishing DNS by hand
+mailplane.model.records, so a variant changes one record the way a person publishing DNS by hand
 could.
 """
 
@@ -25,10 +25,10 @@ from dns_server import DnsTestData, KnotServer, Zone, easy_dkim_tokens, good_zon
 from typer.testing import CliRunner
 
 from mailplane.cli import app
-from mailplane.cloud import records as rec
 from mailplane.dns.checks import SpfWalk, plan_checks, run_checks
 from mailplane.dns.lookup import Answer, BoundedLookup, Lookup
 from mailplane.dns.resolver import DnsLookup, make_resolver, parse_nameserver
+from mailplane.model import records as rec
 from mailplane.model.loader import load_stack
 from mailplane.model.routes import Route, powermta_return_paths
 from mailplane.model.stack import Fleet

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailplane.model.loader import load_stack
-from mailplane.model.problems import Problem, StackError, display_path
+from mailplane.model.problems import StackError, YamlProblem, display_path
 from mailplane.model.stack import Fleet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ def _lines(raw: bytes) -> list[str]:
         return raw.decode("latin-1").split("\n")
 
 
-def _assert_within(problem: Problem, lines: list[str]) -> None:
+def _assert_within(problem: YamlProblem, lines: list[str]) -> None:
     if problem.line == len(lines) + 1 and problem.col == 1:
         # libyaml puts the end of a stream that lacks its final line break on the line after it:
         # a known off-by-one (test_loader_errors.py::test_error_at_the_end_of_a_file_without_a_final_newline).

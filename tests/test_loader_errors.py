@@ -36,7 +36,7 @@ from typer.testing import CliRunner
 from mailplane.cli import app
 from mailplane.model import source
 from mailplane.model.loader import load_stack
-from mailplane.model.problems import Problem, StackError
+from mailplane.model.problems import StackError, YamlProblem
 from mailplane.model.stack import Fleet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def _build(case: str, dest: Path) -> Path:
     return dest
 
 
-def _located(problems: list[Problem]) -> list[tuple[str, int, int, str]]:
+def _located(problems: list[YamlProblem]) -> list[tuple[str, int, int, str]]:
     return [(p.file, p.line, p.col, p.path) for p in problems]
 
 
@@ -90,7 +90,7 @@ def _expected_located(errors: list[dict[str, Any]]) -> list[tuple[str, int, int,
     return [(e["file"], e["line"], e["col"], e["path"]) for e in errors]
 
 
-def _assert_messages(problems: list[Problem], errors: list[dict[str, Any]]) -> None:
+def _assert_messages(problems: list[YamlProblem], errors: list[dict[str, Any]]) -> None:
     for problem, want in zip(problems, errors, strict=True):
         assert "\n" not in str(problem), "one line per problem"
         assert want["message"] in problem.message, problem
@@ -361,7 +361,7 @@ def test_overriding_an_existing_tenant_of_a_relative_stack_path(stack_copy: Call
 # --- bugs the fuzzing and fixtures found once; each test keeps it fixed ---------------------
 
 
-def _load_alpha(stack: Path, text: str | bytes, monkeypatch: pytest.MonkeyPatch) -> list[Problem]:
+def _load_alpha(stack: Path, text: str | bytes, monkeypatch: pytest.MonkeyPatch) -> list[YamlProblem]:
     """Load the base stack with ``tenants/alpha.yaml`` replaced; the problems it reports."""
     (stack / "tenants" / "alpha.yaml").write_bytes(text.encode() if isinstance(text, str) else text)
     monkeypatch.chdir(stack)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from mailplane.model.loader import load_stack
+from mailplane.model.names import powermta_selector, return_path_base
 from mailplane.model.problems import StackError, format_path
-from mailplane.model.routes import is_aligned, powermta_selector, return_path_base, route_auth
+from mailplane.model.routes import is_aligned, route_auth
 from mailplane.model.types import normalise_domain, normalise_email, normalise_ip, normalise_listener
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mailplane.cli import app
-from mailplane.cloud import records
 from mailplane.gitops import policy_reference
 from mailplane.gitops.policy import CHECKS, FUTURE_START_DAYS, SPF_MAX_LOOKUPS, Finding, check_policies, spf_lookups
+from mailplane.model import records
 from mailplane.model.loader import load_stack
 from mailplane.model.problems import StackError
 from mailplane.model.routes import Route, RouteAuth, alignment

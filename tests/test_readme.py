@@ -25,10 +25,10 @@ def test_yaml_reference_is_current() -> None:
 
 
 def test_every_key_of_the_model_is_in_the_reference() -> None:
-    from mailplane.model.fleet import FleetFile
+    from mailplane.model.fleet import FleetSettings
     from mailplane.model.tenant import Domain, Ip, Tenant
 
-    for model in (FleetFile, Tenant, Domain, Ip):
+    for model in (FleetSettings, Tenant, Domain, Ip):
         for name, field in model.model_fields.items():
             assert f"| `{field.alias or name}` |" in README
 

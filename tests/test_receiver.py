@@ -34,7 +34,7 @@ from authheaders import authenticate_message
 from dns_server import DnsTestData, KnotServer, Zone
 from dns_server import public_pem as public_pem_of
 
-from mailplane.cloud import records as rec
+from mailplane.model import records as rec
 from mailplane.model.routes import Route, route_auth, tenant_routes
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Domain, Tenant

@@ -267,7 +267,7 @@ DOCUMENTED = {
 def test_every_documented_record_layout_reaches_its_ip(fleet: Fleet, index: VmtaIndex) -> None:
     """Rows in the field layout of PowerMTA's accounting chapter, a header per record type as a file
     with several types carries them: each lands on the IP it is about, however it names it."""
-    from mailplane.model.routes import verp_address
+    from mailplane.model.names import verp_address
 
     vmta, ip = _vmta(fleet, "sos-expat", 1)
     return_path = verp_address(4711, ip, "marketing.rp.news.example.com")

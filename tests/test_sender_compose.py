@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mailplane.model.loader import load_stack
-from mailplane.model.routes import parse_verp
+from mailplane.model.names import parse_verp
 from mailplane.sender.compose import (
     RESERVED_HEADERS,
     build_message,

@@ -21,9 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from mailplane.cloud.tenant import topic_name
 from mailplane.model.loader import load_stack
-from mailplane.model.names import vmta_name
+from mailplane.model.names import topic_name, vmta_name
 from mailplane.model.stack import Fleet
 from mailplane.sender.config import SenderConfig
 from mailplane.sender.events import Events
@@ -344,7 +343,7 @@ def test_powermtas_own_records_hold_the_ip_remote_bounces_deferrals_and_complain
         make: Callable[..., Instance], tmp_path: Path, fleet: Fleet) -> None:
     """Documented field layouts: d and t (with ``vmta``), tq (a queue), rb (a DSN that came back to the
     return path: only ``orig`` names the IP), f (a feedback-loop report: only ``dlvSourceIp``)."""
-    from mailplane.model.routes import verp_address
+    from mailplane.model.names import verp_address
 
     instance = make()
     vmta = vmta_name(TENANT, IP)
@@ -477,7 +476,7 @@ def signer() -> Signer:
 
 
 def topic(fleet: Fleet, tenant: str = TENANT) -> str:
-    return f"arn:aws:sns:{REGION}:{ACCOUNT}:{topic_name(fleet.tenant(tenant))}"
+    return f"arn:aws:sns:{REGION}:{ACCOUNT}:{topic_name(tenant)}"
 
 
 def stamp(when: datetime.datetime = NOW) -> str:

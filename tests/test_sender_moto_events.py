@@ -42,8 +42,8 @@ import pytest
 from moto_server import ACCOUNT_ID, MotoServer
 from sender_http import serve
 
-from mailplane.cloud.tenant import topic_name
 from mailplane.model.loader import load_stack
+from mailplane.model.names import topic_name
 from mailplane.model.stack import Fleet
 from mailplane.sender.api import create_app
 from mailplane.sender.config import SenderConfig
@@ -94,8 +94,8 @@ def topics(aws: Callable[[str], Any], fleet: Fleet, webhook: str) -> dict[str, s
     sns = aws("sns")
     arns: dict[str, str] = {}
     for tenant in fleet.tenants:
-        arn = sns.create_topic(Name=topic_name(tenant))["TopicArn"]
-        assert arn == f"arn:aws:sns:{fleet.settings.ses.region}:{ACCOUNT_ID}:{topic_name(tenant)}"
+        arn = sns.create_topic(Name=topic_name(tenant.name))["TopicArn"]
+        assert arn == f"arn:aws:sns:{fleet.settings.ses.region}:{ACCOUNT_ID}:{topic_name(tenant.name)}"
         sub = sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=webhook, ReturnSubscriptionArn=True)
         attributes = sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"])["Attributes"]
         assert attributes["PendingConfirmation"] == "false"  # moto confirms http subscriptions itself

@@ -25,7 +25,7 @@ from moto_server import MotoServer, ses_sent
 from ports import free_port
 from smtp_sink import Faults, SmtpSink
 
-from mailplane.model.routes import parse_verp
+from mailplane.model.names import parse_verp
 from mailplane.sender.compose import message_id
 from mailplane.sender.config import hash_api_key, new_api_key
 from mailplane.sender.store import Store
@@ -305,6 +305,22 @@ def test_kill_9_mid_batch_loses_nothing(tmp_path: Path, instances: Callable[...,
     assert len(received) == 40  # nothing lost
     twice = {mid for mid, n in received.items() if n > 1}
     assert twice <= in_flight_ids and max(received.values()) == (2 if twice else 1)
+
+
+def test_a_running_serve_has_not_loaded_pulumi(tmp_path: Path, instances: Callable[..., Instance]) -> None:
+    """The sender runs on MTA hosts without the Pulumi SDK: a serving process has not loaded it (pulumi brings
+    grpc's compiled core, which shows in the process's memory map), whatever it took to start and send."""
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    with SmtpSink() as sink:
+        inst = instances(stack, write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
+                                             sink_port=sink.port))
+        assert inst.post("bravo", message("bravo", 1)).status_code == 202
+        wait_for(lambda: sink.received == 1, 30, "the message")
+        assert inst.http.get("/metrics").status_code == 200
+        mapped = {line.split()[-1] for line in Path(f"/proc/{inst.proc.pid}/maps").read_text().splitlines()
+                  if len(line.split()) >= 6}
+    assert any("/sqlalchemy/" in path for path in mapped)  # the check sees the sender's own compiled parts
+    assert [path for path in mapped if "/pulumi" in path or "/grpc/" in path] == []
 
 
 def test_marketing_mail_unsubscribes_with_one_click(tmp_path: Path, instances: Callable[..., Instance]) -> None:

@@ -286,6 +286,7 @@ def _wait(procs: list[subprocess.Popen[str]], timeout: float = 60) -> None:
         assert p.returncode == 0, f"worker failed ({p.returncode}):\n{out}\n{err}"
 
 
+@pytest.mark.processes
 def test_caps_hold_with_two_processes_of_four_threads(db_url: str, tmp_path: Path) -> None:
     stack = write_stack(tmp_path)
     store = Store(db_url)
@@ -320,6 +321,7 @@ def test_caps_hold_with_two_processes_of_four_threads(db_url: str, tmp_path: Pat
     store.close()
 
 
+@pytest.mark.processes
 def test_token_bucket_is_shared_by_all_workers(db_url: str, tmp_path: Path) -> None:
     rate = 100.0
     stack = write_stack(tmp_path, rate=rate, ses_quota=100_000)
@@ -341,6 +343,7 @@ def test_token_bucket_is_shared_by_all_workers(db_url: str, tmp_path: Path) -> N
             assert j - i + 1 <= rate, (i, j, times[i], times[j])
 
 
+@pytest.mark.processes
 def test_kill_9_mid_batch_loses_nothing(tmp_path: Path) -> None:
     stack = write_stack(tmp_path)
     url = f"sqlite:///{tmp_path / 'crash.db'}"

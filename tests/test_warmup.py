@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from mailplane.cli import app
 from mailplane.model.fleet import HoldThresholds, ScheduleStep
 from mailplane.model.loader import load_stack
-from mailplane.warmup.plans import PRESETS, Plan
+from mailplane.model.warmup_plans import PRESETS, WarmupPlan
 from mailplane.warmup.status import forecast, ip_status, plan_day, tenant_capacity
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,8 +21,8 @@ PROD = ROOT / "stacks" / "prod"
 D = datetime.date
 
 
-def _plan(steps: list[tuple[int, int]], spread: int = 10) -> Plan:
-    return Plan("t", tuple(ScheduleStep(day=d, daily=v) for d, v in steps), spread, HoldThresholds())
+def _plan(steps: list[tuple[int, int]], spread: int = 10) -> WarmupPlan:
+    return WarmupPlan("t", tuple(ScheduleStep(day=d, daily=v) for d, v in steps), spread, HoldThresholds())
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -62,7 +62,7 @@ def test_step_function_carries_caps_between_listed_days_and_after_the_end() -> N
 def test_hourly_ceiling_spreads_the_day_unless_a_step_sets_it() -> None:
     plan = _plan([(1, 55)], spread=10)
     assert plan.hourly_cap(1) == math.ceil(55 / 10)
-    explicit = Plan("x", (ScheduleStep(day=1, daily=100, hourly=40),), 10, HoldThresholds())
+    explicit = WarmupPlan("x", (ScheduleStep(day=1, daily=100, hourly=40),), 10, HoldThresholds())
     assert explicit.hourly_cap(1) == 40
     assert plan.hourly_cap(0) == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -10,7 +11,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from mailplane.model.loader import load_stack
-from mailplane.model.problems import Problem, StackError
+from mailplane.model.problems import StackError, YamlProblem
 from mailplane.model.stack import Fleet
 
 StackDir = Annotated[
@@ -18,7 +19,7 @@ StackDir = Annotated[
 ]
 
 
-def fail(problems: list[Problem]) -> NoReturn:
+def fail(problems: list[YamlProblem]) -> NoReturn:
     for problem in problems:
         print(problem, file=sys.stderr)
     count = len(problems)
@@ -48,6 +49,19 @@ def parse_date(value: str | None) -> datetime.date:
 def is_terminal() -> bool:
     """Tables for people on a terminal, plain columns for pipes and CI logs."""
     return sys.stdout.isatty()
+
+
+EXTRAS = {"cloud": "pulumi_aws", "dns": "spf", "sender": "sqlalchemy", "chart": "matplotlib"}
+"""Each optional dependency group (pyproject's extras) and a module only it installs."""
+
+
+def require(extra: str, command: str) -> None:
+    """Exit 1 with the install line when ``command`` needs an extra this installation lacks (the core
+    installs alone; an MTA host has only ``sender``), rather than a traceback of an ImportError."""
+    if importlib.util.find_spec(EXTRAS[extra]) is None:
+        print(f"error: `mailplane {command}` needs the {extra!r} extra, which is not installed: "
+              f"pip install 'mailplane[{extra}]'", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 def usage_error(message: str) -> NoReturn:

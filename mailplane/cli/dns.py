@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mailplane.cli import common
-from mailplane.cli.common import StackDir, load_or_exit, usage_error
+from mailplane.cli.common import StackDir, load_or_exit, require, usage_error
 
 if TYPE_CHECKING:
     from mailplane.dns.checks import StackOutputs
@@ -69,6 +69,7 @@ def check(
     if tenant is not None and tenant not in {t.name for t in fleet.tenants}:
         usage_error(f"no tenant {tenant!r} in {stack_dir}")
     # dnspython and the checks load only for this command.
+    require("dns", "dns check")
     from mailplane.dns import report
     from mailplane.dns.checks import plan_checks, run_checks
     from mailplane.dns.resolver import DnsLookup, make_resolver, parse_nameserver

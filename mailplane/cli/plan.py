@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mailplane.cli.common import StackDir, fail, load_or_exit, parse_date, usage_error
+from mailplane.cli.common import StackDir, fail, load_or_exit, parse_date, require, usage_error
 from mailplane.model.problems import StackError
 from mailplane.model.stack import Fleet
 
@@ -52,6 +52,7 @@ def _review(stack_dir: Path, base_ref: str, on: datetime.date, output: str, char
               "(fix the base branch first):", file=sys.stderr)
         fail(err.problems)
     # Pulumi and pulumi-aws load in ~1 s: only here.
+    require("cloud", "plan")
     from mailplane.cloud.plan import plan
     from mailplane.gitops.diff import compare
     from mailplane.gitops.format import Review, render
@@ -69,6 +70,7 @@ def _review(stack_dir: Path, base_ref: str, on: datetime.date, output: str, char
 
 
 def _resources(fleet: Fleet, output: str) -> None:
+    require("cloud", "plan")
     from mailplane.cloud import plan as cloud_plan  # Pulumi and pulumi-aws load in ~1 s: only here
 
     resources = cloud_plan.plan(fleet)

@@ -19,10 +19,11 @@ from typing import Annotated
 
 import typer
 
+from mailplane import mailwizz
 from mailplane.cli.common import StackDir, load_or_exit, parse_date
 from mailplane.files import write_atomic
 from mailplane.model.stack import Fleet
-from mailplane.mta.render import mailwizz_servers, render_host
+from mailplane.mta.render import render_host
 
 POWERMTA_DIR = "powermta"
 MAILWIZZ_DIR = "mailwizz"
@@ -34,7 +35,7 @@ def render_files(fleet: Fleet, on: datetime.date) -> dict[Path, str]:
     files: dict[Path, str] = {}
     for host in sorted(fleet.settings.mta_hosts):
         files[Path(POWERMTA_DIR) / f"{host}{CONFIG_SUFFIX}"] = render_host(fleet, host, on)
-    for tenant, servers in mailwizz_servers(fleet, on).items():
+    for tenant, servers in mailwizz.delivery_servers(fleet, on).items():
         files[Path(MAILWIZZ_DIR) / f"{tenant}.json"] = json.dumps(servers, indent=2) + "\n"
     return files
 

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from mailplane.cli.common import StackDir, fail, load_or_exit, usage_error
+from mailplane.cli.common import StackDir, fail, load_or_exit, require, usage_error
+from mailplane.model.addresses import normalise_listener
 from mailplane.model.problems import StackError
-from mailplane.model.types import normalise_listener
 
 CONFIG_ENV = "MAILPLANE_SENDER_CONFIG"
 
@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     ) -> None:
         """Run the sender service: HTTP API, delivery workers and event ingestion."""
+        require("sender", "serve")
         from mailplane.sender.config import load_config
         from mailplane.sender.server import serve as run
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from mailplane.cli import common
-from mailplane.cli.common import StackDir, load_or_exit, parse_date, usage_error
+from mailplane.cli.common import StackDir, load_or_exit, parse_date, require, usage_error
 from mailplane.files import write_atomic
 from mailplane.model.stack import Fleet
 from mailplane.warmup.status import IpStatus, TenantCapacity, fleet_ip_status, forecast
@@ -135,6 +135,7 @@ def chart(
     if tenant is not None and tenant not in {t.name for t in fleet.tenants}:
         usage_error(f"no tenant {tenant!r} in {stack_dir}")
     # matplotlib loads here only: `warmup status` and every other command stay fast.
+    require("chart", "warmup chart")
     from mailplane.warmup import chart as charts
 
     span = days if days is not None else charts.default_days(fleet, start, tenant)

@@ -1,5 +1,6 @@
 """The Pulumi program: SES, DNS, IAM and SNS for every tenant of a stack.
 
-``records`` and ``policies`` are pure (strings and dicts from the model); the component modules
+``policies`` is pure (dicts from the model), and the records a domain needs come from
+:mod:`mailplane.model.records`, which the DNS check and the review share; the component modules
 declare resources; ``program.declare`` wires them for ``__main__.py`` and ``mailplane plan``.
 """

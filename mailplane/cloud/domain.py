@@ -9,7 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
-from mailplane.cloud import records as rec
+from mailplane.model import records as rec
 from mailplane.model.tenant import Domain, Tenant
 
 

@@ -13,9 +13,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from mailplane.cloud.records import smtp_endpoint
 from mailplane.cloud.tenant import TenantArgs, TenantEmail
 from mailplane.model.stack import Fleet
+
+
+def smtp_endpoint(region: str) -> str:
+    """SES's SMTP host in ``region``: a stack output, so Ansible and the sender need not know AWS's naming."""
+    return f"email-smtp.{region}.amazonaws.com"
 
 
 def route53_zones(fleet: Fleet) -> list[str]:

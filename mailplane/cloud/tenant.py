@@ -12,9 +12,8 @@ import pulumi_aws as aws
 from mailplane.cloud.domain import DomainArgs, DomainIdentity
 from mailplane.cloud.policies import ses_publish_policy, to_json
 from mailplane.cloud.sender import SenderArgs, SenderUser
+from mailplane.model.names import WEBHOOK_PATH, topic_name
 from mailplane.model.tenant import Domain, Tenant
-
-WEBHOOK_PATH = "/v1/webhooks/ses"
 
 
 @dataclass(frozen=True)
@@ -26,11 +25,6 @@ class TenantArgs:
     account_id: pulumi.Output[str]
     zone_ids: dict[str, pulumi.Output[str]]
     sender_url: str | None
-
-
-def topic_name(tenant: Tenant) -> str:
-    """Fixed, so the sender service can allow-list the fleet's topic ARNs before they exist."""
-    return f"mailplane-{tenant.name}-ses-events"
 
 
 class TenantEmail(pulumi.ComponentResource):
@@ -57,7 +51,7 @@ class TenantEmail(pulumi.ComponentResource):
                 suppressed_reasons=["BOUNCE", "COMPLAINT"]),
             tags={"mailplane:tenant": tenant.name}, opts=pulumi.ResourceOptions(parent=self, depends_on=depends))
         # SignatureVersion 2 (SHA256withRSA), never SHA-1: the sender's verifier accepts only version 2.
-        self.topic = aws.sns.Topic(f"{name}-events", name=topic_name(tenant), signature_version=2,
+        self.topic = aws.sns.Topic(f"{name}-events", name=topic_name(tenant.name), signature_version=2,
                                    tags={"mailplane:tenant": tenant.name}, opts=child)
         topic_policy = aws.sns.TopicPolicy(
             f"{name}-events", arn=self.topic.arn,

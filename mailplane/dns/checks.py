@@ -1,6 +1,6 @@
 """What ``mailplane dns check`` verifies, as pure logic over a :class:`~mailplane.dns.lookup.Lookup`.
 
-Every expected name and value comes from :mod:`mailplane.cloud.records` and every route from
+Every expected name and value comes from :mod:`mailplane.model.records` and every route from
 :mod:`mailplane.model.routes`, the modules the Pulumi program, the PowerMTA renderer and the
 external-DNS listing use too, so the check compares DNS with exactly what was (or should have
 been) published and what is sent.  Per domain:
@@ -46,7 +46,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from publicsuffixlist import PublicSuffixList
 
-from mailplane.cloud import records as rec
 from mailplane.dns.lookup import Answer, BoundedLookup, CachedLookup, DnsError, Lookup
 from mailplane.dns.report import Result, Status, printable
 from mailplane.dns.spfeval import evaluate
@@ -61,6 +60,7 @@ from mailplane.dns.spfwalk import (
     is_spf,
     spf_records,
 )
+from mailplane.model import records as rec
 from mailplane.model.routes import Route, powermta_return_paths
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Domain, Ip, Tenant

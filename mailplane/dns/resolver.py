@@ -8,7 +8,6 @@ Without it, the system's resolvers answer, as receivers' recursive resolvers wou
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from typing import Any
 
@@ -20,6 +19,7 @@ import dns.rdatatype
 import dns.resolver
 
 from mailplane.dns.lookup import Answer, DnsError, name_problem
+from mailplane.model.addresses import canonical_ip
 
 DNS_PORT = 53
 
@@ -45,7 +45,7 @@ def parse_nameserver(text: str) -> tuple[str, int]:
     if not host:
         raise ValueError(f"{text!r}: no host")
     try:
-        return str(ipaddress.ip_address(host)), port
+        return canonical_ip(host), port
     except ValueError:
         pass
     try:

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from mailplane.cloud import records as rec
 from mailplane.cloud.plan import UNKNOWN, PlannedResource
+from mailplane.model import records as rec
 from mailplane.model.problems import format_path
 from mailplane.model.stack import Fleet
 from mailplane.mta.render import render_host

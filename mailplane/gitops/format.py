@@ -28,7 +28,7 @@ from mailplane.gitops.diff import (
     ResourceChange,
     StackDiff,
 )
-from mailplane.model.problems import Problem
+from mailplane.model.problems import YamlProblem
 from mailplane.warmup.status import TenantCapacity
 
 
@@ -37,7 +37,7 @@ class FindingLike(Protocol):
 
     check: str
     severity: str
-    problem: Problem
+    problem: YamlProblem
     waived: str | None
 
 

@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from mailplane.cloud.records import static_records
 from mailplane.model.checks import did_you_mean, is_subdomain
-from mailplane.model.problems import Problem, YamlPath
+from mailplane.model.problems import YamlPath, YamlProblem
+from mailplane.model.records import static_records
 from mailplane.model.routes import alignment, route_auth, tenant_routes
 from mailplane.model.source import SourceDoc
 from mailplane.model.stack import Fleet
@@ -42,7 +42,7 @@ FUTURE_START_DAYS = 14
 
 
 @dataclass(frozen=True)
-class Check:
+class PolicyCheck:
     """One policy rule, as the README documents it."""
 
     id: str
@@ -55,57 +55,57 @@ class Check:
     """Compares the fleet with the base revision's: runs only when ``check_policies`` gets one."""
 
 
-CHECKS: dict[str, Check] = {check.id: check for check in (
-    Check("dmarc-published", "error", "domain",
-          "Every sending domain publishes DMARC, at least `p=none` (Gmail and Yahoo require it of bulk "
-          "senders).",
-          "Add `dmarc: {policy: none, rua: mailto:...}` to the domain, then tighten the policy."),
-    Check("dkim-key-2048", "error", "domain",
-          "BYODKIM keys are 2048 bits (`dkim.key_bits`); 1024-bit keys are the providers' bare minimum.",
-          "Remove `key_bits: 1024` (the default is 2048)."),
-    Check("spf-lookups", "error", "domain",
-          "Each SPF record mailplane publishes for the domain (at the domain and at its MAIL FROM) has at most "
-          "10 DNS-querying terms (include, a, mx, ptr, exists, redirect), counted offline at the top level; "
-          "`mailplane dns check` counts nested includes against live DNS.",
-          "Drop or flatten `spf.include` entries (list the senders' addresses instead)."),
-    Check("dmarc-aligned", "error", "domain",
-          "Every sender From address passes DMARC on every route its mail can take (SES, or PowerMTA through "
-          "the stream's IPs): it is DKIM-aligned (a key that route signs the From domain with) or SPF-aligned "
-          "(a return path under the From domain whose SPF authorises the route's IPs), under the domain's "
-          "`dkim_alignment` and `spf_alignment`. Computed offline from the routes of the model.",
-          "Give the domain a `mail_from` (SES) or relax the alignment mode; report a failure on a PowerMTA "
-          "route as a bug."),
-    Check("ptr-in-tenant-domains", "error", "ip",
-          "Every IP's PTR hostname equals or lies under one of its own tenant's domains.",
-          "Rename `hostname` under one of the tenant's domains (and set the PTR to it)."),
-    Check("marketing-unsubscribe", "error", "domain",
-          "A tenant with the `marketing` stream can offer RFC 8058 one-click unsubscribe: fleet.yaml sets "
-          "`sender.public_url`, where the sender service serves the endpoint. Reported on each domain of the "
-          "tenant.",
-          "Set `sender.public_url` in fleet.yaml; or waive on each domain that sends no marketing mail."),
-    Check("warmup-plan", "error", "ip",
-          "Every IP has a warmup plan: without one it sends at full volume from its first day.",
-          "Add `warmup: {plan: ..., started: ...}`; waive for an IP already warm elsewhere."),
-    Check("warmup-start-future", "warning", "ip",
-          f"A warmup starts at most {FUTURE_START_DAYS} days after the day of the check (a later start is "
-          "usually the wrong year or month).",
-          "Check `warmup.started`; or add the IP closer to its start."),
-    Check("warmup-start-moved-back", "error", "ip",
-          "Compared with the base revision, no warmup start moves earlier than the IP could have started: "
-          "an IP already sending keeps its start, and a new or not yet started IP starts today or later. "
-          "Either would skip days of its ramp.",
-          "Keep the base revision's `warmup.started` (or a later date; today for a new IP).", needs_base=True),
-    Check("warmup-cap-raised", "warning", "ip",
-          "Compared with the base revision, a change of plan (or of the plan's schedule) does not raise the "
-          "daily cap of an IP already sending on the day of the check.",
-          "Choose a plan whose cap on the IP's current day is no higher, or waive with the reason the IP can "
-          "take it.", needs_base=True),
-    Check("waiver-known", "error", None,
-          "Every `waive:` key names a check that can be waived at that level (domain or IP).",
-          "Fix the check id, or move the waiver to the domain or IP the check is about."),
-    Check("waiver-unused", "warning", None,
-          "Every waiver still waives a finding: a stale waiver would silently hide the next real one.",
-          "Remove the waiver."),
+CHECKS: dict[str, PolicyCheck] = {check.id: check for check in (
+    PolicyCheck("dmarc-published", "error", "domain",
+                "Every sending domain publishes DMARC, at least `p=none` (Gmail and Yahoo require it of bulk "
+                "senders).",
+                "Add `dmarc: {policy: none, rua: mailto:...}` to the domain, then tighten the policy."),
+    PolicyCheck("dkim-key-2048", "error", "domain",
+                "BYODKIM keys are 2048 bits (`dkim.key_bits`); 1024-bit keys are the providers' bare minimum.",
+                "Remove `key_bits: 1024` (the default is 2048)."),
+    PolicyCheck("spf-lookups", "error", "domain",
+                "Each SPF record mailplane publishes for the domain (at the domain and at its MAIL FROM) has at most "
+                "10 DNS-querying terms (include, a, mx, ptr, exists, redirect), counted offline at the top level; "
+                "`mailplane dns check` counts nested includes against live DNS.",
+                "Drop or flatten `spf.include` entries (list the senders' addresses instead)."),
+    PolicyCheck("dmarc-aligned", "error", "domain",
+                "Every sender From address passes DMARC on every route its mail can take (SES, or PowerMTA through "
+                "the stream's IPs): it is DKIM-aligned (a key that route signs the From domain with) or SPF-aligned "
+                "(a return path under the From domain whose SPF authorises the route's IPs), under the domain's "
+                "`dkim_alignment` and `spf_alignment`. Computed offline from the routes of the model.",
+                "Give the domain a `mail_from` (SES) or relax the alignment mode; report a failure on a PowerMTA "
+                "route as a bug."),
+    PolicyCheck("ptr-in-tenant-domains", "error", "ip",
+                "Every IP's PTR hostname equals or lies under one of its own tenant's domains.",
+                "Rename `hostname` under one of the tenant's domains (and set the PTR to it)."),
+    PolicyCheck("marketing-unsubscribe", "error", "domain",
+                "A tenant with the `marketing` stream can offer RFC 8058 one-click unsubscribe: fleet.yaml sets "
+                "`sender.public_url`, where the sender service serves the endpoint. Reported on each domain of the "
+                "tenant.",
+                "Set `sender.public_url` in fleet.yaml; or waive on each domain that sends no marketing mail."),
+    PolicyCheck("warmup-plan", "error", "ip",
+                "Every IP has a warmup plan: without one it sends at full volume from its first day.",
+                "Add `warmup: {plan: ..., started: ...}`; waive for an IP already warm elsewhere."),
+    PolicyCheck("warmup-start-future", "warning", "ip",
+                f"A warmup starts at most {FUTURE_START_DAYS} days after the day of the check (a later start is "
+                "usually the wrong year or month).",
+                "Check `warmup.started`; or add the IP closer to its start."),
+    PolicyCheck("warmup-start-moved-back", "error", "ip",
+                "Compared with the base revision, no warmup start moves earlier than the IP could have started: "
+                "an IP already sending keeps its start, and a new or not yet started IP starts today or later. "
+                "Either would skip days of its ramp.",
+                "Keep the base revision's `warmup.started` (or a later date; today for a new IP).", needs_base=True),
+    PolicyCheck("warmup-cap-raised", "warning", "ip",
+                "Compared with the base revision, a change of plan (or of the plan's schedule) does not raise the "
+                "daily cap of an IP already sending on the day of the check.",
+                "Choose a plan whose cap on the IP's current day is no higher, or waive with the reason the IP can "
+                "take it.", needs_base=True),
+    PolicyCheck("waiver-known", "error", None,
+                "Every `waive:` key names a check that can be waived at that level (domain or IP).",
+                "Fix the check id, or move the waiver to the domain or IP the check is about."),
+    PolicyCheck("waiver-unused", "warning", None,
+                "Every waiver still waives a finding: a stale waiver would silently hide the next real one.",
+                "Remove the waiver."),
 )}
 
 
@@ -115,7 +115,7 @@ class Finding:
 
     check: str
     severity: Severity
-    problem: Problem
+    problem: YamlProblem
     waived: str | None = None
 
     @property

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailplane.model.loader import FLEET_FILE, TENANTS_DIR, load_stack
-from mailplane.model.problems import Problem, StackError, display_path
+from mailplane.model.problems import StackError, YamlProblem, display_path
 from mailplane.model.stack import Fleet
 
 GIT_TIMEOUT = 60
@@ -124,7 +124,7 @@ def _read_blobs(root: Path, commit: str, names: list[str]) -> tuple[dict[str, by
     return blobs, unreadable
 
 
-def _relocate(problem: Problem, tmp_stack: Path, shown: str) -> Problem:
+def _relocate(problem: YamlProblem, tmp_stack: Path, shown: str) -> YamlProblem:
     """A problem in the temporary copy, named as ``REF:path`` (git's spelling of a file at a revision)."""
     file = problem.file
     for candidate in (str(tmp_stack), os.path.realpath(tmp_stack), display_path(tmp_stack)):
@@ -154,7 +154,7 @@ def load_revision(stack_dir: Path, ref: str) -> Revision:
         (tmp_stack / TENANTS_DIR).mkdir(parents=True)
         for name, data in blobs.items():
             (tmp_stack / name[len(prefix):]).write_bytes(data)
-        problems = [Problem(f"{ref}:{name}", 1, 1, "(document)", "cannot read at this revision",
+        problems = [YamlProblem(f"{ref}:{name}", 1, 1, "(document)", "cannot read at this revision",
                             "a symlink that leaves the repository or points nowhere") for name in unreadable]
         if not any(posixpath.dirname(n[len(prefix):]) == TENANTS_DIR for n in names):
             (tmp_stack / TENANTS_DIR).rmdir()  # as in a checkout: git keeps no empty folder
@@ -165,5 +165,5 @@ def load_revision(stack_dir: Path, ref: str) -> Revision:
         if problems:
             raise StackError(problems)
         for doc in fleet.sources.values():  # later reports about the base (policy checks) name git's path
-            doc.file = _relocate(Problem(doc.file, 1, 1, "", ""), tmp_stack, shown).file
+            doc.file = _relocate(YamlProblem(doc.file, 1, 1, "", ""), tmp_stack, shown).file
     return Revision(ref, commit, path, fleet)

@@ -11,13 +11,13 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mailplane.model.fleet import FleetFile
-from mailplane.model.problems import Problem
-from mailplane.model.routes import RETURN_PATH_LABEL, return_path_base
+from mailplane.model.fleet import FleetSettings
+from mailplane.model.names import RETURN_PATH_LABEL, return_path_base
+from mailplane.model.problems import YamlProblem
 from mailplane.model.source import SourceDoc
 from mailplane.model.tenant import Tenant
 from mailplane.model.types import normalise_email
-from mailplane.warmup.plans import PRESETS
+from mailplane.model.warmup_plans import PRESETS
 
 IAM_USER_NAME_MAX = 64
 """Each sender becomes the IAM user ``<tenant>-<sender>``."""
@@ -52,7 +52,7 @@ class _Seen:
         self.first: dict[object, tuple[SourceDoc, tuple[str | int, ...]]] = {}
 
     def check(self, value: object, doc: SourceDoc, path: tuple[str | int, ...], what: str,
-              out: list[Problem]) -> None:
+              out: list[YamlProblem]) -> None:
         if value in self.first:
             other_doc, other_path = self.first[value]
             line, col = other_doc.locate(other_path)
@@ -62,8 +62,8 @@ class _Seen:
             self.first[value] = (doc, path)
 
 
-def check_fleet(fleet: FleetFile, doc: SourceDoc) -> list[Problem]:
-    out: list[Problem] = []
+def check_fleet(fleet: FleetSettings, doc: SourceDoc) -> list[YamlProblem]:
+    out: list[YamlProblem] = []
     for name, spec in fleet.warmup_plans.items():
         path = ("warmup_plans", name)
         if name in PRESETS:
@@ -81,8 +81,8 @@ def check_fleet(fleet: FleetFile, doc: SourceDoc) -> list[Problem]:
     return out
 
 
-def _check_schedule(steps: list, doc: SourceDoc, path: tuple[str | int, ...]) -> list[Problem]:
-    out: list[Problem] = []
+def _check_schedule(steps: list, doc: SourceDoc, path: tuple[str | int, ...]) -> list[YamlProblem]:
+    out: list[YamlProblem] = []
     if steps and steps[0].day != 1:
         out.append(doc.problem((*path, 0, "day"), "a schedule starts on day 1"))
     for i, (before, step) in enumerate(itertools.pairwise(steps), start=1):
@@ -99,9 +99,9 @@ def _check_schedule(steps: list, doc: SourceDoc, path: tuple[str | int, ...]) ->
     return out
 
 
-def check_stack(fleet: FleetFile | None, tenants: list[TenantFile]) -> list[Problem]:
+def check_stack(fleet: FleetSettings | None, tenants: list[TenantFile]) -> list[YamlProblem]:
     """Everything that needs more than one file, plus per-tenant rules across keys."""
-    out: list[Problem] = []
+    out: list[YamlProblem] = []
     names, domains, ips, ptrs, config_sets, pools = (_Seen() for _ in range(6))
     owner: dict[str, str] = {}
     for tf in tenants:
@@ -147,7 +147,7 @@ def check_stack(fleet: FleetFile | None, tenants: list[TenantFile]) -> list[Prob
     return out
 
 
-def _unique_items(items: list, doc: SourceDoc, path: tuple[str | int, ...]) -> list[Problem]:
+def _unique_items(items: list, doc: SourceDoc, path: tuple[str | int, ...]) -> list[YamlProblem]:
     out, seen = [], set()
     for i, item in enumerate(items):
         if item in seen:
@@ -156,9 +156,9 @@ def _unique_items(items: list, doc: SourceDoc, path: tuple[str | int, ...]) -> l
     return out
 
 
-def _check_domain(domain, fleet: FleetFile | None, doc: SourceDoc,  # type: ignore[no-untyped-def]
-                  path: tuple[str | int, ...]) -> list[Problem]:
-    out: list[Problem] = []
+def _check_domain(domain, fleet: FleetSettings | None, doc: SourceDoc,  # type: ignore[no-untyped-def]
+                  path: tuple[str | int, ...]) -> list[YamlProblem]:
+    out: list[YamlProblem] = []
     if domain.dkim.mode == "byo" and domain.dkim.selector is None:
         out.append(doc.problem((*path, "dkim"), "BYODKIM needs a 'selector'", "e.g. selector: s2026a"))
     if domain.dkim.mode == "easy" and domain.dkim.selector is not None:
@@ -207,8 +207,8 @@ def _check_domain(domain, fleet: FleetFile | None, doc: SourceDoc,  # type: igno
     return out
 
 
-def _check_senders(tenant: Tenant, owner: dict[str, str], doc: SourceDoc) -> list[Problem]:
-    out: list[Problem] = []
+def _check_senders(tenant: Tenant, owner: dict[str, str], doc: SourceDoc) -> list[YamlProblem]:
+    out: list[YamlProblem] = []
     own = {d.name for d in tenant.domains}
     seen = _Seen()
     for i, sender in enumerate(tenant.senders):

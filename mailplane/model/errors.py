@@ -9,7 +9,7 @@ from typing import Any, Union
 from pydantic import BaseModel, ValidationError
 
 from mailplane.model.checks import did_you_mean
-from mailplane.model.problems import Problem
+from mailplane.model.problems import YamlProblem
 from mailplane.model.source import SourceDoc
 
 
@@ -52,7 +52,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def problems_from(err: ValidationError, root: type[BaseModel], doc: SourceDoc) -> list[Problem]:
+def problems_from(err: ValidationError, root: type[BaseModel], doc: SourceDoc) -> list[YamlProblem]:
     out = []
     for item in err.errors(include_url=False):
         loc = tuple(item["loc"])

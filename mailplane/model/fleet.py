@@ -79,7 +79,8 @@ class SenderService(Model):
         "`<public_url>/v1/webhooks/ses`.")
 
 
-class FleetFile(Model):
+# The stack's settings, read as ``Fleet.settings`` (``Fleet``: this file with its tenants, loaded).
+class FleetSettings(Model):
     """The whole of ``fleet.yaml``."""
 
     ses: SesAccount = Field(description="The stack's SES account limits.")

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ValidationError
 
 from mailplane.model.checks import TenantFile, check_fleet, check_stack
 from mailplane.model.errors import problems_from
-from mailplane.model.fleet import FleetFile
-from mailplane.model.problems import Problem, StackError, display_path
+from mailplane.model.fleet import FleetSettings
+from mailplane.model.problems import StackError, YamlProblem, display_path
 from mailplane.model.source import SourceDoc, parse
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
@@ -41,7 +41,7 @@ def _read(path: Path, overrides: dict[Path, bytes]) -> bytes:
 
 
 def _load_model(path: Path, model: type[M], overrides: dict[Path, bytes],
-                              problems: list[Problem]) -> tuple[M | None, SourceDoc | None]:
+                              problems: list[YamlProblem]) -> tuple[M | None, SourceDoc | None]:
     name = display_path(path)
     try:
         data, doc, soft = parse(_read(path, overrides), name)
@@ -49,7 +49,7 @@ def _load_model(path: Path, model: type[M], overrides: dict[Path, bytes],
         problems.extend(err.problems)
         return None, None
     except OSError as err:
-        problems.append(Problem(name, 1, 1, "(document)", f"cannot read: {err.strerror}"))
+        problems.append(YamlProblem(name, 1, 1, "(document)", f"cannot read: {err.strerror}"))
         return None, None
     problems.extend(soft)
     if not isinstance(data, dict):
@@ -66,7 +66,7 @@ def _load_model(path: Path, model: type[M], overrides: dict[Path, bytes],
 
 def load_file(path: Path, model: type[M]) -> M:
     """One YAML file into ``model`` (the sender's config, say), or ``StackError`` with located problems."""
-    problems: list[Problem] = []
+    problems: list[YamlProblem] = []
     result, _doc = _load_model(path, model, {}, problems)
     if problems or result is None:
         raise StackError(problems)
@@ -94,15 +94,15 @@ def _load_stack(stack_dir: Path, overrides: dict[Path, bytes] | None) -> Fleet:
     overrides = {_absolute(Path(p)): b for p, b in (overrides or {}).items()}
     where = display_path(stack_dir)
     if not stack_dir.is_dir():
-        raise StackError([Problem(where, 1, 1, "(stack)", "no such stack folder",
+        raise StackError([YamlProblem(where, 1, 1, "(stack)", "no such stack folder",
                                   "pass a folder holding fleet.yaml and tenants/")])
-    problems: list[Problem] = []
+    problems: list[YamlProblem] = []
     fleet_path = stack_dir / FLEET_FILE
     fleet = fleet_doc = None
     if fleet_path.is_file() or _absolute(fleet_path) in overrides:
-        fleet, fleet_doc = _load_model(fleet_path, FleetFile, overrides, problems)
+        fleet, fleet_doc = _load_model(fleet_path, FleetSettings, overrides, problems)
     else:
-        problems.append(Problem(display_path(fleet_path), 1, 1, "(stack)", "fleet.yaml is missing",
+        problems.append(YamlProblem(display_path(fleet_path), 1, 1, "(stack)", "fleet.yaml is missing",
                                 "every stack has a fleet.yaml with ses: and mta_hosts:"))
     if fleet is not None and fleet_doc is not None:
         problems.extend(check_fleet(fleet, fleet_doc))
@@ -111,11 +111,11 @@ def _load_stack(stack_dir: Path, overrides: dict[Path, bytes] | None) -> Fleet:
     paths = {_absolute(p) for p in tenant_files(stack_dir)} | {
         p for p in overrides if p.parent == _absolute(tenants_dir) and p.suffix == ".yaml"}
     if not tenants_dir.is_dir():
-        problems.append(Problem(display_path(tenants_dir), 1, 1, "(stack)", "tenants folder is missing",
+        problems.append(YamlProblem(display_path(tenants_dir), 1, 1, "(stack)", "tenants folder is missing",
                                 "create it: one <tenant>.yaml per tenant (it may be empty)"))
     else:
         for stray in sorted(tenants_dir.glob("*.yml")):
-            problems.append(Problem(display_path(stray), 1, 1, "(stack)", "tenant files end in .yaml",
+            problems.append(YamlProblem(display_path(stray), 1, 1, "(stack)", "tenant files end in .yaml",
                                     f"rename it to {stray.stem}.yaml"))
     loaded: list[TenantFile] = []
     for path in sorted(paths, key=lambda p: p.name):

@@ -30,7 +30,7 @@ def format_path(path: YamlPath) -> str:
 
 
 @dataclass(frozen=True, order=True)
-class Problem:
+class YamlProblem:
     """One located error.  ``line`` and ``col`` are 1-based, as editors count."""
 
     file: str
@@ -48,7 +48,7 @@ class Problem:
 class StackError(Exception):
     """Raised once with every problem found, sorted by file and position."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[YamlProblem]) -> None:
         self.problems = sorted(set(problems))
         super().__init__("\n".join(str(p) for p in self.problems))
 

@@ -13,7 +13,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from mailplane.model.fleet import FleetFile
+from mailplane.model.fleet import FleetSettings
 from mailplane.model.tenant import Tenant
 from mailplane.readme_blocks import main, replace_block
 
@@ -75,7 +75,7 @@ def _default(field: Any) -> str:
 
 def render() -> str:
     lines = [START, ""]
-    for root, title in ((FleetFile, "fleet.yaml"), (Tenant, "tenants/&lt;name&gt;.yaml")):
+    for root, title in ((FleetSettings, "fleet.yaml"), (Tenant, "tenants/&lt;name&gt;.yaml")):
         models: list[type[BaseModel]] = []
         _models(root, models)
         for model in models:

@@ -14,23 +14,18 @@ What authenticates mail on a route, per From domain (:func:`route_auth`):
   as the return path (without one SES uses its own ``amazonses.com`` MAIL FROM, which DMARC does
   not align);
 - PowerMTA: DKIM by PowerMTA with the BYODKIM key, or for an Easy DKIM domain a key of its own at
-  :func:`powermta_selector`; the return path ``<stream>.<return_path>`` (:func:`return_path_domain`),
-  whose SPF lists exactly the route's IPs.
+  :func:`~mailplane.model.names.powermta_selector`; the return path ``<stream>.<return_path>``
+  (:func:`~mailplane.model.names.return_path_domain`), whose SPF lists exactly the route's IPs.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Literal
 
+from mailplane.model.names import powermta_selector, return_path_domain
 from mailplane.model.tenant import Domain, Ip, Tenant
 
-DEFAULT_POWERMTA_SELECTOR = "pmta1"
-"""Selector of the key PowerMTA signs an Easy DKIM domain with, unless ``dkim.powermta_selector`` names one."""
-RETURN_PATH_LABEL = "rp"
-"""Default ``return_path`` of a domain: ``rp.<domain>``."""
 SES_MAIL_FROM_DEFAULT = "amazonses.com"
 """The MAIL FROM domain SES uses when an identity has no custom one (a subdomain of it, in fact)."""
 
@@ -76,26 +71,9 @@ def tenant_routes(tenant: Tenant) -> tuple[Route, ...]:
     return tuple(out)
 
 
-def powermta_selector(domain: Domain) -> str:
-    """The selector PowerMTA signs ``domain`` with: the BYODKIM one, or the Easy DKIM domain's own."""
-    if domain.dkim.mode == "byo":
-        assert domain.dkim.selector is not None  # the loader requires it
-        return domain.dkim.selector
-    return domain.dkim.powermta_selector or DEFAULT_POWERMTA_SELECTOR
-
-
 def needs_powermta_key(domain: Domain) -> bool:
     """An Easy DKIM domain needs a key of its own for PowerMTA (a BYODKIM key serves both)."""
     return domain.dkim.mode == "easy"
-
-
-def return_path_base(domain: Domain) -> str:
-    return domain.return_path or f"{RETURN_PATH_LABEL}.{domain.name}"
-
-
-def return_path_domain(domain: Domain, stream: str) -> str:
-    """Return path domain of ``domain``'s mail on the PowerMTA route of ``stream``."""
-    return f"{stream}.{return_path_base(domain)}"
 
 
 def route_auth(route: Route, domain: Domain) -> RouteAuth:
@@ -105,37 +83,6 @@ def route_auth(route: Route, domain: Domain) -> RouteAuth:
         return RouteAuth(route, domain.name, domain.name, selector, domain.mail_from or SES_MAIL_FROM_DEFAULT, ())
     return RouteAuth(route, domain.name, domain.name, powermta_selector(domain),
                      return_path_domain(domain, route.stream), route.addresses)
-
-
-FEEDBACK_LOCAL_PART = "fbl"
-
-
-def feedback_address(domain: Domain) -> str:
-    """Where mailbox providers' feedback loops (Yahoo CFL, Microsoft JMRP) report complaints about
-    ``domain``'s PowerMTA mail: ``fbl@<return_path>``, registered with each provider by hand; its MX
-    names the tenant's PowerMTA IPs, where PowerMTA's feedback-loop processor reads the reports."""
-    return f"{FEEDBACK_LOCAL_PART}@{return_path_base(domain)}"
-
-
-def verp_address(tag: str | int, ip: str, return_path: str) -> str:
-    """``mp-<tag>-<IP in hex>@<return path>``: a bounce to it names the message (``tag``: the sender's
-    random token for it, so the address leaks no volume) and the IP it left from (a remote bounce
-    record carries only this address), in at most 64 octets of local part."""
-    packed = ipaddress.ip_address(ip).packed.hex()
-    return f"mp-{tag}-{packed}@{return_path}"
-
-
-def parse_verp(address: str) -> tuple[str, str] | None:
-    """(tag, IP) of a :func:`verp_address`; None for any other address."""
-    local, _, _ = address.strip().strip("<>").rpartition("@")
-    parts = local.split("-")
-    if (len(parts) != 3 or parts[0] != "mp" or not re.fullmatch(r"[0-9a-f]{1,20}", parts[1])
-            or len(parts[2]) not in (8, 32)):
-        return None
-    try:
-        return parts[1], str(ipaddress.ip_address(bytes.fromhex(parts[2])))
-    except ValueError:
-        return None
 
 
 def powermta_return_paths(tenant: Tenant, domain: Domain) -> list[tuple[Route, str]]:

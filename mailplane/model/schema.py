@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mailplane.model.fleet import FleetFile
+from mailplane.model.fleet import FleetSettings
 from mailplane.model.tenant import Tenant
 
 SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
-    "fleet.schema.json": (FleetFile, "mailplane fleet.yaml"),
+    "fleet.schema.json": (FleetSettings, "mailplane fleet.yaml"),
     "tenant.schema.json": (Tenant, "mailplane tenant file"),
 }
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from mailplane.model.problems import Problem, StackError, YamlPath, format_path
+from mailplane.model.problems import StackError, YamlPath, YamlProblem, format_path
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 """A tenant file is a few kilobytes; two megabytes leaves room for a large fleet.yaml."""
@@ -85,9 +85,9 @@ class SourceDoc:
             mark = key_node.start_mark if (last and at_key and key_node is not None) else node.start_mark
         return mark.line + 1, mark.column + 1
 
-    def problem(self, path: YamlPath, message: str, hint: str = "", *, at_key: bool = False) -> Problem:
+    def problem(self, path: YamlPath, message: str, hint: str = "", *, at_key: bool = False) -> YamlProblem:
         line, col = self.locate(path, at_key=at_key)
-        return Problem(self.file, line, col, format_path(path), message, hint)
+        return YamlProblem(self.file, line, col, format_path(path), message, hint)
 
 
 def _child(node: Node, part: object, seen: frozenset[int] = frozenset()) -> tuple[Node | None, Node] | None:
@@ -125,7 +125,7 @@ def _key_matches(key: ScalarNode, part: object) -> bool:
 def decode(raw: bytes, file: str) -> str:
     """UTF-8 only (a leading BOM is tolerated); anything else is reported where it breaks."""
     if len(raw) > MAX_FILE_BYTES:
-        raise StackError([Problem(file, 1, 1, "(document)",
+        raise StackError([YamlProblem(file, 1, 1, "(document)",
                                   f"file is {len(raw):,} bytes, above the {MAX_FILE_BYTES:,}-byte limit",
                                   "split it, or check that the right file was committed")])
     body = raw.removeprefix(codecs.BOM_UTF8)
@@ -135,12 +135,12 @@ def decode(raw: bytes, file: str) -> str:
         line = body.count(b"\n", 0, err.start) + 1
         line_start = body.rfind(b"\n", 0, err.start) + 1
         col = len(body[line_start:err.start].decode("utf-8", "replace")) + 1  # characters, as libyaml counts
-        raise StackError([Problem(file, line, col, "(document)",
+        raise StackError([YamlProblem(file, line, col, "(document)",
                                   f"not valid UTF-8 (byte 0x{body[err.start]:02x})",
                                   "save the file as UTF-8")]) from None
 
 
-def parse(raw: bytes, file: str) -> tuple[Any, SourceDoc, list[Problem]]:
+def parse(raw: bytes, file: str) -> tuple[Any, SourceDoc, list[YamlProblem]]:
     """Parse one YAML document into plain data.
 
     Problems that leave a usable document (a duplicate key: the first is kept; a rejected alias)
@@ -150,7 +150,7 @@ def parse(raw: bytes, file: str) -> tuple[Any, SourceDoc, list[Problem]]:
     text = decode(raw, file)
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
-        raise StackError([Problem(file, line, 1, "(document)", "NUL character in a text file")])
+        raise StackError([YamlProblem(file, line, 1, "(document)", "NUL character in a text file")])
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
@@ -160,17 +160,17 @@ def parse(raw: bytes, file: str) -> tuple[Any, SourceDoc, list[Problem]]:
         if _Loader is not yaml.SafeLoader:  # libyaml counts bytes of the UTF-8 text
             position = len(text.encode("utf-8")[:position].decode("utf-8", "ignore"))
         line, col = _line_col(text, position)
-        raise StackError([Problem(file, line, col, "(document)",
+        raise StackError([YamlProblem(file, line, col, "(document)",
                                   _character_message(_code(err.character)),
                                   "remove it, or write it as an escape in a double-quoted string")]) from None
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0] if str(err) else "YAML error"
-        raise StackError([Problem(file, 1, 1, "(document)", f"YAML error: {first}")]) from None
+        raise StackError([YamlProblem(file, 1, 1, "(document)", f"YAML error: {first}")]) from None
     except RecursionError:
-        raise StackError([Problem(file, 1, 1, "(document)", "nesting too deep")]) from None
+        raise StackError([YamlProblem(file, 1, 1, "(document)", "nesting too deep")]) from None
     doc = SourceDoc(file, text)
     if root is None:
-        raise StackError([Problem(file, 1, 1, "(document)", "file is empty",
+        raise StackError([YamlProblem(file, 1, 1, "(document)", "file is empty",
                                   "write the mapping this file should hold, or delete the file")])
     walker = _Walker(doc)
     data = walker.convert(root, (), 0)
@@ -220,7 +220,7 @@ def _line_col(text: str, position: int) -> tuple[int, int]:
     return len(breaks) + 1, position - line_start + 1
 
 
-def _syntax_problem(err: yaml.MarkedYAMLError, file: str, text: str) -> Problem:
+def _syntax_problem(err: yaml.MarkedYAMLError, file: str, text: str) -> YamlProblem:
     mark = err.problem_mark or err.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     message = " ".join(str(part) for part in (err.context, err.problem) if part) or "YAML syntax error"
@@ -236,7 +236,7 @@ def _syntax_problem(err: yaml.MarkedYAMLError, file: str, text: str) -> Problem:
         hint = "one document per file: remove the extra '---'"
     elif "mapping values are not allowed" in message:
         hint = "check the indentation, or quote a value that contains ': '"
-    return Problem(file, line, col, "(document)", f"YAML syntax error: {message}", hint)
+    return YamlProblem(file, line, col, "(document)", f"YAML syntax error: {message}", hint)
 
 
 class _Walker:
@@ -244,7 +244,7 @@ class _Walker:
 
     def __init__(self, doc: SourceDoc) -> None:
         self.doc = doc
-        self.problems: list[Problem] = []
+        self.problems: list[YamlProblem] = []
         self.done: dict[int, Any] = {}
         self.active: set[int] = set()
         self.sizes: dict[int, int] = {}
@@ -256,7 +256,7 @@ class _Walker:
 
     def fail(self, node: Node, path: YamlPath, message: str, hint: str = "") -> None:
         mark = node.start_mark
-        self.problems.append(Problem(self.doc.file, mark.line + 1, mark.column + 1,
+        self.problems.append(YamlProblem(self.doc.file, mark.line + 1, mark.column + 1,
                                      format_path(path), message, hint))
 
     def convert(self, node: Node, path: YamlPath, depth: int) -> Any:

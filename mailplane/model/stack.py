@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from mailplane.model.fleet import FleetFile
+from mailplane.model.fleet import FleetSettings
 from mailplane.model.routes import Route, tenant_routes
 from mailplane.model.source import SourceDoc
 from mailplane.model.tenant import Domain, Ip, Tenant
-from mailplane.warmup.plans import PRESETS, Plan, build_plan
+from mailplane.model.warmup_plans import PRESETS, WarmupPlan, build_plan
 
 
 @dataclass(frozen=True)
@@ -24,17 +24,20 @@ class IpRef:
 
 @dataclass(eq=False)
 class Fleet:
-    """``stack`` is the folder name; ``tenants`` are sorted by name, so output is deterministic."""
+    """One loaded stack: fleet.yaml's settings and its tenants.
+
+    ``stack`` is the folder name; ``tenants`` are sorted by name, so output is deterministic.
+    """
 
     stack: str
     root: Path
-    settings: FleetFile
+    settings: FleetSettings
     tenants: tuple[Tenant, ...]
     sources: dict[str, SourceDoc] = field(repr=False)
     """``"fleet"`` and each tenant name to its parsed file, for located reports downstream."""
 
     @cached_property
-    def plans(self) -> dict[str, Plan]:
+    def plans(self) -> dict[str, WarmupPlan]:
         """Built-in presets plus this stack's own plans (which may not shadow a preset)."""
         own = {name: build_plan(name, spec) for name, spec in self.settings.warmup_plans.items()}
         return {**PRESETS, **own}
@@ -74,5 +77,5 @@ class Fleet:
         """The domain's own provider, else the fleet's default."""
         return domain.dns.provider or self.settings.dns.default_provider
 
-    def plan_for(self, ip: Ip) -> Plan | None:
+    def plan_for(self, ip: Ip) -> WarmupPlan | None:
         return self.plans[ip.warmup.plan] if ip.warmup else None

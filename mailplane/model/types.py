@@ -1,4 +1,4 @@
-"""Value types of the fleet YAML: DNS names, addresses, listeners.
+"""Value types of the fleet YAML: DNS names, addresses, listeners (parsed by :mod:`mailplane.model.addresses`).
 
 Each type normalises as it validates (lower case, no trailing dot, IDN to A-labels, IPv6
 compressed) so that every consumer compares and renders one canonical form.  The common ASCII
@@ -14,6 +14,8 @@ from typing import Annotated
 
 import idna
 from pydantic import AfterValidator, Field, JsonValue, StrictStr
+
+from mailplane.model.addresses import normalise_listener
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _NAME_RE = re.compile(rf"(?:{_LABEL}\.)+(?:{_LABEL})")
@@ -76,21 +78,6 @@ def normalise_email(value: str) -> str:
         return f"{local}@{normalise_domain(domain)}"
     except ValueError:
         raise ValueError(f"{value!r}: the part after '@' is not a valid DNS name") from None
-
-
-def normalise_listener(value: str) -> str:
-    """``ADDRESS:PORT`` (IPv6 as ``[ADDRESS]:PORT``), as PowerMTA's smtp-listener takes it."""
-    host, sep, port = value.strip().rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{value!r} is not ADDRESS:PORT with a port from 1 to 65535")
-    bracketed = host.startswith("[") and host.endswith("]")
-    try:
-        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
-    except ValueError:
-        raise ValueError(f"{value!r}: {host!r} is not an IP address") from None
-    if address.version == 6 and not bracketed:
-        raise ValueError(f"{value!r}: write an IPv6 listener as [ADDRESS]:PORT")
-    return f"[{address}]:{int(port)}" if address.version == 6 else f"{address}:{int(port)}"
 
 
 def normalise_https_url(value: str) -> str:

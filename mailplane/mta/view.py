@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailplane.model import names
-from mailplane.model.routes import feedback_address, powermta_selector, return_path_base, return_path_domain
+from mailplane.model.addresses import format_listener, parse_listener
 from mailplane.model.stack import Fleet, IpRef
-from mailplane.model.types import normalise_listener
 from mailplane.mta import providers as pv
 from mailplane.warmup.status import IpStatus, ip_status
 
@@ -237,8 +236,9 @@ def may_send(status: IpStatus) -> bool:
 
 
 def _vmta(ref: IpRef, status: IpStatus) -> Vmta:
-    keys = tuple(DkimKey(powermta_selector(d), d.name, names.dkim_key_file(powermta_selector(d), d.name))
-                 for d in sorted(ref.tenant.domains, key=lambda d: d.name))
+    keys = tuple(DkimKey(selector, d.name, names.dkim_key_file(selector, d.name))
+                 for d in sorted(ref.tenant.domains, key=lambda d: d.name)
+                 for selector in [names.powermta_selector(d)])
     top = ceiling(status.hourly_cap) if status.hourly_cap is not None else None
     found = throttles(status)
     return Vmta(
@@ -262,11 +262,6 @@ def _held(ref: IpRef, status: IpStatus) -> HeldIp:
     return HeldIp(ref.tenant.name, ref.ip.address, reason)
 
 
-def _with_port(address: str, port: str | int) -> str:
-    """``address`` on ``port``, in the listener syntax (IPv6 in brackets)."""
-    return normalise_listener(f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
-
-
 def host_view(fleet: Fleet, host: str, on: datetime.date) -> HostView:
     """The view of MTA host ``host`` (a key of ``mta_hosts``) on date ``on``.
 
@@ -282,7 +277,7 @@ def host_view(fleet: Fleet, host: str, on: datetime.date) -> HostView:
     listeners = [settings.smtp_listener]
     submit = list(pv.LOOPBACK)
     if settings.private_address:
-        listeners.append(_with_port(settings.private_address, settings.smtp_listener.rsplit(":", 1)[1]))
+        listeners.append(format_listener(settings.private_address, parse_listener(settings.smtp_listener)[1]))
         submit.append(settings.private_address)
     refs = sorted(fleet.ips_by_host.get(host, ()), key=_address_key)
     vmtas: list[Vmta] = []
@@ -302,9 +297,9 @@ def host_view(fleet: Fleet, host: str, on: datetime.date) -> HostView:
             continue
         tenant = fleet.tenant(tenant_name)
         for domain in tenant.domains:
-            bounce.add(return_path_domain(domain, stream))
-            feedback.add(feedback_address(domain))
-            assert return_path_base(domain) == feedback_address(domain).rpartition("@")[2]
+            bounce.add(names.return_path_domain(domain, stream))
+            feedback.add(names.feedback_address(domain))
+            assert names.return_path_base(domain) == names.feedback_address(domain).rpartition("@")[2]
         members = tuple(sending[(tenant_name, a)] for a in sorted(on_host, key=_ip_key)
                         if (tenant_name, a) in sending)
         if members:
@@ -314,7 +309,7 @@ def host_view(fleet: Fleet, host: str, on: datetime.date) -> HostView:
         host=host,
         postmaster=fleet.settings.powermta.postmaster if fleet.settings.powermta else None,
         listeners=tuple(dict.fromkeys(listeners)),
-        inbound_listeners=tuple(_with_port(ref.ip.address, pv.INBOUND_PORT) for ref in refs),
+        inbound_listeners=tuple(format_listener(ref.ip.address, pv.INBOUND_PORT) for ref in refs),
         submit_from=tuple(dict.fromkeys(submit)),
         anyone=pv.DENY_SOURCES,
         http_mgmt_port=pv.HTTP_MGMT_PORT,

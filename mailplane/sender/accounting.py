@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import datetime
 import io
-import ipaddress
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -34,8 +33,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from mailplane.model.names import vmta_name
-from mailplane.model.routes import parse_verp
+from mailplane.model.addresses import canonical_ip
+from mailplane.model.names import parse_verp, vmta_name
 from mailplane.model.stack import Fleet
 
 Kind = Literal["delivered", "bounce", "deferral", "complaint"]
@@ -172,7 +171,7 @@ class VmtaIndex:
         by_vmta: dict[str, tuple[str, str]] = {}
         by_address: dict[str, tuple[str, str]] = {}
         for ref in fleet.ips():
-            address = str(ipaddress.ip_address(ref.ip.address))
+            address = canonical_ip(ref.ip.address)
             by_vmta[vmta_name(ref.tenant.name, address)] = (ref.tenant.name, address)
             by_address[address] = (ref.tenant.name, address)
         return cls(by_vmta, by_address)
@@ -184,7 +183,7 @@ class VmtaIndex:
             verp = parse_verp(orig)
             return self.by_address.get(verp[1]) if verp else None
         try:
-            return self.by_address.get(str(ipaddress.ip_address(source_ip)))
+            return self.by_address.get(canonical_ip(source_ip))
         except ValueError:
             return None
 

@@ -42,7 +42,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from io import BytesIO
 from typing import Any
 
-from mailplane.model.routes import return_path_domain, verp_address
+from mailplane.model.names import VMTA_HEADER, return_path_domain, verp_address
 from mailplane.model.stack import Fleet
 from mailplane.sender.pacing import Granted
 from mailplane.sender.store import Message
@@ -344,7 +344,7 @@ def build_message(message: Message, granted: Granted, *, public_url: str | None,
     if granted.transport == "pmta":
         if not granted.vmta:
             raise ValueError(f"message {message.id}: a PowerMTA grant without a virtual MTA")
-        headers.append(("X-Virtual-MTA", granted.vmta))
+        headers.append((VMTA_HEADER, granted.vmta))
     headers.extend((name, _header(value)) for name, value in (payload.get("headers") or {}).items())
     # The envelope headers first, as mail readers list them; the MIME ones the body part set follow.
     mime: list[tuple[str, Any]] = list(mail.items())  # header objects: re-set as they are, not re-parsed as text

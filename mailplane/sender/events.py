@@ -37,7 +37,6 @@ from __future__ import annotations
 import datetime
 import glob
 import hashlib
-import ipaddress
 import json
 import logging
 import threading
@@ -48,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailplane.model.addresses import ip_key
 from mailplane.sender.accounting import AccountingEvent, Batch, Cursor, VmtaIndex, read_file
 from mailplane.sender.pacing import IpOverride
 from mailplane.sender.reputation import (
@@ -120,13 +120,6 @@ def post_json(url: str, payload: Mapping[str, Any], timeout: float) -> None:
         response.read(1024)
 
 
-def _canonical_ip(address: str) -> str:
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return address
-
-
 @dataclass
 class _FileResult:
     """What one file's ingest wrote (after its transaction committed)."""
@@ -189,7 +182,7 @@ class Events:
         self._get = get or urllib_fetcher(CONFIRM_TIMEOUT)
         self.index = VmtaIndex.from_fleet(self.fleet)
         self._thresholds = thresholds_by_ip(self.fleet)
-        self._ips: dict[str, Ip] = {_canonical_ip(r.ip.address): r.ip for r in self.fleet.ips()}
+        self._ips: dict[str, Ip] = {ip_key(r.ip.address): r.ip for r in self.fleet.ips()}
         self._config_sets = {t.name: t.configuration_set for t in self.fleet.tenants}
         self._ingest_lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
@@ -356,7 +349,7 @@ class Events:
         seconds), since the pacer asks inside every reservation.  The IP's address identifies it
         in the fleet; ``tenant`` is part of the pacer's hook and not needed here.
         """
-        address = _canonical_ip(ip)
+        address = ip_key(ip)
         snapshot = self._fresh_snapshot()
         key = (address, day)
         cached = snapshot.holds.get(key)
@@ -387,7 +380,7 @@ class Events:
         by_ip: dict[str, list[DailyStats]] = {}
         for row in self.store.ip_stats():
             stats = DailyStats(row["ip"], row["tenant"], row["day"], **{name: int(row[name]) for name in COUNTS})
-            by_ip.setdefault(_canonical_ip(row["ip"]), []).append(stats)
+            by_ip.setdefault(ip_key(row["ip"]), []).append(stats)
         snapshot = _Snapshot(by_ip, self.clock())
         self._snapshot = snapshot  # one assignment: readers see the old snapshot or the new, never a mix
         return snapshot
@@ -401,7 +394,7 @@ class Events:
         alerts = judge_all(self.fleet, recent)
         if not alerts:
             return []
-        marked = [(f"{ALERTED_PREFIX}{_canonical_ip(a.ip)}/{a.day.isoformat()}", a.to_dict()) for a in alerts]
+        marked = [(f"{ALERTED_PREFIX}{ip_key(a.ip)}/{a.day.isoformat()}", a.to_dict()) for a in alerts]
         fresh = [alerts[i] for i in self.store.ledger.queue_alerts(marked)]
         for alert in fresh:
             log.warning("IP hold: %s", alert.message())

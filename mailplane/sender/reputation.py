@@ -14,12 +14,12 @@ change days already judged (and caps already granted).
 from __future__ import annotations
 
 import datetime
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
+from mailplane.model.addresses import ip_key
 from mailplane.model.fleet import HoldThresholds
 from mailplane.model.stack import Fleet
 from mailplane.sender.accounting import AccountingEvent
@@ -139,34 +139,27 @@ def is_held(stats: DailyStats, thresholds: HoldThresholds, min_volume: int = MIN
     return bool(judge(stats, thresholds, min_volume))
 
 
-def _canonical(address: str) -> str:
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return address
-
-
 def thresholds_by_ip(fleet: Fleet) -> dict[str, HoldThresholds]:
     """Every planned IP of the fleet (canonical address) to its plan's hold thresholds."""
     result: dict[str, HoldThresholds] = {}
     for ref in fleet.ips():
         plan = fleet.plan_for(ref.ip)
         if plan is not None:
-            result[_canonical(ref.ip.address)] = plan.hold_when
+            result[ip_key(ref.ip.address)] = plan.hold_when
     return result
 
 
 def thresholds_for(fleet: Fleet, ip: str) -> HoldThresholds:
     """The hold thresholds of the IP's plan.  An IP without a plan (declared warm) is judged by
     the defaults: there is no ramp to hold, but its alerts still matter."""
-    return thresholds_by_ip(fleet).get(_canonical(ip), HoldThresholds())
+    return thresholds_by_ip(fleet).get(ip_key(ip), HoldThresholds())
 
 
 def judge_all(fleet: Fleet, days: Iterable[DailyStats], min_volume: int = MIN_VOLUME) -> list[Alert]:
     """Alerts of many IP-days, each judged by its own IP's plan (what the service runs after an ingest)."""
     by_ip = thresholds_by_ip(fleet)
     return [alert for stats in days
-            for alert in judge(stats, by_ip.get(_canonical(stats.ip), HoldThresholds()), min_volume)]
+            for alert in judge(stats, by_ip.get(ip_key(stats.ip), HoldThresholds()), min_volume)]
 
 
 Book = dict[tuple[str, datetime.date], DailyStats]

@@ -15,17 +15,13 @@ from pathlib import Path
 
 import uvicorn
 
+from mailplane.model.addresses import parse_listener
 from mailplane.sender.config import SenderConfig
 from mailplane.sender.service import Service
 
 log = logging.getLogger("mailplane.sender")
 
 ACCOUNTING_INTERVAL = 30.0
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> None:
@@ -40,7 +36,7 @@ def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> 
     stop = threading.Event()
     ingest = threading.Thread(target=events.run_forever, args=(stop, ACCOUNTING_INTERVAL),
                               name="mailplane-accounting", daemon=True)
-    host, port = split_listen(config.listen)
+    host, port = parse_listener(config.listen)
     server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level=log_level,
                                            access_log=False, server_header=False))
     # uvicorn restores the handlers it found and raises the signal again once it has stopped;

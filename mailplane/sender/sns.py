@@ -59,6 +59,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from mailplane.model.names import topic_name
+
 if TYPE_CHECKING:
     from mailplane.model.tenant import Tenant
 
@@ -354,12 +356,9 @@ class CertCache:
 def fleet_topics(tenants: Iterable[Tenant], *, region: str, account_id: str, partition: str = "aws") -> dict[str, str]:
     """The allow-list: topic ARN → tenant name, from the same ``topic_name`` the Pulumi program uses.
 
-    The names are fixed, so the list is known before the topics exist. ``mailplane.cloud.tenant`` imports
-    Pulumi, hence the import here rather than at module level (the service imports this module at start).
+    The names are fixed, so the list is known before the topics exist.
     """
-    from mailplane.cloud.tenant import topic_name
-
-    return {f"arn:{partition}:sns:{region}:{account_id}:{topic_name(t)}": t.name for t in tenants}
+    return {f"arn:{partition}:sns:{region}:{account_id}:{topic_name(t.name)}": t.name for t in tenants}
 
 
 def _parse_time(value: str) -> datetime:

@@ -46,6 +46,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from mailplane.model.addresses import parse_listener
 from mailplane.sender.compose import wire_bytes
 
 if TYPE_CHECKING:
@@ -296,12 +297,6 @@ async def _quit(smtp: aiosmtplib.SMTP) -> None:
         pass
     finally:
         smtp.close()
-
-
-def parse_listener(value: str) -> tuple[str, int]:
-    """``ADDR:PORT`` or ``[V6]:PORT`` (the model's normalised listener) to ``(address, port)``."""
-    address, _, port = value.rpartition(":")
-    return address.removeprefix("[").removesuffix("]"), int(port)
 
 
 def endpoints_for(fleet: Fleet, config: SenderConfig) -> dict[str, tuple[str, int]]:

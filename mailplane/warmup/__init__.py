@@ -1,1 +1,2 @@
-"""Warmup: plans (pure tables) and the status of IPs and tenants on a date."""
+"""Warmup: the status of IPs and tenants on a date, from the plans the model defines
+(:mod:`mailplane.model.warmup_plans`).  Depends on the model, never the other way round."""

@@ -12,7 +12,7 @@ from typing import Literal
 
 from mailplane.model.stack import Fleet, IpRef
 from mailplane.model.tenant import Ip, Tenant
-from mailplane.warmup.plans import Plan
+from mailplane.model.warmup_plans import WarmupPlan
 
 State = Literal["scheduled", "warming", "warm", "unplanned"]
 
@@ -36,7 +36,7 @@ def plan_day(started: datetime.date, on: datetime.date, held_days: int = 0) -> i
     return max((on - started).days + 1 - held_days, 0)
 
 
-def ip_status(tenant: Tenant, ip: Ip, plan: Plan | None, on: datetime.date,
+def ip_status(tenant: Tenant, ip: Ip, plan: WarmupPlan | None, on: datetime.date,
               held_days: int = 0) -> IpStatus:
     if ip.warmup is None or plan is None:
         return IpStatus(ip.address, tenant.name, ip.host, None, None, 0, None, None, "unplanned")

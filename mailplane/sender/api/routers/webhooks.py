@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
+from mailplane.model.names import WEBHOOK_PATH
 from mailplane.sender.api.deps import ServiceDep
 from mailplane.sender.api.errors import ApiError, fails
 from mailplane.sender.api.limits import MAX_WEBHOOK_BYTES
@@ -23,7 +24,7 @@ class SnsAck(BaseModel):
     suppressed: int | None = None
 
 
-@router.post("/v1/webhooks/ses", response_model=SnsAck, response_model_exclude_none=True,
+@router.post(WEBHOOK_PATH, response_model=SnsAck, response_model_exclude_none=True,
              responses=fails({400: "not an SNS message this service knows", 403: "the signature or the topic "
                               "is not the fleet's", 413: f"body over {MAX_WEBHOOK_BYTES} bytes",
                               502: "confirming the subscription failed (SNS sends it again)",

@@ -1,5 +1,8 @@
 """Warmup plans: the built-in presets and plans written in fleet.yaml, as step functions.
 
+Part of the model (the loader checks plan names against the presets, the fleet builds its plans
+here); :mod:`mailplane.warmup` reads them to compute an IP's status on a date.
+
 A plan maps a day of the plan (1 = the IP's first day) to a daily cap per IP; days a schedule
 does not list keep the previous cap, and after its last step the cap stays at the last value
 (the IP is warm).  The hourly ceiling is the daily cap spread over ``spread_hours`` unless a step
@@ -19,7 +22,9 @@ DEFAULT_SPREAD_HOURS = 12
 
 
 @dataclass(frozen=True)
-class Plan:
+class WarmupPlan:
+    """One named ramp: ``WarmupPlanSpec`` is how fleet.yaml writes it, this is what consumers read."""
+
     name: str
     steps: tuple[ScheduleStep, ...]
     spread_hours: int
@@ -75,26 +80,26 @@ _SPARKPOST = [200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 40_000, 50_000, 75_
               1_250_000, 1_750_000, 2_000_000, 3_000_000, 4_250_000, 5_000_000, 6_000_000,
               7_500_000, 10_000_000]
 
-PRESETS: dict[str, Plan] = {
+PRESETS: dict[str, WarmupPlan] = {
     plan.name: plan
     for plan in (
-        Plan("ses-45d", geometric(50, 50_000, 45), 24, HoldThresholds(),
+        WarmupPlan("ses-45d", geometric(50, 50_000, 45), 24, HoldThresholds(),
              "Amazon SES style: 45 days to 50,000/day. SES publishes only the end points, so the "
              "days between grow by a constant factor (x1.17/day)."),
-        Plan("sparkpost-30d", _table(_SPARKPOST), 24, HoldThresholds(),
+        WarmupPlan("sparkpost-30d", _table(_SPARKPOST), 24, HoldThresholds(),
              "SparkPost's published daily table: 200/day on day 1 to 10,000,000/day on day 29."),
-        Plan("pmta-6w", geometric(50, 10_000, 42), DEFAULT_SPREAD_HOURS, HoldThresholds(),
+        WarmupPlan("pmta-6w", geometric(50, 10_000, 42), DEFAULT_SPREAD_HOURS, HoldThresholds(),
              "Six weeks from 50/day to 10,000/day (x1.14/day), as the PowerMTA warmup engine "
              "mailplane replaces ran it; for small senders."),
     )
 }
 
 
-def build_plan(name: str, spec: WarmupPlanSpec) -> Plan:
+def build_plan(name: str, spec: WarmupPlanSpec) -> WarmupPlan:
     """A plan from fleet.yaml.  The spec is already checked: a known preset xor a schedule."""
     base = PRESETS.get(spec.preset or "")
     steps = tuple(spec.schedule) if spec.schedule else (base.steps if base else ())
     spread = spec.spread_hours or (base.spread_hours if base else DEFAULT_SPREAD_HOURS)
     hold = spec.hold_when or (base.hold_when if base else HoldThresholds())
     description = f"{spec.preset} with this stack's settings" if base else "written in fleet.yaml"
-    return Plan(name, steps, spread, hold, description)
+    return WarmupPlan(name, steps, spread, hold, description)

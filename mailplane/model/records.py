@@ -1,8 +1,10 @@
 """DNS records a sending domain needs, as plain values: one place computes every name and value.
 
-Route53 resources and the list printed for external DNS are both built from these, so the two
-cannot disagree.  Values that only SES knows (Easy DKIM tokens) or only the key generator knows
-(a BYODKIM public key) are passed in as strings by the caller once they are resolved.
+Route53 resources (:mod:`mailplane.cloud`), the list printed for external DNS, ``mailplane dns check``,
+the policy checks and the review diff are all built from these, so they cannot disagree; pure
+computation from the model, so none of them needs Pulumi to know a record.  Values that only SES
+knows (Easy DKIM tokens) or only the key generator knows (a BYODKIM public key) are passed in as
+strings by the caller once they are resolved.
 """
 
 from __future__ import annotations
@@ -12,13 +14,8 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 
-from mailplane.model.routes import (
-    needs_powermta_key,
-    powermta_return_paths,
-    powermta_selector,
-    return_path_base,
-    tenant_routes,
-)
+from mailplane.model.names import dkim_record_name, powermta_selector, return_path_base
+from mailplane.model.routes import needs_powermta_key, powermta_return_paths, tenant_routes
 from mailplane.model.tenant import Domain, Tenant
 
 TXT_CHUNK = 255
@@ -74,7 +71,7 @@ def split_txt(value: str) -> list[str]:
 
 
 def easy_dkim_records(domain: str, tokens: list[str], ttl: int) -> list[Record]:
-    return [Record(f"{token}._domainkey.{domain}", "CNAME", ttl, f"{token}.{EASY_DKIM_HOST}", "dkim")
+    return [Record(dkim_record_name(token, domain), "CNAME", ttl, f"{token}.{EASY_DKIM_HOST}", "dkim")
             for token in tokens]
 
 
@@ -92,7 +89,8 @@ def pem_body(pem: str) -> str:
 
 def byo_dkim_name(domain: Domain) -> str:
     """Name of a BYODKIM domain's TXT record: known offline, unlike its value (the public key)."""
-    return f"{domain.dkim.selector}._domainkey.{domain.name}"
+    assert domain.dkim.selector is not None  # the loader requires it of a BYODKIM domain
+    return dkim_record_name(domain.dkim.selector, domain.name)
 
 
 def byo_dkim_record(domain: Domain, public_key_pem: str, ttl: int) -> Record:
@@ -110,7 +108,7 @@ def has_powermta_key(tenant: Tenant, domain: Domain) -> bool:
 
 def powermta_dkim_name(domain: Domain) -> str:
     """Name of the TXT record of the key PowerMTA signs an Easy DKIM domain with."""
-    return f"{powermta_selector(domain)}._domainkey.{domain.name}"
+    return dkim_record_name(powermta_selector(domain), domain.name)
 
 
 def powermta_dkim_record(domain: Domain, public_key_pem: str, ttl: int) -> Record:
@@ -194,6 +192,3 @@ def static_records(tenant: Tenant, domain: Domain, region: str, ttl: int) -> lis
     records.extend(return_path_records(tenant, domain, ttl))
     return records
 
-
-def smtp_endpoint(region: str) -> str:
-    return f"email-smtp.{region}.amazonaws.com"
