@@ -45,7 +45,7 @@ test: $(STAMP) system-deps
 # The inner loop: everything but the Ansible runs, the multi-process tests and the installs.
 test-fast: $(STAMP) system-deps
 	$(BIN)/ruff check .
-	$(BIN)/pytest -m "not ansible and not processes and not install"
+	$(BIN)/pytest -m "not ansible and not processes and not install" -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

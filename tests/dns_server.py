@@ -202,8 +202,22 @@ class KnotServer:
 
     def start(self, wait: float = 10.0) -> KnotServer:
         self.launch()
-        self.wait_ready(time.monotonic() + wait)
+        self.wait_ready_or_relaunch(time.monotonic() + wait)
         return self
+
+    PORT_CLASH = "address already in use"
+    """knotd's complaint when another process (a parallel test worker) took the free port first."""
+
+    def wait_ready_or_relaunch(self, deadline: float, attempts: int = 3) -> None:
+        """:meth:`wait_ready`, launching again on another port when the one chosen was taken meanwhile."""
+        for attempt in range(attempts):
+            try:
+                self.wait_ready(deadline)
+                return
+            except RuntimeError as err:
+                if self.PORT_CLASH not in str(err) or attempt == attempts - 1:
+                    raise
+                self.launch()
 
     def launch(self) -> None:
         """Write the zone and config and start knotd; :meth:`wait_ready` waits until it answers."""
@@ -269,7 +283,7 @@ class KnotServer:
                 server.launch()
             deadline = time.monotonic() + wait
             for server in servers:
-                server.wait_ready(deadline)
+                server.wait_ready_or_relaunch(deadline)
         except RuntimeError:
             for server in servers:
                 server.stop()

@@ -6,6 +6,7 @@ stack name, and refuses to run on an invalid fleet with the located problems.
 
 from __future__ import annotations
 
+import asyncio
 import runpy
 import shutil
 from pathlib import Path
@@ -19,6 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(program: Path, stack: str, config: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    # Pulumi's mocks run on the thread's current event loop; a test before this one in the same process
+    # may have ended with asyncio.run(), which leaves none.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     monkeypatch.delenv("PULUMI_CONFIG", raising=False)
     pulumi.runtime.set_all_config(config)
     pulumi.runtime.set_mocks(AwsMocks(), project="mailplane", stack=stack, preview=False)
