@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mailplane.mta import values as v
-from mailplane.mta.values import Check
+from mailplane.mta.values import ValueCheck
 
 CASE_SENSITIVE = False
 """Directive and tag names are compared case-insensitively, and so are the names of VMTAs, pools,
@@ -47,7 +47,7 @@ class Directive:
     ``deprecated``: what to write instead; the directive is reported, its value is not checked.
     """
 
-    check: Check
+    check: ValueCheck
     section: str = ""
     repeatable: bool = False
     refers_to: tuple[str, ...] = ()
@@ -75,19 +75,19 @@ class Block:
     """
 
     parents: tuple[str, ...]
-    arg: Check | None
+    arg: ValueCheck | None
     section: str
-    arg_in: dict[str, Check | None] = field(default_factory=dict)
+    arg_in: dict[str, ValueCheck | None] = field(default_factory=dict)
     defines: str = ""
     named: Callable[[str], bool] = lambda arg: True
-    lines: Check | None = None
+    lines: ValueCheck | None = None
     once: bool = False
     requires: tuple[str, ...] = ()
     conflicts: tuple[tuple[str, str], ...] = ()
     macros: bool = False
     unconfirmed: bool = False
 
-    def arg_check(self, parent: str) -> Check | None:
+    def arg_check(self, parent: str) -> ValueCheck | None:
         return self.arg_in.get(parent, self.arg)
 
 
@@ -137,7 +137,7 @@ BLOCKS: dict[str, Block] = {
 # -- directive tables ---------------------------------------------------------------------------------
 
 
-def _same(check: Check, names: Iterable[str], section: str, unconfirmed: bool = False) -> dict[str, Directive]:
+def _same(check: ValueCheck, names: Iterable[str], section: str, unconfirmed: bool = False) -> dict[str, Directive]:
     """Several directives with one kind of value."""
     return {name: Directive(check, section, unconfirmed=unconfirmed) for name in names}
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from mailplane.model.types import normalise_domain, normalise_email
 
-Check = Callable[[str], str | None]
-"""Returns what is wrong with a value, or ``None``."""
+ValueCheck = Callable[[str], str | None]
+"""Returns what is wrong with a value, or ``None`` (named apart from the DNS and policy checks)."""
 
 BOOLEAN_WORDS = ("yes", "no", "true", "false")
 """g 3.2: these four and nothing else (a few directives add keywords, see :func:`boolean`)."""
@@ -112,7 +112,7 @@ def unquote(value: str) -> str:
 
 # -- scalars ---------------------------------------------------------------------------------------
 
-def boolean(*extra: str) -> Check:
+def boolean(*extra: str) -> ValueCheck:
     """``yes no true false`` (g 3.2) and a directive's own keywords (``override``…)."""
     accepted = (*BOOLEAN_WORDS, *extra)
 
@@ -126,7 +126,7 @@ def boolean(*extra: str) -> Check:
 yes_no = boolean()
 
 
-def one_of(*choices: str) -> Check:
+def one_of(*choices: str) -> ValueCheck:
     def check(value: str) -> str | None:
         if value.lower() in choices:
             return None
@@ -141,7 +141,7 @@ def count(value: str) -> str | None:
     return f"{value!r} is not a whole number"
 
 
-def count_or(*words_: str) -> Check:
+def count_or(*words_: str) -> ValueCheck:
     def check(value: str) -> str | None:
         if value.lower() in words_ or _INT_RE.fullmatch(value):
             return None
@@ -152,7 +152,7 @@ def count_or(*words_: str) -> Check:
 count_or_unlimited = count_or("unlimited")
 
 
-def int_range(low: int, high: int) -> Check:
+def int_range(low: int, high: int) -> ValueCheck:
     def check(value: str) -> str | None:
         if _INT_RE.fullmatch(value) and low <= int(value) <= high:
             return None
@@ -187,7 +187,7 @@ def time_or_never(value: str) -> str | None:
     return None if value.lower() == "never" else time(value)
 
 
-def time_at_most(limit: str) -> Check:
+def time_at_most(limit: str) -> ValueCheck:
     most = time_seconds(limit) or 0
 
     def check(value: str) -> str | None:
@@ -199,7 +199,7 @@ def time_at_most(limit: str) -> Check:
     return check
 
 
-def time_at_least(limit: str) -> Check:
+def time_at_least(limit: str) -> ValueCheck:
     least = time_seconds(limit) or 0
 
     def check(value: str) -> str | None:
@@ -282,7 +282,7 @@ def size_or_unlimited(value: str) -> str | None:
     return None if value.lower() == "unlimited" else size(value)
 
 
-def size_at_least(limit: str) -> Check:
+def size_at_least(limit: str) -> ValueCheck:
     least = size_bytes(limit) or 0
 
     def check(value: str) -> str | None:
@@ -553,7 +553,7 @@ def http_access(value: str) -> str | None:
     return None
 
 
-def cidr_and(check: Check) -> Check:
+def cidr_and(check: ValueCheck) -> ValueCheck:
     """``CIDR VALUE``: the per-source-IP limits of a queue, ip-connection-limit."""
     def checker(value: str) -> str | None:
         parts = words(value)
@@ -988,7 +988,7 @@ def _results(text: str) -> str | None:
     return None
 
 
-def pattern_rule(rule: str) -> Check:
+def pattern_rule(rule: str) -> ValueCheck:
     """A ``<pattern-list>`` rule: ``header NAME /RE/ RES``, ``mail-from /RE/ RES``, ``* RES`` (g 3.3.14)."""
     def check(value: str) -> str | None:
         if rule == "*":
