@@ -190,3 +190,24 @@ def test_a_stream_served_by_other_hosts_goes_back_to_the_queue_for_them() -> Non
     locked = Locked(NOW, DAY, HOUR, {}, {}, frozenset({1}))
     [answer] = decide([Ask(1, plan)], locked, LIMITS)
     assert isinstance(answer, Deferred) and not answer.kept and answer.until == NOW + 60
+
+
+def test_a_pause_keeps_mail_waiting_and_a_paused_ip_is_passed_over() -> None:
+    from mailplane.sender.gates import PAUSE_RECHECK, Pause
+
+    a, b = IpGate("192.0.2.1", 10, None), IpGate("192.0.2.2", 10, None, Pause("IP 192.0.2.2 paused by operator (x)"))
+    locked = Locked(NOW, DAY, HOUR, {("ip", a.address): 0, ("ip", b.address): 0, ("tenant", "acme"): 0},
+                    {a.address: 0, b.address: 0}, frozenset(range(1, 10)))
+    plan = RoutePlan("acme", None, (a, b))
+    granted = decide([Ask(i, plan) for i in (1, 2, 3)], locked, LIMITS)
+    assert {g.ip for g in granted if isinstance(g, Granted)} == {"192.0.2.1"}  # never the paused one
+    stopped = Pause("tenant acme paused by operator (bounces)", until=NOW + 30)
+    [waiting] = decide([Ask(4, RoutePlan("acme", None, (a,), pause=stopped))], locked, LIMITS)
+    assert waiting == Deferred(NOW + 30, "paused: tenant acme paused by operator (bounces)")
+    endless = Pause("mail to example.net paused by operator (421s)")
+    [to_domain] = decide([Ask(5, plan, pause=endless)], locked, LIMITS)
+    assert to_domain == Deferred(NOW + PAUSE_RECHECK, "paused: mail to example.net paused by operator (421s)")
+    all_paused = RoutePlan("acme", None, (IpGate("192.0.2.2", 10, None, Pause("p", until=NOW + 5)),))
+    [none_left] = decide([Ask(6, all_paused)], locked, LIMITS)
+    assert isinstance(none_left, Deferred) and none_left.until == NOW + 5 and none_left.reason.startswith("paused: ")
+    assert locked.daily[("tenant", "acme")] == 3  # only the three grants counted

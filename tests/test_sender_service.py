@@ -74,9 +74,15 @@ def write_stack(root: Path, caps: dict[str, int] = CAPS, *, acme_quota: int | No
 KEYS = {name: new_api_key() for name in ("acme", "bravo", "sesco")}
 
 
+ADMIN_KEY = new_api_key()
+"""An operator's key for the admin API, in every test config."""
+
+
 def write_config(path: Path, *, db: str, sink_port: int, moto_url: str | None = None, workers: int = 2,
                  batch: int = 8, lease: float = 60.0) -> Path:
     keys = "\n".join(f'  {t}/app: "{hash_api_key(k)}"' for t, k in KEYS.items())
+    keys += f'\nadmin_keys:\n  ops: "{hash_api_key(ADMIN_KEY)}"'
+
     endpoint = f"endpoint_url: {moto_url}" if moto_url else ""
     path.write_text(textwrap.dedent("""\
         database_url: "{db}"
@@ -321,6 +327,56 @@ def test_a_running_serve_has_not_loaded_pulumi(tmp_path: Path, instances: Callab
                   if len(line.split()) >= 6}
     assert any("/sqlalchemy/" in path for path in mapped)  # the check sees the sender's own compiled parts
     assert [path for path in mapped if "/pulumi" in path or "/grpc/" in path] == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+def test_an_operator_pauses_drains_and_cancels_a_tenant_across_instances(
+        tmp_path: Path, db_url: str, instances: Callable[..., Instance]) -> None:
+    """A pause made through one instance holds on the other (they share the database): the tenant's mail
+    waits, nothing is dropped, another tenant goes on; a resume sends it; a drain refuses new mail; a
+    cancel empties the queue.  The admin API takes operators' keys only."""
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with SmtpSink() as sink:
+        one = instances(stack, write_config(tmp_path / "one.yaml", db=db_url, sink_port=sink.port))
+        two = instances(stack, write_config(tmp_path / "two.yaml", db=db_url, sink_port=sink.port))
+        assert one.http.get("/v1/admin/pauses").status_code == 401
+        assert one.http.get("/v1/admin/pauses", headers={"Authorization": f"Bearer {KEYS['acme']}"}).status_code == 401
+        pause = one.http.post("/v1/admin/pauses", headers=admin, json={
+            "scope": "tenant", "tenant": "bravo", "reason": "complaints from a bad list"})
+        assert pause.status_code == 201, pause.text
+        for n in range(5):
+            assert two.post("bravo", message("bravo", n)).status_code == 202
+            assert two.post("acme", message("acme", n)).status_code == 202
+        wait_for(lambda: sink.received == 5, 30, "acme's mail")
+        time.sleep(1.0)  # bravo's would have gone by now
+        assert set(vmta_counts(sink)) <= {"acme-192-0-2-31", "acme-192-0-2-32"}
+        report = two.http.get("/v1/quotas/bravo", headers={"Authorization": f"Bearer {KEYS['bravo']}"}).json()
+        assert report["pauses"] == ["tenant bravo paused by operator (complaints from a bad list)"]
+        queue = two.http.get("/v1/admin/queue/bravo", headers=admin).json()
+        assert queue["streams"]["transactional"].get("queued") == 5
+        resumed = two.http.delete(f"/v1/admin/pauses/{pause.json()['id']}", headers=admin)
+        assert resumed.status_code == 200 and two.http.delete(f"/v1/admin/pauses/{pause.json()['id']}",
+                                                               headers=admin).status_code == 404
+        wait_for(lambda: sink.received == 10, 30, "bravo's mail after the resume")
+        assert vmta_counts(sink)["bravo-192-0-2-41"] == 5
+        drain = one.http.post("/v1/admin/pauses", headers=admin, json={
+            "scope": "tenant", "tenant": "bravo", "mode": "drain", "reason": "moving to another stack"})
+        assert drain.status_code == 201
+        refused = two.post("bravo", message("bravo", 9))
+        assert refused.status_code == 409 and refused.json()["problems"][0]["code"] == "draining"
+        hold = one.http.post("/v1/admin/pauses", headers=admin, json={
+            "scope": "tenant", "tenant": "acme", "reason": "list review"})
+        for n in range(10, 13):
+            assert one.post("acme", message("acme", n)).status_code == 202
+        cancelled = two.http.post("/v1/admin/queue/acme/cancel", headers=admin, json={"reason": "bad list"})
+        assert cancelled.json() == {"tenant": "acme", "cancelled": 3}
+        assert two.http.delete(f"/v1/admin/pauses/{hold.json()['id']}", headers=admin).status_code == 200
+        time.sleep(1.0)
+        assert sink.received == 10  # cancelled mail is never sent
+        bad = one.http.post("/v1/admin/pauses", headers=admin, json={
+            "scope": "ip", "tenant": "acme", "key": "192.0.2.41", "reason": "x"})
+        assert bad.status_code == 422 and "not an IP of acme" in bad.json()["problems"][0]["message"]
 
 
 def test_marketing_mail_unsubscribes_with_one_click(tmp_path: Path, instances: Callable[..., Instance]) -> None:

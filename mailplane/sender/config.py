@@ -72,6 +72,10 @@ class SenderConfig(Model):
     api_keys: dict[StrictStr, StrictStr] = Field(
         default_factory=dict,
         description="`tenant/sender` to the key's hash (`sha256:<hex>`, from `mailplane sender-key`).")
+    admin_keys: dict[StrictStr, StrictStr] = Field(
+        default_factory=dict,
+        description="Operator name to the hash (`sha256:<hex>`) of a key for the admin API (`/v1/admin/...`: "
+        "pauses, drains, queues). Separate from the senders' keys: no sender key opens the admin API.")
     ses_credentials: dict[StrictStr, AwsKey] = Field(
         default_factory=dict,
         description="`tenant/sender` to its IAM user's access key (Pulumi's `sender_credentials`): SES mail of "
@@ -109,6 +113,14 @@ class SenderConfig(Model):
         for name, stored in value.items():
             if name.count("/") != 1:
                 raise ValueError(f"{name!r}: name API keys `tenant/sender`")
+            if not stored.startswith(HASH_PREFIX) or len(stored) != len(HASH_PREFIX) + 64:
+                raise ValueError(f"{name!r}: store the key's hash (`sha256:` and 64 hex digits), never the key")
+        return value
+
+    @field_validator("admin_keys")
+    @classmethod
+    def _check_admin_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, stored in value.items():
             if not stored.startswith(HASH_PREFIX) or len(stored) != len(HASH_PREFIX) + 64:
                 raise ValueError(f"{name!r}: store the key's hash (`sha256:` and 64 hex digits), never the key")
         return value

@@ -12,6 +12,8 @@ The gates, per message:
 
 * the worker must still hold its claim (else :class:`LostClaim`);
 * a stream whose IPs are all on other instances' hosts goes back to the queue for them;
+* a pause in force (:class:`Pause`: an operator's, or the tenant guard's) on the tenant, the stream
+  or the recipient's domain keeps the message waiting; a paused IP is passed over;
 * the tenant's own ``daily_quota``;
 * through PowerMTA: among the route's IPs, one with warmup quota left today and room under its
   hourly ceiling -- the one with the most left, then the least used, then the lowest address;
@@ -35,6 +37,10 @@ SES = "ses"
 """Counter kind, and rate schedule name, of the SES account."""
 ELSEWHERE_RETRY = 60.0
 """Seconds a message this instance cannot route waits before any instance claims it again."""
+PAUSED = "paused: "
+"""How the reason of a message waiting under a pause begins (a resume finds them by it)."""
+PAUSE_RECHECK = 60.0
+"""Seconds a paused message waits before it is asked about again: a resume takes effect within this."""
 DEFAULT_CATCH_UP = 0.25
 """Seconds of lateness the SES schedule makes up (see ``RateSchedule``)."""
 
@@ -125,12 +131,30 @@ Reservation = Granted | Deferred | LostClaim
 
 
 @dataclass(frozen=True)
+class Pause:
+    """Sending stopped on a scope until ``until`` (epoch seconds; None: until resumed), and why.
+
+    Queued mail waits under a pause; nothing is dropped.
+    """
+
+    reason: str
+    until: float | None = None
+
+    def wait(self, now: float) -> float:
+        """When a message under this pause is due again: its end, or the next look, whichever is first."""
+        recheck = now + PAUSE_RECHECK
+        return recheck if self.until is None else min(self.until, recheck)
+
+
+@dataclass(frozen=True)
 class IpGate:
     """One IP of a route and its caps for the day (the plan's, as an override leaves them)."""
 
     address: str
     daily_cap: int | None
     hourly_cap: int | None
+    pause: Pause | None = None
+    """A pause of this IP in force: it is passed over."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +167,8 @@ class RoutePlan:
     """The route's IPs on this instance's hosts; none: the stream goes by SES."""
     elsewhere: bool = False
     """The stream's IPs are all on other instances' hosts: not this instance's to send (nor SES's)."""
+    pause: Pause | None = None
+    """A pause of the tenant or of this stream in force: its mail waits."""
 
 
 @dataclass(frozen=True)
@@ -172,10 +198,12 @@ class Locked:
 
 @dataclass(frozen=True)
 class Ask:
-    """One message to decide: its queue id and the plan of its (tenant, stream)."""
+    """One message to decide: its queue id, the plan of its (tenant, stream) and its recipient's domain."""
 
     id: int
     plan: RoutePlan
+    pause: Pause | None = None
+    """A pause of the recipient's domain in force (a mailbox provider refusing mail): the message waits."""
 
 
 def midnight_after(day: datetime.date) -> float:
@@ -194,7 +222,11 @@ def _pick_ip(plan: RoutePlan, locked: Locked) -> IpGate | tuple[float, str]:
     def remaining(g: IpGate) -> float:
         return float("inf") if g.daily_cap is None else g.daily_cap - locked.daily[("ip", g.address)]
 
-    open_today = [g for g in plan.gates if remaining(g) > 0]
+    sending = [g for g in plan.gates if g.pause is None]
+    if not sending:
+        pauses = [g.pause for g in plan.gates if g.pause is not None]
+        return min(p.wait(locked.now) for p in pauses), f"{PAUSED}every IP of the route: {pauses[0].reason}"
+    open_today = [g for g in sending if remaining(g) > 0]
     if not open_today:
         return midnight_after(locked.day), "every IP reached its warmup cap for the day"
     open_now = [g for g in open_today if g.hourly_cap is None or locked.hourly[g.address] < g.hourly_cap]
@@ -210,6 +242,9 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
     plan = ask.plan
     if plan.elsewhere:  # claimed under an older fleet: back to the queue for another instance
         return Deferred(locked.now + ELSEWHERE_RETRY, "no IP for this stream on this instance's MTA hosts")
+    pause = plan.pause or ask.pause
+    if pause is not None:
+        return _defer(locked, pause.wait(locked.now), PAUSED + pause.reason, keep_within)
     tomorrow = midnight_after(locked.day)
     quota = plan.daily_quota
     if quota is not None and locked.daily[("tenant", plan.tenant)] >= quota:

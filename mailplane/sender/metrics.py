@@ -29,7 +29,7 @@ class _Gauges(Collector):
         states = GaugeMetricFamily("mailplane_sender_messages", "Messages in the shared queue by state.",
                                    labels=["state"])
         counts = self.queue()
-        for state in ("queued", "sending", "sent", "failed", "suppressed"):
+        for state in ("queued", "sending", "sent", "failed", "suppressed", "cancelled"):
             states.add_metric([state], counts.get(state, 0))
         yield states
         remaining = GaugeMetricFamily("mailplane_sender_ip_remaining",

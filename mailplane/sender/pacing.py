@@ -31,6 +31,7 @@ import datetime
 import functools
 from collections.abc import Callable, Collection, Sequence
 
+from mailplane.model.addresses import ip_key
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Ip, Tenant
 from mailplane.sender.counters import DailyKey, HourlyKey, Scope
@@ -52,6 +53,7 @@ from mailplane.sender.gates import (
     apply_override,
     decide,
 )
+from mailplane.sender.pauses import InForce
 from mailplane.sender.store import Message, Store
 from mailplane.warmup.status import ip_status
 
@@ -96,19 +98,20 @@ class Pacer:
         return [(t.name, stream) for t in self.fleet.tenants for stream in t.streams
                 if not self.ips_for(t, stream) or self.local_ips_for(t, stream)]
 
-    def ip_gate(self, tenant: Tenant, ip: Ip, day: datetime.date) -> IpGate:
-        """The IP's caps on ``day``: its plan's, as held, frozen or paused by an override."""
+    def ip_gate(self, tenant: Tenant, ip: Ip, day: datetime.date, in_force: InForce | None = None) -> IpGate:
+        """The IP's caps on ``day``: its plan's, as held, frozen or paused by an override; and its pause."""
         override = self.overrides(tenant.name, ip.address, day) if self.overrides else None
         status = ip_status(tenant, ip, self.fleet.plan_for(ip), day, override.held_days if override else 0)
         daily, hourly = apply_override(status.daily_cap, status.hourly_cap, override)
-        return IpGate(ip.address, daily, hourly)
+        return IpGate(ip.address, daily, hourly, in_force.ip(ip_key(ip.address)) if in_force else None)
 
-    def plan(self, tenant_name: str, stream: str, day: datetime.date) -> RoutePlan:
-        """What a (tenant, stream) is subject to on ``day``, on this instance."""
+    def plan(self, tenant_name: str, stream: str, day: datetime.date, in_force: InForce | None = None) -> RoutePlan:
+        """What a (tenant, stream) is subject to on ``day``, on this instance, under the pauses in force."""
         tenant = self.fleet.tenant(tenant_name)
-        gates = tuple(self.ip_gate(tenant, ip, day) for ip in self.local_ips_for(tenant, stream))
+        gates = tuple(self.ip_gate(tenant, ip, day, in_force) for ip in self.local_ips_for(tenant, stream))
         return RoutePlan(tenant.name, tenant.daily_quota, gates,
-                         elsewhere=not gates and bool(self.ips_for(tenant, stream)))
+                         elsewhere=not gates and bool(self.ips_for(tenant, stream)),
+                         pause=in_force.route(tenant.name, stream) if in_force else None)
 
     def scope(self, plans: Collection[RoutePlan], day: datetime.date, hour: int) -> Scope:
         """The counter rows a batch with these plans locks, sorted: the lock order."""
@@ -146,12 +149,13 @@ class Pacer:
         now = self.store.clock()
         day = datetime.datetime.fromtimestamp(now, datetime.UTC).date()
         hour = int(now // 3600)
+        in_force = self.store.pauses.in_force()
         plans: dict[tuple[str, str], RoutePlan] = {}
         for message in batch:
             key = (message.tenant, message.stream)
             if key not in plans:
-                plans[key] = self.plan(message.tenant, message.stream, day)
-        asks = [Ask(m.id, plans[(m.tenant, m.stream)]) for m in batch]
+                plans[key] = self.plan(message.tenant, message.stream, day, in_force)
+        asks = [Ask(m.id, plans[(m.tenant, m.stream)], in_force.domain(m.tenant, _domain(m.to_addr))) for m in batch]
         return self.store.counters.reserve(
             worker, [m.id for m in batch], self.scope(plans.values(), day, hour), self._schedule,
             functools.partial(self._decide, asks, keep_within=keep_within), now, day, hour)
@@ -169,3 +173,7 @@ class Pacer:
         reservation back when ``refund`` (see the module docstring); False if ``worker`` lost the claim."""
         return self.store.counters.release(worker, message_id, retry_in=retry_in, refund=refund, error=error,
                                            ses_region=self.ses.region)
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()

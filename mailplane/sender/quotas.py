@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from mailplane.model.addresses import ip_key
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
-from mailplane.sender.pacing import IpOverride, apply_override
+from mailplane.sender.gates import IpOverride, apply_override
 from mailplane.warmup.status import ip_status
+
+if TYPE_CHECKING:
+    from mailplane.sender.pauses import InForce
 
 Counter = Callable[[str, str], int]
 """(kind, key) -> today's count: kinds ``ip`` (address), ``tenant`` (name), ``ses`` (region)."""
@@ -31,7 +36,8 @@ class IpQuota(BaseModel):
     plan_day: int = Field(description="Day of the plan (1 on the start date, 0 before), after held days.")
     state: str = Field(description="scheduled, warming, warm or unplanned.")
     held_days: int = Field(description="Days the ramp was held for bad bounce, complaint or deferral rates.")
-    paused: bool = Field(description="The reputation side stopped the IP for now.")
+    paused: bool = Field(description="The IP sends nothing now: an operator's pause, or the reputation side's.")
+    paused_because: str | None = Field(None, description="Why, for an operator's or the guard's pause.")
     daily_cap: int | None = Field(description="Messages the IP may send today; null: no warmup cap.")
     hourly_cap: int | None
     sent: int
@@ -58,6 +64,8 @@ class QuotaReport(BaseModel):
     quota: TenantQuota
     ips: list[IpQuota]
     ses: SesQuota
+    pauses: list[str] = Field(default_factory=list, description="Every pause or drain in force on the tenant, its "
+                              "streams, its IPs or its recipients' domains, saying why and by whom.")
 
 
 def _left(cap: int | None, sent: int) -> int | None:
@@ -66,8 +74,10 @@ def _left(cap: int | None, sent: int) -> int | None:
 
 def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Counter, *,
                  held_days: Mapping[str, int] | None = None,
-                 overrides: Mapping[str, IpOverride] | None = None) -> QuotaReport:
-    """The report for ``tenant`` on ``day``; ``held_days`` and ``overrides`` are keyed by IP address."""
+                 overrides: Mapping[str, IpOverride] | None = None,
+                 in_force: InForce | None = None) -> QuotaReport:
+    """The report for ``tenant`` on ``day``; ``held_days`` and ``overrides`` are keyed by IP address;
+    ``in_force``: the pauses and drains in force."""
     held_days = held_days or {}
     overrides = overrides or {}
     ips: list[IpQuota] = []
@@ -76,11 +86,13 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
         status = ip_status(tenant, ip, fleet.plan_for(ip), day, held)
         daily, hourly = status.daily_cap, status.hourly_cap
         override = overrides.get(ip.address)
-        paused = bool(override and override.paused)
+        pause = in_force.ip(ip_key(ip.address)) if in_force else None
+        paused = bool(override and override.paused) or pause is not None
         daily, hourly = apply_override(daily, hourly, override)
         sent = counter("ip", ip.address)
         ips.append(IpQuota(address=ip.address, host=ip.host, streams=ip.streams, plan=status.plan,
                            plan_day=status.day, state=status.state, held_days=held, paused=paused,
+                           paused_because=pause.reason if pause else None,
                            daily_cap=daily, hourly_cap=hourly, sent=sent, remaining=_left(daily, sent)))
     tenant_sent = counter("tenant", tenant.name)
     ses = fleet.settings.ses
@@ -91,4 +103,5 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
                           remaining=_left(tenant.daily_quota, tenant_sent)),
         ips=ips,
         ses=SesQuota(region=ses.region, daily_quota=ses.daily_quota, sent=ses_sent,
-                     remaining=max(ses.daily_quota - ses_sent, 0), max_send_rate=ses.max_send_rate))
+                     remaining=max(ses.daily_quota - ses_sent, 0), max_send_rate=ses.max_send_rate),
+        pauses=in_force.about(tenant.name) if in_force else [])

@@ -109,6 +109,22 @@ token_buckets = Table(
 )
 
 
+pauses = Table(
+    "pauses", metadata,  # operators' and the tenant guard's pauses and drains (``pauses``)
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("scope", String(8), nullable=False),  # tenant, stream, ip, domain
+    Column("tenant", String(64)),  # the tenant paused, or whose stream / IP / recipient domain; none: every tenant
+    Column("key", String(320), nullable=False),  # the stream, IP or recipient domain ("" for a tenant)
+    Column("mode", String(8), nullable=False),  # pause: sending waits; drain: new mail is refused
+    Column("reason", String(500), nullable=False),
+    Column("source", String(16), nullable=False),  # operator or guard
+    Column("until", Float),  # epoch seconds it ends by itself; none: until resumed
+    Column("created_at", Float, nullable=False),
+    Column("ended_at", Float),  # resumed
+    Index("ix_pauses_open", "ended_at"),
+)
+
+
 def upsert(dialect: str, table: Table) -> Any:
     """``INSERT`` with ``ON CONFLICT`` support on both engines the store runs on."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)

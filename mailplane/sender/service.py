@@ -91,6 +91,15 @@ class Service:
                     found = (tenant, sender)
         return found
 
+    def authenticate_admin(self, key: str) -> str | None:
+        """The operator an admin key belongs to, or None (every stored hash compared in constant time)."""
+        presented = hash_api_key(key)
+        found: str | None = None
+        for name, stored in sorted(self.config.admin_keys.items()):
+            if hmac.compare_digest(presented, stored) and found is None:
+                found = name
+        return found
+
     def tenant(self, name: str) -> Tenant | None:
         try:
             return self.fleet.tenant(name)

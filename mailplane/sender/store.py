@@ -49,6 +49,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mailplane.sender.counters import Counters
 from mailplane.sender.ledger import Ledger
+from mailplane.sender.pauses import Pauses
 from mailplane.sender.schema import (
     ip_day_stats,
     messages,
@@ -58,8 +59,8 @@ from mailplane.sender.schema import (
     upsert,
 )
 
-State = Literal["queued", "sending", "sent", "failed", "suppressed"]
-FINAL_STATES: tuple[State, ...] = ("sent", "failed", "suppressed")
+State = Literal["queued", "sending", "sent", "failed", "suppressed", "cancelled"]
+FINAL_STATES: tuple[State, ...] = ("sent", "failed", "suppressed", "cancelled")
 CounterKind = Literal["ip", "tenant", "ses"]
 UNSUBSCRIBE = "unsubscribe"
 """The suppression reason that applies to marketing mail only."""
@@ -183,6 +184,8 @@ class Store:
         self.counters = Counters(self)
         """The send gates' counter rows and rate schedule (``counters``)."""
         self.ledger = Ledger(self)
+        self.pauses = Pauses(self)
+        """Operators' and the tenant guard's pauses and drains (``pauses``)."""
         """The event side's bookkeeping: accounting cursors, IP-day outcomes, alert markers (``ledger``)."""
         if create:
             metadata.create_all(self.engine)
@@ -433,6 +436,30 @@ class Store:
             return done
 
         return int(self.run(work)) if results else 0
+
+    def queue_counts(self, tenant: str) -> dict[str, dict[str, int]]:
+        """A tenant's messages per stream and state (an operator deciding to hold or cancel)."""
+        query = (select(messages.c.stream, messages.c.state, func.count()).where(messages.c.tenant == tenant)
+                 .group_by(messages.c.stream, messages.c.state))
+        out: dict[str, dict[str, int]] = {}
+        with self.reading() as conn:
+            for stream, state, n in conn.execute(query).all():
+                out.setdefault(stream, {})[state] = int(n)
+        return out
+
+    def cancel_queued(self, tenant: str, stream: str | None, reason: str) -> int:
+        """Cancel a tenant's (or one stream's) queued mail; messages being sent right now are not stopped."""
+
+        def work(conn: Connection) -> int:
+            now = self.clock()
+            cond = [messages.c.tenant == tenant, messages.c.state == "queued"]
+            if stream is not None:
+                cond.append(messages.c.stream == stream)
+            result = conn.execute(update(messages).where(*cond).values(
+                state="cancelled", last_error=f"cancelled: {reason}"[:1000], updated_at=now))
+            return int(result.rowcount)
+
+        return int(self.run(work))
 
     def counts(self) -> dict[str, int]:
         """Messages per state: the queue's gauge for ``/metrics``."""

@@ -2,7 +2,8 @@
 
 One router per resource (``routers/``): messages (``POST /v1/messages``, ``GET /v1/messages/{id}``),
 quotas (``GET /v1/quotas/{tenant}``), webhooks (``POST /v1/webhooks/ses``), unsubscribe
-(``GET|POST /v1/unsubscribe/{token}``) and operations (``GET /healthz``, ``GET /metrics``).  The
+(``GET|POST /v1/unsubscribe/{token}``), operations (``GET /healthz``, ``GET /metrics``) and admin
+(``/v1/admin/...``: pauses, drains and queues, with operators' own keys).  The
 routes get the service and the authenticated caller as dependencies (``deps``), return response
 models that FastAPI validates, and raise :class:`~mailplane.sender.api.errors.ApiError` for every
 4xx, answered in the one error shape ``{"error": str, "problems": [...]}`` (``errors``).  Before a
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 
 from mailplane.sender.api import errors
 from mailplane.sender.api.limits import MAX_REQUEST_BYTES, BodyLimit, JsonOnly
-from mailplane.sender.api.routers import messages, operations, quotas, unsubscribe, webhooks
+from mailplane.sender.api.routers import admin, messages, operations, quotas, unsubscribe, webhooks
 from mailplane.sender.service import Service
 
 __all__ = ["MAX_REQUEST_BYTES", "create_app"]
@@ -44,7 +45,8 @@ def create_app(service: Service) -> FastAPI:
     )
     app.state.service = service
     errors.install(app)
-    for router in (operations.router, messages.router, quotas.router, unsubscribe.router, webhooks.router):
+    for router in (operations.router, messages.router, quotas.router, unsubscribe.router, webhooks.router,
+                   admin.router):
         app.include_router(router)
     app.add_middleware(JsonOnly)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit)  # type: ignore[arg-type]

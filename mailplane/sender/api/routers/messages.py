@@ -70,7 +70,8 @@ def _utc(epoch: float) -> datetime.datetime:
 @router.post("/v1/messages", status_code=202, response_model=Queued | QueuedBatch,
              responses=fails({401: "missing or invalid API key",
                               409: "an idempotency key already used for another message: nothing queued; the "
-                              "problem's `original_id` names that message",
+                              "problem's `original_id` names that message; or the tenant or stream is being "
+                              "drained (code `draining`)",
                               413: f"request body over {MAX_REQUEST_BYTES} bytes",
                               415: "the body is not `Content-Type: application/json`",
                               422: f"a problem in any message (or over {MAX_BATCH} of them): nothing queued; "
@@ -142,6 +143,13 @@ def _accept(service: Service, who: Caller, items: list[MessageIn], rendered: dic
             refused: list[Problem]) -> list[Queued]:
     """Check, then queue all in one committed transaction, or raise the 422 / 409 that says why not."""
     checked, problems = _checked(service, who, items, rendered, refused)
+    drains = service.store.pauses.in_force()
+    for i, c in checked:
+        drain = drains.drain(who.tenant.name, c.new.stream)
+        if drain is not None:
+            raise ApiError(409, f"{who.tenant.name}'s {c.new.stream} mail is being drained: nothing was queued", [
+                {"index": i, "field": "stream", "code": "draining",
+                 "message": f"new mail is refused until an operator resumes it ({drain.reason})"}])
     if problems:
         problems.sort(key=lambda p: (p.index or 0, p.field))
         raise ApiError(422, "invalid messages: nothing was queued", [p.as_json() for p in problems])
