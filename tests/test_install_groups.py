@@ -57,6 +57,7 @@ def test_the_core_runs_a_tenants_engineers_commands_without_the_extras(core: Pat
     (("plan", "stacks/prod"), "cloud"),
     (("dns", "check", "stacks/prod"), "dns"),
     (("serve", "stacks/prod", "--config", "sender.yaml"), "sender"),
+    (("ses", "status", "stacks/prod"), "sender"),
     (("warmup", "chart", "stacks/prod", "--out", "chart.svg"), "chart"),
 ])
 def test_a_command_needing_an_extra_says_which(core: Path, args: tuple[str, ...], extra: str) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from mailplane.cli import dns, edit, lint, plan, render, schema, serve, validate, warmup
+from mailplane.cli import dns, edit, lint, plan, render, schema, serve, ses, validate, warmup
 
 app = typer.Typer(
     name="mailplane",
@@ -20,6 +20,7 @@ plan.register(app)
 schema.register(app)
 app.add_typer(warmup.app, name="warmup")
 app.add_typer(dns.app, name="dns")
+app.add_typer(ses.app, name="ses")
 edit.register(app)
 lint.register(app)
 render.register(app)

@@ -34,6 +34,7 @@ from collections.abc import Callable, Collection, Sequence
 from mailplane.model.addresses import ip_key
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Ip, Tenant
+from mailplane.sender.account import AccountLimits, Limits, effective
 from mailplane.sender.counters import DailyKey, HourlyKey, Scope
 from mailplane.sender.gates import (
     DEFAULT_CATCH_UP,
@@ -77,7 +78,12 @@ class Pacer:
         """The MTA hosts this instance submits to (PowerMTA accepts only its own host's sender);
         None: every host."""
         self.ses = fleet.settings.ses
-        self.limits = SesLimits(self.ses.region, self.ses.daily_quota)
+        self.account: AccountLimits | None = None
+        """What SES last said the account allows (``Service.refresh_account``); None: fleet.yaml's alone."""
+
+    def limits(self) -> Limits:
+        """The account's limits the gates enforce: the lower of fleet.yaml's and the account's."""
+        return effective(self.ses.daily_quota, self.ses.max_send_rate, self.account)
 
     # -- what applies to a message (pure) -------------------------------------------------
 
@@ -156,15 +162,18 @@ class Pacer:
             if key not in plans:
                 plans[key] = self.plan(message.tenant, message.stream, day, in_force)
         asks = [Ask(m.id, plans[(m.tenant, m.stream)], in_force.domain(m.tenant, _domain(m.to_addr))) for m in batch]
+        limits = self.limits()
         return self.store.counters.reserve(
-            worker, [m.id for m in batch], self.scope(plans.values(), day, hour), self._schedule,
-            functools.partial(self._decide, asks, keep_within=keep_within), now, day, hour)
+            worker, [m.id for m in batch], self.scope(plans.values(), day, hour),
+            functools.partial(self._schedule, limits.max_send_rate),
+            functools.partial(self._decide, asks, SesLimits(self.ses.region, limits.daily_quota),
+                              keep_within=keep_within), now, day, hour)
 
-    def _schedule(self, next_slot: float, recent: list[float]) -> RateSchedule:
-        return RateSchedule(self.ses.max_send_rate, next_slot, recent, self.catch_up)
+    def _schedule(self, rate: float, next_slot: float, recent: list[float]) -> RateSchedule:
+        return RateSchedule(rate, next_slot, recent, self.catch_up)
 
-    def _decide(self, asks: list[Ask], locked: Locked, *, keep_within: float) -> list[Reservation]:
-        return decide(asks, locked, self.limits, keep_within)
+    def _decide(self, asks: list[Ask], limits: SesLimits, locked: Locked, *, keep_within: float) -> list[Reservation]:
+        return decide(asks, locked, limits, keep_within)
 
     # -- after an attempt -----------------------------------------------------------------
 

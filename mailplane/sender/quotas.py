@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from mailplane.model.addresses import ip_key
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
+from mailplane.sender.account import Limits
 from mailplane.sender.gates import IpOverride, apply_override
 from mailplane.warmup.status import ip_status
 
@@ -52,10 +53,13 @@ class TenantQuota(BaseModel):
 
 class SesQuota(BaseModel):
     region: str
-    daily_quota: int = Field(description="The account's limit, shared by every tenant sending through SES.")
+    daily_quota: int = Field(description="The account's limit, shared by every tenant sending through SES: the "
+                             "lower of fleet.yaml's and what SES reports.")
     sent: int
     remaining: int
-    max_send_rate: float = Field(description="Messages per second, for the whole account.")
+    max_send_rate: float = Field(description="Messages per second, for the whole account (the lower of the two).")
+    warnings: list[str] = Field(default_factory=list, description="Where fleet.yaml and the SES account disagree, "
+                                "or the account is in the sandbox or disabled.")
 
 
 class QuotaReport(BaseModel):
@@ -75,7 +79,7 @@ def _left(cap: int | None, sent: int) -> int | None:
 def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Counter, *,
                  held_days: Mapping[str, int] | None = None,
                  overrides: Mapping[str, IpOverride] | None = None,
-                 in_force: InForce | None = None) -> QuotaReport:
+                 in_force: InForce | None = None, ses_limits: Limits | None = None) -> QuotaReport:
     """The report for ``tenant`` on ``day``; ``held_days`` and ``overrides`` are keyed by IP address;
     ``in_force``: the pauses and drains in force."""
     held_days = held_days or {}
@@ -96,12 +100,14 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
                            daily_cap=daily, hourly_cap=hourly, sent=sent, remaining=_left(daily, sent)))
     tenant_sent = counter("tenant", tenant.name)
     ses = fleet.settings.ses
+    limits = ses_limits or Limits(ses.daily_quota, ses.max_send_rate)
     ses_sent = counter("ses", ses.region)
     return QuotaReport(
         tenant=tenant.name, day=day,
         quota=TenantQuota(daily_quota=tenant.daily_quota, sent=tenant_sent,
                           remaining=_left(tenant.daily_quota, tenant_sent)),
         ips=ips,
-        ses=SesQuota(region=ses.region, daily_quota=ses.daily_quota, sent=ses_sent,
-                     remaining=max(ses.daily_quota - ses_sent, 0), max_send_rate=ses.max_send_rate),
+        ses=SesQuota(region=ses.region, daily_quota=limits.daily_quota, sent=ses_sent,
+                     remaining=max(limits.daily_quota - ses_sent, 0), max_send_rate=limits.max_send_rate,
+                     warnings=list(limits.warnings)),
         pauses=in_force.about(tenant.name) if in_force else [])

@@ -36,6 +36,8 @@ def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> 
     stop = threading.Event()
     ingest = threading.Thread(target=events.run_forever, args=(stop, ACCOUNTING_INTERVAL),
                               name="mailplane-accounting", daemon=True)
+    account = threading.Thread(target=_refresh_account, args=(service, stop), name="mailplane-ses-account",
+                               daemon=True)
     host, port = parse_listener(config.listen)
     server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level=log_level,
                                            access_log=False, server_header=False))
@@ -45,6 +47,7 @@ def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> 
         signal.signal(sig, lambda *_: None)
     delivery.start()
     ingest.start()
+    account.start()
     log.info("mailplane sender for stack %s: http://%s, %d workers, database %s",
              service.stack_name, config.listen, config.workers, service.store.engine.url.render_as_string())
     try:
@@ -53,4 +56,14 @@ def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> 
         stop.set()
         delivery.stop()
         ingest.join(10)
+        account.join(10)
         service.close()
+
+
+def _refresh_account(service: Service, stop: threading.Event) -> None:
+    """Read the SES account's limits now and every ``REFRESH_SECONDS`` (pacing starts on fleet.yaml's)."""
+    from mailplane.sender.account import REFRESH_SECONDS
+
+    while not stop.is_set():
+        service.refresh_account()
+        stop.wait(REFRESH_SECONDS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import hmac
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ import anyio
 
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
+from mailplane.sender.account import Limits
 from mailplane.sender.config import SenderConfig, hash_api_key
 from mailplane.sender.metrics import Metrics
 from mailplane.sender.pacing import IpOverride, Pacer
@@ -26,6 +28,8 @@ from mailplane.sender.store import Store
 
 if TYPE_CHECKING:
     from mailplane.sender.events import Events
+
+log = logging.getLogger(__name__)
 
 
 def mismatches(fleet: Fleet, config: SenderConfig) -> list[str]:
@@ -61,6 +65,7 @@ class Service:
         self.events: Events | None = None
         """The event side, once :meth:`attach_events` built it (an instance may run without one)."""
         self._keys = [(name, stored) for name, stored in sorted(config.api_keys.items())]
+        self._account_read = False
         self._render_lock = threading.Lock()
         self._render_pool: RenderPool | None = None
         self.render_limiter: anyio.CapacityLimiter | None = None
@@ -121,6 +126,32 @@ class Service:
         """Holds the reputation side imposes on an IP (None until events are attached)."""
         events = self.events
         return events.override(tenant, ip, day) if events is not None else None
+
+    def refresh_account(self) -> Limits:
+        """Read the SES account's quota and rate and pace by the lower of them and fleet.yaml's; log what differs
+        when it changes.  A failure to ask keeps what was known (fleet.yaml's limits at first)."""
+        import boto3
+        from botocore.config import Config
+
+        from mailplane.sender.account import effective, read_account
+
+        region, endpoint = self.fleet.settings.ses.region, self.config.aws.endpoint_url
+        config = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2, "mode": "standard"})
+        try:
+            account = read_account(boto3.client("sesv2", region_name=region, endpoint_url=endpoint, config=config),
+                                   boto3.client("ses", region_name=region, endpoint_url=endpoint, config=config))
+        except Exception as err:  # no credentials, no network: pace by what is known, say so
+            log.error("cannot read the SES account's quota and rate (%s): pacing by %s", err,
+                      "the last reading" if self.pacer.account else "fleet.yaml's limits")
+            return self.pacer.limits()
+        before = self.pacer.limits()
+        self.pacer.account = account
+        limits = effective(self.fleet.settings.ses.daily_quota, self.fleet.settings.ses.max_send_rate, account)
+        if limits != before or not self._account_read:
+            for warning in limits.warnings:
+                log.warning("SES account: %s", warning)
+        self._account_read = True
+        return limits
 
     def today(self) -> datetime.date:
         return datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).date()

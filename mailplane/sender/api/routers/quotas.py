@@ -28,4 +28,5 @@ def quotas(who: Authenticated, tenant: str, service: ServiceDep) -> QuotaReport:
         if override is not None:
             overrides[ip.address] = override
     return quota_report(service.fleet, who.tenant, day, lambda kind, key: service.store.counter(kind, key, day),
-                        held_days=held, overrides=overrides, in_force=service.store.pauses.in_force())
+                        held_days=held, overrides=overrides, in_force=service.store.pauses.in_force(),
+                        ses_limits=service.pacer.limits())

@@ -1,0 +1,45 @@
+"""``mailplane ses status``: the fleet's SES identities and account as SES reports them."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from mailplane.cli.common import StackDir, load_or_exit, require, usage_error
+
+app = typer.Typer(help="The SES account and identities as SES reports them.", no_args_is_help=True)
+
+
+@app.command("status")
+def status(
+    stack_dir: StackDir,
+    output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    endpoint_url: Annotated[str | None, typer.Option(
+        "--endpoint-url", help="Another SES endpoint (a test server); default: AWS's for fleet.yaml's region.",
+        show_default=False)] = None,
+) -> None:
+    """Per domain: identity verified, DKIM and MAIL FROM status; the account: sandbox or production, sending,
+    quota and rate against fleet.yaml's, suppression.  Exit 1 when an item fails (for cron)."""
+    if output not in ("text", "json"):
+        usage_error(f"--format must be text or json, not {output!r}")
+    require("sender", "ses status")  # boto3 comes with the sender's group
+    import boto3
+    from botocore.config import Config
+
+    from mailplane.ses.status import exit_status, gather, judge
+
+    fleet = load_or_exit(stack_dir)
+    region = fleet.settings.ses.region
+    config = Config(connect_timeout=5, read_timeout=15, retries={"total_max_attempts": 2, "mode": "standard"})
+    seen = gather(fleet, boto3.client("sesv2", region_name=region, endpoint_url=endpoint_url, config=config),
+                  boto3.client("ses", region_name=region, endpoint_url=endpoint_url, config=config))
+    items = judge(fleet, seen)
+    if output == "json":
+        print(json.dumps([item.__dict__ for item in items], indent=2))
+    else:
+        width = max((len(i.subject) for i in items), default=0)
+        for item in items:
+            print(f"{item.status:<4}  {item.subject:<{width}}  {item.check:<17}  {item.detail}")
+    raise typer.Exit(exit_status(items))

@@ -1,0 +1,135 @@
+"""``mailplane ses status``: the fleet's identities and the account as SES reports them, checked item by item.
+
+Per domain of the fleet: the identity exists and is verified for sending, its DKIM status is
+SUCCESS (Easy DKIM or BYODKIM alike), and its custom MAIL FROM domain, when the fleet sets one, is
+SUCCESS.  For the account: production access (not the sandbox), sending enabled, the daily quota and
+rate against fleet.yaml's, and the account-level suppression list.  Each item is ok, warn or fail;
+the exit status is 1 with a fail, so cron can alert on it.
+
+:func:`judge` is pure over what :func:`gather` read; only :func:`gather` talks to SES.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mailplane.model.stack import Fleet
+from mailplane.sender.account import AccountLimits, effective, read_account
+
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Item:
+    subject: str
+    check: str
+    status: Status
+    detail: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What SES says of one domain identity; ``missing`` when it has none by that name."""
+
+    domain: str
+    missing: bool = False
+    verified: bool = False
+    dkim_status: str | None = None
+    mail_from_status: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    identities: list[Identity]
+    account: AccountLimits | None
+    account_error: str | None = None
+    suppressed_reasons: tuple[str, ...] | None = None
+
+
+def gather(fleet: Fleet, sesv2: Any, ses: Any) -> Observed:
+    """Ask SES about every domain of the fleet and about the account."""
+    identities = [_identity(sesv2, d.name) for t in fleet.tenants for d in t.domains]
+    account = error = None
+    try:
+        account = read_account(sesv2, ses)
+    except (ClientError, BotoCoreError) as err:
+        error = str(err)
+    reasons = None
+    try:
+        reply = sesv2.get_account()
+        reasons = tuple((reply.get("SuppressionAttributes") or {}).get("SuppressedReasons") or ())
+    except (ClientError, BotoCoreError):
+        pass  # an endpoint without GetAccount: the suppression settings are not known
+    return Observed(sorted(identities, key=lambda i: i.domain), account, error, reasons)
+
+
+def _identity(sesv2: Any, domain: str) -> Identity:
+    try:
+        reply = sesv2.get_email_identity(EmailIdentity=domain)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "NotFoundException":
+            return Identity(domain, missing=True)
+        return Identity(domain, error=str(err))
+    except BotoCoreError as err:
+        return Identity(domain, error=str(err))
+    dkim = reply.get("DkimAttributes") or {}
+    mail_from = reply.get("MailFromAttributes") or {}
+    return Identity(domain, verified=bool(reply.get("VerifiedForSendingStatus")), dkim_status=dkim.get("Status"),
+                    mail_from_status=mail_from.get("MailFromDomainStatus"))
+
+
+def judge(fleet: Fleet, seen: Observed) -> list[Item]:
+    """Every item of the checklist with its status."""
+    mail_from = {d.name: d.mail_from for t in fleet.tenants for d in t.domains}
+    items: list[Item] = []
+    for identity in seen.identities:
+        name = identity.domain
+        if identity.error is not None:
+            items.append(Item(name, "identity", "fail", f"SES did not answer: {identity.error}"))
+            continue
+        if identity.missing:
+            items.append(Item(name, "identity", "fail", "no SES identity: `pulumi up` has not created it"))
+            continue
+        items.append(Item(name, "identity", "ok" if identity.verified else "fail",
+                          "verified for sending" if identity.verified else "not verified for sending: SES refuses "
+                          "mail from it (its DKIM records are not published, or not yet seen)"))
+        items.append(Item(name, "dkim", "ok" if identity.dkim_status == "SUCCESS" else "fail",
+                          f"DKIM {identity.dkim_status or 'not set up'}"))
+        if mail_from.get(name):
+            status = identity.mail_from_status
+            items.append(Item(name, "mail-from", "ok" if status == "SUCCESS" else "fail",
+                              f"MAIL FROM {mail_from[name]}: {status or 'not set'}"))
+    ses = fleet.settings.ses
+    account = seen.account
+    if account is None:
+        items.append(Item("account", "quota", "fail", f"SES did not answer: {seen.account_error}"))
+        return items
+    if account.production_access is not None:
+        items.append(Item("account", "production-access", "ok" if account.production_access else "fail",
+                          "production access" if account.production_access else
+                          "in the sandbox: only verified recipients, 200 a day at 1/s"))
+    if account.sending_enabled is not None:
+        items.append(Item("account", "sending", "ok" if account.sending_enabled else "fail",
+                          "sending enabled" if account.sending_enabled else "sending is disabled for the account"))
+    limits = effective(ses.daily_quota, ses.max_send_rate, account)
+    quota_ok = account.max_24_hour_send >= ses.daily_quota and account.max_send_rate >= ses.max_send_rate
+    items.append(Item("account", "quota", "ok" if quota_ok else "warn",
+                      f"{account.max_24_hour_send} a day at {account.max_send_rate:g}/s ({account.source}); "
+                      f"fleet.yaml {ses.daily_quota} at {ses.max_send_rate:g}/s"
+                      + ("" if quota_ok else f": the sender paces by {limits.daily_quota} at "
+                         f"{limits.max_send_rate:g}/s")))
+    if seen.suppressed_reasons is not None:
+        wanted = {"BOUNCE", "COMPLAINT"}
+        have = set(seen.suppressed_reasons)
+        items.append(Item("account", "suppression", "ok" if wanted <= have else "warn",
+                          f"account suppression list: {', '.join(sorted(have)) or 'off'}"
+                          + ("" if wanted <= have else " (BOUNCE and COMPLAINT recommended)")))
+    return items
+
+
+def exit_status(items: list[Item]) -> int:
+    return 1 if any(i.status == "fail" for i in items) else 0

@@ -1,0 +1,85 @@
+"""``mailplane ses status``: judged from SES's answers -- botocore's Stubber with the real service model for
+GetAccount (moto lacks it) and a whole-account picture, moto in server mode for real HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.stub import Stubber
+from moto_server import MotoServer
+from typer.testing import CliRunner
+
+from mailplane.cli import app
+from mailplane.model.loader import load_stack
+from mailplane.ses.status import exit_status, gather, judge
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV = ROOT / "stacks" / "dev"
+
+
+def _account(production: bool, daily: float = 200.0, rate: float = 1.0) -> dict[str, Any]:
+    return {"ProductionAccessEnabled": production, "SendingEnabled": True, "DedicatedIpAutoWarmupEnabled": False,
+            "EnforcementStatus": "HEALTHY", "SendQuota": {"Max24HourSend": daily, "MaxSendRate": rate,
+                                                          "SentLast24Hours": 0.0},
+            "SuppressionAttributes": {"SuppressedReasons": ["BOUNCE", "COMPLAINT"]}}
+
+
+def _stubbed(account: dict[str, Any], identity: dict[str, Any]) -> list[Any]:
+    fleet = load_stack(DEV)
+    sesv2 = boto3.client("sesv2", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    ses = boto3.client("ses", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(sesv2) as stub:
+        stub.add_response("get_email_identity", identity, {"EmailIdentity": "dev.example.org"})
+        stub.add_response("get_account", account, {})
+        stub.add_response("get_account", account, {})
+        items = judge(fleet, gather(fleet, sesv2, ses))
+        stub.assert_no_pending_responses()
+    return items
+
+
+GOOD_IDENTITY = {"IdentityType": "DOMAIN", "VerifiedForSendingStatus": True,
+                 "DkimAttributes": {"SigningEnabled": True, "Status": "SUCCESS"},
+                 "MailFromAttributes": {"MailFromDomain": "bounce.dev.example.org", "MailFromDomainStatus": "SUCCESS",
+                                        "BehaviorOnMxFailure": "USE_DEFAULT_VALUE"}}
+
+
+def test_a_healthy_account_and_identity_pass_every_item() -> None:
+    items = _stubbed(_account(production=True), GOOD_IDENTITY)
+    assert {(i.subject, i.check, i.status) for i in items} == {
+        ("dev.example.org", "identity", "ok"), ("dev.example.org", "dkim", "ok"),
+        ("dev.example.org", "mail-from", "ok"),
+        ("account", "production-access", "ok"), ("account", "sending", "ok"), ("account", "quota", "ok"),
+        ("account", "suppression", "ok")}
+    assert exit_status(items) == 0
+
+
+def test_a_sandbox_and_a_pending_mail_from_fail() -> None:
+    pending = {**GOOD_IDENTITY, "MailFromAttributes": {**GOOD_IDENTITY["MailFromAttributes"],
+                                                       "MailFromDomainStatus": "PENDING"}}
+    items = _stubbed(_account(production=False), pending)
+    failed = {(i.check, i.detail) for i in items if i.status == "fail"}
+    assert failed == {("mail-from", "MAIL FROM bounce.dev.example.org: PENDING"),
+                      ("production-access", "in the sandbox: only verified recipients, 200 a day at 1/s")}
+    assert exit_status(items) == 1
+
+
+def test_the_command_against_a_real_ses_endpoint_says_what_is_missing_and_exits_1(tmp_path: Path) -> None:
+    with MotoServer() as moto:
+        moto.client("sesv2", "eu-north-1").create_email_identity(EmailIdentity="mail1.example.com")
+        done = CliRunner().invoke(app, ["ses", "status", str(ROOT / "stacks" / "prod"), "--endpoint-url", moto.url,
+                                        "--format", "json"])
+    assert done.exit_code == 1, done.output
+    items = {(i["subject"], i["check"]): i for i in json.loads(done.stdout)}
+    assert items[("mail1.example.com", "identity")]["status"] == "fail"  # moto's is not verified for sending
+    assert "not verified" in items[("mail1.example.com", "identity")]["detail"]
+    missing = [i for i in items.values() if i["detail"].startswith("no SES identity")]
+    assert len(missing) >= 3 and all(i["status"] == "fail" for i in missing)
+    assert items[("account", "quota")]["status"] == "warn"  # 200 at 1/s against prod's 50,000 at 14/s
+    assert "(GetSendQuota)" in items[("account", "quota")]["detail"]
+
+
+def test_a_bad_format_is_a_usage_error() -> None:
+    assert CliRunner().invoke(app, ["ses", "status", str(DEV), "--format", "xml"]).exit_code == 2
