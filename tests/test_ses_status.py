@@ -83,3 +83,43 @@ def test_the_command_against_a_real_ses_endpoint_says_what_is_missing_and_exits_
 
 def test_a_bad_format_is_a_usage_error() -> None:
     assert CliRunner().invoke(app, ["ses", "status", str(DEV), "--format", "xml"]).exit_code == 2
+
+
+# -- the production-access request ----------------------------------------------------------------
+
+def test_the_production_request_is_composed_from_the_fleet() -> None:
+    import datetime
+
+    from mailplane.ses.production import compose
+
+    fleet = load_stack(ROOT / "stacks" / "prod")
+    request = compose(fleet, "https://example.com", datetime.date(2026, 12, 4), ("ops@example.com",))
+    assert request.mail_type == "MARKETING"  # some tenant sends marketing mail
+    for tenant in fleet.tenants:
+        assert (tenant.display_name or tenant.name) in request.use_case
+        assert all(d.name in request.use_case for d in tenant.domains)
+    assert "RFC 8058" in request.use_case and "suppresses" in request.use_case and len(request.use_case) <= 5000
+    dev = compose(load_stack(DEV), "https://example.org", datetime.date(2026, 12, 4))
+    assert dev.mail_type == "TRANSACTIONAL" and "RFC 8058" not in dev.use_case
+
+
+def test_submit_sends_put_account_details_in_the_shape_ses_takes(monkeypatch: Any) -> None:
+    sesv2 = boto3.client("sesv2", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(sesv2)
+    monkeypatch.setattr(boto3, "client", lambda *args, **kwargs: sesv2)
+    import datetime
+
+    from mailplane.ses.production import compose
+    expected = compose(load_stack(DEV), "https://example.org", datetime.datetime.now(datetime.UTC).date(),
+                       ("ops@example.org",)).as_params()
+    stub.add_response("put_account_details", {}, expected)  # the Stubber checks them against the service model
+    with stub:
+        printed = CliRunner().invoke(app, ["ses", "request-production", str(DEV), "--website", "https://example.org",
+                                           "--contact", "ops@example.org"])
+        assert printed.exit_code == 0 and "not sent" in printed.stdout  # review first: nothing sent
+        sent = CliRunner().invoke(app, ["ses", "request-production", str(DEV), "--website", "https://example.org",
+                                        "--contact", "ops@example.org", "--submit"])
+        assert sent.exit_code == 0, sent.output
+        stub.assert_no_pending_responses()
+    bad = CliRunner().invoke(app, ["ses", "request-production", str(DEV), "--website", "example.org"])
+    assert bad.exit_code == 2 and "http(s) URL" in bad.stderr

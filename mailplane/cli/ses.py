@@ -43,3 +43,40 @@ def status(
         for item in items:
             print(f"{item.status:<4}  {item.subject:<{width}}  {item.check:<17}  {item.detail}")
     raise typer.Exit(exit_status(items))
+
+
+@app.command("request-production")
+def request_production(
+    stack_dir: StackDir,
+    website: Annotated[str, typer.Option("--website", help="The sending organisation's website (http(s) URL).",
+                                         show_default=False)],
+    contact: Annotated[list[str] | None, typer.Option(
+        "--contact", metavar="ADDRESS", help="An additional contact address for AWS (at most 4).",
+        show_default=False)] = None,
+    submit: Annotated[bool, typer.Option("--submit", help="Send it (PutAccountDetails); without: print only.")] = False,
+    endpoint_url: Annotated[str | None, typer.Option("--endpoint-url", help="Another SES endpoint.",
+                                                     show_default=False)] = None,
+) -> None:
+    """Compose the SES production-access request from the fleet and print it for review; `--submit` sends it."""
+    import datetime
+
+    from mailplane.ses.production import compose
+
+    fleet = load_or_exit(stack_dir)
+    try:
+        request = compose(fleet, website, datetime.datetime.now(datetime.UTC).date(), tuple(contact or ()))
+    except ValueError as err:
+        usage_error(str(err))
+    print(f"MailType: {request.mail_type}\nWebsiteURL: {request.website_url}\nContactLanguage: EN")
+    if request.contacts:
+        print(f"AdditionalContactEmailAddresses: {', '.join(request.contacts)}")
+    print(f"UseCaseDescription:\n{request.use_case}")
+    if not submit:
+        print("\n(not sent: review it, then run again with --submit)")
+        return
+    require("sender", "ses request-production --submit")
+    import boto3
+
+    client = boto3.client("sesv2", region_name=fleet.settings.ses.region, endpoint_url=endpoint_url)
+    client.put_account_details(**request.as_params())
+    print("\nsubmitted: AWS reviews it and answers by email (usually within a day)")
