@@ -674,3 +674,84 @@ def test_accounting_globs_match_nothing_harmlessly(make: Callable[..., Instance]
     assert instance.events.ingest_accounting() == {"files": 0, "events": 0, "suppressed": 0, "problems": 0,
                                                    "ignored": 0, "skipped": 0, "alerts": 0}
     assert stats_of(instance) == {}
+
+
+# -- the tenant guard -----------------------------------------------------------------------------
+
+def test_the_guard_judges_rates_only_over_enough_volume() -> None:
+    from mailplane.model.fleet import TenantGuard
+    from mailplane.sender.guard import verdict
+    from mailplane.sender.outcomes import Totals
+
+    guard = TenantGuard(bounce_rate=0.03, complaint_rate=0.001, min_volume=200, window_hours=24)
+    assert verdict(guard, Totals(sent=199, bounced=100)) is None  # too little to judge
+    assert verdict(guard, Totals(sent=1000, bounced=30, complained=1)) is None  # at the thresholds: not above
+    assert verdict(guard, Totals(sent=1000, bounced=31)) == (
+        "bounce rate 3.10% over 24 h (31 of 1000 sent) above 3.00%")
+    assert verdict(guard, Totals(sent=1000, complained=2)) == (
+        "complaint rate 0.200% over 24 h (2 of 1000 sent) above 0.100%")
+
+
+def _send(store: Any, tenant: str, n: int, start: int = 0) -> None:
+    """``n`` messages of ``tenant`` queued, claimed and marked sent (what a worker does after delivery)."""
+    from mailplane.sender.store import NewMessage
+
+    address = {TENANT: "no-reply@mail1.example.com", "globex": "billing@globex.example.net"}[tenant]
+    store.enqueue([NewMessage(tenant, "app", "transactional", address, f"r{start + i}@example.org")
+                   for i in range(n)])
+    claimed = store.claim(f"w-{tenant}-{start}", n)
+    assert len(claimed) == n
+    assert store.complete_many(f"w-{tenant}-{start}", [(m.id, "sent", None) for m in claimed]) == n
+
+
+def test_the_guard_pauses_a_tenant_over_its_bounce_rate_on_both_routes_and_alerts(
+        make_db: Callable[..., Instance], fleet: Fleet, signer: Signer, webhook: Webhook, tmp_path: Path) -> None:
+    """300 sent; 8 hard bounces in PowerMTA's accounting and 2 from SES: 3.3 % over 24 h, above prod's
+    3 %: sos-expat pauses (its mail waits), globex goes on, an alert goes out, and after an operator's
+    resume the guard judges only what came after."""
+    from mailplane.sender.gates import Deferred, Granted
+
+    clock = Clock()
+    instance = make_db(webhook=webhook.url, fetcher=signer.fetch, clock=clock)
+    store, events = instance.service.store, instance.events
+    _send(store, TENANT, 300)
+    _send(store, "globex", 300, start=1000)
+    acct = tmp_path / "acct" / "acct.csv"
+    acct.write_text(HEADER + "".join(hard(f"gone{i}@example.org") for i in range(8)))
+    events.ingest_accounting()
+    assert events.guard() == []  # 8 of 300: 2.7 %, within 3 %
+    for i in range(2):
+        msg = signer.sign(notification(topic(fleet), ses_bounce(f"bad{i}@example.net"), message_id=f"m-{i}"))
+        assert post(instance, msg)[0] == 200
+        assert post(instance, msg)[0] == 200  # delivered twice by SNS: counted once
+    [paused] = events.guard()
+    assert paused.tenant == TENANT and paused.reason.startswith("bounce rate 3.33% over 24 h (10 of 300 sent)")
+    assert events.guard() == []  # paused already: not twice
+    assert [(r.scope, r.tenant, r.source) for r in store.pauses.active()] == [("tenant", TENANT, "guard")]
+    assert webhook.bodies[-1]["kind"] == "tenant-paused" and webhook.bodies[-1]["tenant"] == TENANT
+    from prometheus_client import generate_latest
+
+    scraped = generate_latest(instance.service.metrics.registry).decode()
+    assert 'mailplane_sender_paused{key="",mode="pause",reason="bounce rate 3.33% over 24 h' in scraped
+    assert 'scope="tenant",source="guard",tenant="sos-expat"} 1.0' in scraped
+    assert 'mailplane_sender_guard_pauses_total{tenant="sos-expat"} 1.0' in scraped
+    # its mail waits; globex's goes
+    from mailplane.sender.store import NewMessage
+
+    store.enqueue([NewMessage(TENANT, "app", "transactional", "no-reply@mail1.example.com", "x@example.org"),
+                   NewMessage("globex", "billing", "transactional", "billing@globex.example.net", "y@example.org")])
+    claimed = store.claim("w", 10)
+    reservations = {m.tenant: instance.service.pacer.reserve("w", m) for m in claimed}
+    assert isinstance(reservations[TENANT], Deferred) and "tenant guard" not in reservations[TENANT].reason
+    assert reservations[TENANT].reason.startswith("paused: tenant sos-expat paused by guard (bounce rate")
+    assert isinstance(reservations["globex"], Granted)
+    store.complete_many("w", [(m.id, "sent", None) for m in claimed if m.tenant == "globex"])
+    # an operator resumes: the mail that made it pause is not judged again
+    assert store.pauses.end(paused.row.id)
+    assert events.guard() == []
+    clock.now += 3600  # an hour later, the list is still bad: it pauses again
+    _send(store, TENANT, 300, start=2000)
+    acct.write_text(acct.read_text() + "".join(hard(f"again{i}@example.org") for i in range(12)))
+    events.ingest_accounting()
+    [again] = events.guard()
+    assert again.tenant == TENANT and "(12 of 300 sent)" in again.reason

@@ -41,6 +41,22 @@ class HoldThresholds(Model):
     deferral_rate: float = Field(0.20, gt=0, le=1, description="Share of attempts deferred (4xx).")
 
 
+class TenantGuard(Model):
+    """The rates at which a tenant's sending pauses, on both routes, before the shared SES account suffers.
+
+    SES reviews an account at a 5 % bounce or 0.1 % complaint rate and may pause all of it at 10 % or
+    0.5 %: every tenant stops.  The defaults stop one tenant well before its mail drags the account there.
+    """
+
+    bounce_rate: float = Field(0.03, gt=0, le=1, description="Share of the tenant's sent mail that hard-bounced "
+                               "over the window (SES reviews an account at 5 %).")
+    complaint_rate: float = Field(0.0008, gt=0, le=1, description="Share reported as spam over the window "
+                                  "(SES reviews at 0.1 %).")
+    min_volume: int = Field(200, ge=1, description="Messages sent in the window before the rates are judged: a few "
+                            "bounces of a handful of messages say nothing.")
+    window_hours: int = Field(24, ge=1, le=24 * 14, description="The rolling window the rates are taken over.")
+
+
 class WarmupPlanSpec(Model):
     """A warmup plan: a built-in ``preset`` (possibly with other thresholds) or a written ``schedule``."""
 
@@ -91,5 +107,7 @@ class FleetSettings(Model):
     mta_hosts: dict[Slug, MtaHost] = Field(description="PowerMTA hosts by name.")
     sender: SenderService | None = Field(None, description="The sender service; without it no SNS "
                                          "subscription is made.")
+    guard: TenantGuard = Field(TenantGuard(), description="Default rates at which a tenant's sending pauses "
+                               "(a tenant's own `guard:` replaces them).")
     powermta: PowerMta | None = Field(None, description="PowerMTA settings of every MTA host; without "
                                       "`postmaster` PowerMTA's own notices go nowhere.")

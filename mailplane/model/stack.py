@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from mailplane.model.fleet import FleetSettings
+from mailplane.model.fleet import FleetSettings, TenantGuard
 from mailplane.model.routes import Route, tenant_routes
 from mailplane.model.source import SourceDoc
 from mailplane.model.tenant import Domain, Ip, Tenant
@@ -79,3 +79,7 @@ class Fleet:
 
     def plan_for(self, ip: Ip) -> WarmupPlan | None:
         return self.plans[ip.warmup.plan] if ip.warmup else None
+
+    def guard_for(self, tenant: Tenant) -> TenantGuard:
+        """The rates at which the tenant's sending pauses: its own, else the fleet's default."""
+        return tenant.guard or self.settings.guard

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, StrictStr
 
 from mailplane.model.base import Model
-from mailplane.model.fleet import DnsProvider
+from mailplane.model.fleet import DnsProvider, TenantGuard
 from mailplane.model.types import DnsLabel, DomainName, EmailAddress, IPAddress, Slug
 
 Stream = Literal["transactional", "marketing"]
@@ -123,6 +123,8 @@ class Tenant(Model):
     streams: list[Stream] = Field(default_factory=lambda: list[Stream](["transactional"]),
                                   description="Kinds of mail the tenant sends.")
     daily_quota: int | None = Field(None, gt=0, description="Tenant cap per day across all its IPs and SES.")
+    guard: TenantGuard | None = Field(None, description="The rates at which this tenant's sending pauses; default: "
+                                      "fleet.yaml's `guard`.")
     domains: list[Domain] = Field(default_factory=list)
     ips: list[Ip] = Field(default_factory=list)
     ses: TenantSes = TenantSes()

@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING, Any
 
 from mailplane.model.addresses import ip_key
 from mailplane.sender.accounting import AccountingEvent, Batch, Cursor, VmtaIndex, read_file
+from mailplane.sender.guard import GuardPause, guard_tenants
+from mailplane.sender.outcomes import SES_ROUTE
 from mailplane.sender.pacing import IpOverride
 from mailplane.sender.reputation import (
     COUNTS,
@@ -232,10 +234,15 @@ class Events:
                         message.message_id, message.topic_arn, exc)
             return 200, {"status": "ignored"}
         suppressed = 0
+        counted = {"bounced": 0, "complained": 0}
         for event in events:
             self._check_config_set(message, event)
             if event.suppress and self._suppress(message.tenant, event.recipient, _ses_reason(event), SOURCE_SES):
                 suppressed += 1
+                counted["bounced" if event.kind is EventKind.BOUNCE else "complained"] += 1
+        # What the tenant guard judges; counted with the suppression it caused, so SNS delivering a
+        # message twice (it delivers at least once) counts it once.
+        self.store.outcomes.record(message.tenant, SES_ROUTE, counted)
         return 200, {"status": "ok", "events": len(events), "suppressed": suppressed}
 
     def _check_config_set(self, message: VerifiedMessage, event: SesEvent) -> None:
@@ -427,7 +434,30 @@ class Events:
                     log.info("accounting ingest: %s", summary)
             except Exception:
                 log.exception("accounting ingest failed; trying again in %.0f s", interval)
+            try:
+                self.guard()
+            except Exception:
+                log.exception("tenant guard failed; trying again in %.0f s", interval)
             stop.wait(interval)
+
+    # -- the tenant guard ----------------------------------------------------------------
+
+    def guard(self) -> list[GuardPause]:
+        """Pause each tenant whose bounce or complaint rate went over its thresholds (see ``guard``)."""
+        return guard_tenants(self.fleet, self.store, alert=self._guard_alert)
+
+    def _guard_alert(self, pause: GuardPause) -> None:
+        self.metrics.guard_pauses.labels(pause.tenant).inc()
+        url = self.config.alert_webhook_url
+        if url is None:
+            return
+        payload = {"kind": "tenant-paused", "stack": self.stack_name, "tenant": pause.tenant, "reason": pause.reason,
+                   "pause_id": pause.row.id, "text": f"mailplane: {pause.tenant} paused by the tenant guard: "
+                   f"{pause.reason}; queued mail waits until an operator resumes it"}
+        try:
+            self._post(url, payload, ALERT_TIMEOUT)
+        except Exception as exc:  # the pause holds whatever the webhook does; the log has it
+            log.error("alert webhook failed for the guard's pause of %s: %s", pause.tenant, exc)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -74,8 +74,12 @@ class Ledger:
         def work(conn: Connection) -> list[tuple[str, str]] | None:
             if self._locked_value(conn, key) != expected:
                 return None
+            hour = int(self.store.clock() // 3600)
             for row in sorted(stats, key=lambda r: (r["ip"], r["day"])):  # one lock order everywhere
                 self._add_stats(conn, row)
+            for row in sorted(stats, key=lambda r: (r["tenant"], r["ip"])):  # the tenant guard's view of it
+                self.store.outcomes.add(conn, row["tenant"], row["ip"], hour, {
+                    "bounced": int(row.get("hard_bounces", 0)), "complained": int(row.get("complaints", 0))})
             new = [(tenant, reason) for tenant, address, reason in sorted(suppress)
                    if self.store.suppress(tenant, address, reason, source, conn=conn)]
             self.store.put_state(key, dict(value), conn=conn)

@@ -21,9 +21,11 @@ class _Gauges(Collector):
     """Gauges computed on each scrape from callables returning ``(labels, value)`` pairs."""
 
     def __init__(self, queue: Callable[[], dict[str, int]],
-                 ip_remaining: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
+                 ip_remaining: Callable[[], Iterable[tuple[str, str, float]]],
+                 paused: Callable[[], Iterable[tuple[str, str, str, str, str, str]]]) -> None:
         self.queue = queue
         self.ip_remaining = ip_remaining
+        self.paused = paused
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         states = GaugeMetricFamily("mailplane_sender_messages", "Messages in the shared queue by state.",
@@ -38,6 +40,11 @@ class _Gauges(Collector):
         for tenant, ip, value in self.ip_remaining():
             remaining.add_metric([tenant, ip], value)
         yield remaining
+        paused = GaugeMetricFamily("mailplane_sender_paused", "Pauses and drains in force (1 each): what, whose, "
+                                   "by whom, and why.", labels=["scope", "tenant", "key", "mode", "source", "reason"])
+        for labels in self.paused():
+            paused.add_metric(list(labels), 1)
+        yield paused
 
 
 class Metrics:
@@ -60,11 +67,14 @@ class Metrics:
         self.sns_certificate_fetches = Counter(
             "mailplane_sender_sns_certificate_fetches", "SNS signing certificates fetched (forged POSTs cannot "
             "raise this past the fetch rate limit).", registry=self.registry)
+        self.guard_pauses = Counter("mailplane_sender_guard_pauses", "Tenants paused by the tenant guard.",
+                                    ["tenant"], registry=self.registry)
         self.latency = Histogram("mailplane_sender_send_latency_seconds",
                                  "Seconds from acceptance to hand-over.", ["transport"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
 
     def watch(self, queue: Callable[[], dict[str, int]],
-              ip_remaining: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
+              ip_remaining: Callable[[], Iterable[tuple[str, str, float]]],
+              paused: Callable[[], Iterable[tuple[str, str, str, str, str, str]]] = lambda: ()) -> None:
         """Register the scrape-time gauges (the service calls this once it has a store)."""
-        self.registry.register(_Gauges(queue, ip_remaining))
+        self.registry.register(_Gauges(queue, ip_remaining, paused))

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from mailplane.model.addresses import canonical_ip
 from mailplane.model.stack import Fleet
@@ -203,6 +203,14 @@ class Pauses:
         with self.store.reading() as conn:
             return [PauseRow(int(r.id), r.scope, r.tenant, r.key, r.mode, r.reason, r.source, r.until, r.created_at)
                     for r in conn.execute(query)]
+
+    def last_ended(self, tenant: str, source: str) -> float | None:
+        """When the latest ``source`` pause of ``tenant`` was resumed (None: never)."""
+        query = select(func.max(pauses.c.ended_at)).where(pauses.c.tenant == tenant, pauses.c.source == source,
+                                                          pauses.c.scope == "tenant")
+        with self.store.reading() as conn:
+            value = conn.execute(query).scalar()
+        return float(value) if value is not None else None
 
     def in_force(self) -> InForce:
         return InForce.of(self.active())

@@ -125,6 +125,17 @@ pauses = Table(
 )
 
 
+tenant_hours = Table(
+    "tenant_hours", metadata,  # what the tenant guard judges: per tenant, route and hour (``outcomes``)
+    Column("tenant", String(64), primary_key=True),
+    Column("route", String(45), primary_key=True),  # the PowerMTA IP, or "ses"
+    Column("hour", Integer, primary_key=True),  # epoch hour (UTC seconds // 3600)
+    Column("sent", Integer, nullable=False, default=0),
+    Column("bounced", Integer, nullable=False, default=0),  # hard bounces
+    Column("complained", Integer, nullable=False, default=0),
+)
+
+
 def upsert(dialect: str, table: Table) -> Any:
     """``INSERT`` with ``ON CONFLICT`` support on both engines the store runs on."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)

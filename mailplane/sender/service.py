@@ -69,7 +69,7 @@ class Service:
         self._render_lock = threading.Lock()
         self._render_pool: RenderPool | None = None
         self.render_limiter: anyio.CapacityLimiter | None = None
-        self.metrics.watch(self.store.counts, self.ip_remaining)
+        self.metrics.watch(self.store.counts, self.ip_remaining, self._paused)
 
     @classmethod
     def open(cls, stack_dir: Path | str, config: SenderConfig, **kwargs: object) -> Service:
@@ -152,6 +152,11 @@ class Service:
                 log.warning("SES account: %s", warning)
         self._account_read = True
         return limits
+
+    def _paused(self) -> Iterable[tuple[str, str, str, str, str, str]]:
+        """The pauses in force, for the ``mailplane_sender_paused`` gauge."""
+        for row in self.store.pauses.active():
+            yield row.scope, row.tenant or "*", row.key, row.mode, row.source, row.reason
 
     def today(self) -> datetime.date:
         return datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).date()

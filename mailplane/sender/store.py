@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mailplane.sender.counters import Counters
 from mailplane.sender.ledger import Ledger
+from mailplane.sender.outcomes import SES_ROUTE, Outcomes
 from mailplane.sender.pauses import Pauses
 from mailplane.sender.schema import (
     ip_day_stats,
@@ -185,6 +187,8 @@ class Store:
         """The send gates' counter rows and rate schedule (``counters``)."""
         self.ledger = Ledger(self)
         self.pauses = Pauses(self)
+        self.outcomes = Outcomes(self)
+        """Per tenant, route and hour: sent, bounced, complained (``outcomes``)."""
         """Operators' and the tenant guard's pauses and drains (``pauses``)."""
         """The event side's bookkeeping: accounting cursors, IP-day outcomes, alert markers (``ledger``)."""
         if create:
@@ -394,16 +398,7 @@ class Store:
         """
         if state not in FINAL_STATES:
             raise ValueError(f"not a final state: {state}")
-
-        def work(conn: Connection) -> bool:
-            now = self.clock()
-            result = conn.execute(update(messages).where(
-                messages.c.id == message_id, messages.c.state == "sending", messages.c.claimed_by == worker,
-            ).values(state=state, claimed_by=None, claimed_until=None, last_error=error,
-                     attempts=messages.c.attempts + 1, updated_at=now))
-            return result.rowcount == 1
-
-        return self.run(work)
+        return self.complete_many(worker, [(message_id, state, error)]) == 1
 
     def unclaim(self, worker: str, ids: Sequence[int]) -> int:
         """Give claims back untouched (a worker stopping): due again at once, no attempt counted."""
@@ -427,12 +422,18 @@ class Store:
         def work(conn: Connection) -> int:
             now = self.clock()
             done = 0
+            sent: Counter[tuple[str, str]] = Counter()
             for (state, error), ids in _grouped(results).items():
-                result = conn.execute(update(messages).where(
+                rows = conn.execute(update(messages).where(
                     messages.c.id.in_(ids), messages.c.state == "sending", messages.c.claimed_by == worker,
                 ).values(state=state, claimed_by=None, claimed_until=None, last_error=error,
-                         attempts=messages.c.attempts + 1, updated_at=now))
-                done += int(result.rowcount)
+                         attempts=messages.c.attempts + 1, updated_at=now)
+                    .returning(messages.c.tenant, messages.c.ip)).all()
+                done += len(rows)
+                if state == "sent":  # what the tenant guard's rates are taken over, in the same transaction
+                    sent.update((row.tenant, row.ip or SES_ROUTE) for row in rows)
+            for (tenant, route), n in sorted(sent.items()):
+                self.outcomes.add(conn, tenant, route, int(now // 3600), {"sent": n})
             return done
 
         return int(self.run(work)) if results else 0

@@ -1,0 +1,77 @@
+"""The tenant guard: one tenant whose list goes bad pauses alone, before the shared SES account is reviewed.
+
+Per tenant, over a rolling window (``guard.window_hours``), the hard-bounce and complaint rates of its
+mail on both routes (SES events and PowerMTA accounting, :mod:`mailplane.sender.outcomes`); once it
+sent ``min_volume`` messages in the window, a rate above its threshold pauses the tenant (a pause of
+source ``guard``: queued mail waits, nothing is dropped), raises an alert, and the quota API and
+``/metrics`` say why.  The pause lasts until an operator resumes it; the guard then judges only what
+happened after the resume, so it does not pause again on the mail that made it pause.
+
+:func:`verdict` is pure; :func:`guard_tenants` reads the counts and writes the pauses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailplane.model.fleet import TenantGuard
+from mailplane.model.stack import Fleet
+from mailplane.sender.outcomes import Totals
+from mailplane.sender.pauses import PauseRequest, PauseRow
+from mailplane.sender.store import Store
+
+log = logging.getLogger(__name__)
+SOURCE = "guard"
+
+
+def verdict(guard: TenantGuard, totals: Totals) -> str | None:
+    """Why the tenant must pause, or None: too little volume to judge, or rates within the thresholds."""
+    if totals.sent < guard.min_volume:
+        return None
+    window = f"over {guard.window_hours} h"
+    bounce = totals.bounced / totals.sent
+    if bounce > guard.bounce_rate:
+        return (f"bounce rate {bounce:.2%} {window} ({totals.bounced} of {totals.sent} sent) above "
+                f"{guard.bounce_rate:.2%}")
+    complaint = totals.complained / totals.sent
+    if complaint > guard.complaint_rate:
+        return (f"complaint rate {complaint:.3%} {window} ({totals.complained} of {totals.sent} sent) above "
+                f"{guard.complaint_rate:.3%}")
+    return None
+
+
+@dataclass(frozen=True)
+class GuardPause:
+    tenant: str
+    reason: str
+    row: PauseRow
+
+
+def guard_tenants(fleet: Fleet, store: Store, alert: Callable[[GuardPause], None] | None = None) -> list[GuardPause]:
+    """Judge every tenant not paused by the guard already; pause those above their thresholds."""
+    now = store.clock()
+    hour = int(now // 3600)
+    in_force = store.pauses.active()
+    paused = {r.tenant for r in in_force if r.source == SOURCE and r.scope == "tenant" and r.mode == "pause"}
+    made: list[GuardPause] = []
+    for tenant in fleet.tenants:
+        if tenant.name in paused:
+            continue
+        guard = fleet.guard_for(tenant)
+        since = hour - guard.window_hours + 1
+        resumed = store.pauses.last_ended(tenant.name, SOURCE)
+        if resumed is not None:
+            since = max(since, int(resumed // 3600) + 1)
+        reason = verdict(guard, store.outcomes.since(tenant.name, since))
+        if reason is None:
+            continue
+        request = PauseRequest("tenant", tenant.name, "", "pause", reason, None)
+        row = store.pauses.add(request, source=SOURCE)
+        log.warning("tenant guard: %s paused: %s (queued mail waits; an operator resumes it)", tenant.name, reason)
+        pause = GuardPause(tenant.name, reason, row)
+        made.append(pause)
+        if alert is not None:
+            alert(pause)
+    return made
