@@ -20,6 +20,7 @@ from mailplane.model.stack import Fleet
 from mailplane.sender.api import MAX_REQUEST_BYTES, create_app
 from mailplane.sender.config import AwsSettings, SenderConfig, hash_api_key, new_api_key
 from mailplane.sender.counters import Scope
+from mailplane.sender.gates import Granted
 from mailplane.sender.schema import daily_counters, messages
 from mailplane.sender.service import Service
 from mailplane.sender.store import Store
@@ -529,3 +530,22 @@ def test_oversized_bodies_get_413(api: Api) -> None:
     for response in (declared, chunked):
         assert response.status_code == 413 and response.json()["problems"][0]["code"] == "too_large"
     assert api.stored() == []
+
+
+def test_stats_give_per_day_and_route_what_the_guard_judges(api: Api) -> None:
+    with api.client("sos-expat/app") as c:
+        assert c.post("/v1/messages", json={"messages": [_msg(to=f"s{i}@example.net") for i in range(4)]}
+                      ).status_code == 202
+    store, pacer = api.service.store, api.service.pacer
+    claimed = store.claim("w", 10)
+    for message in claimed:
+        assert isinstance(pacer.reserve("w", message), Granted)
+    assert store.complete_many("w", [(m.id, "sent", None) for m in claimed]) == 4
+    store.outcomes.record("sos-expat", "203.0.113.21", {"bounced": 1})
+    with api.client("sos-expat/app") as c:
+        report = c.get("/v1/stats/sos-expat?days=3").json()
+        assert c.get("/v1/stats/globex").status_code == 404  # another tenant's numbers are not this key's
+        assert c.get("/v1/stats/sos-expat?days=0").status_code == 422
+    assert report["routes"] == [{"day": "2026-11-25", "route": "203.0.113.21", "sent": 4, "bounced": 1,
+                                 "complained": 0, "bounce_rate": 0.25, "complaint_rate": 0.0}]
+    assert report["guard"]["bounce_rate"] == 0.03 and report["days"] == 3

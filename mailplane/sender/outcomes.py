@@ -53,6 +53,15 @@ class Outcomes:
         hour = int(self.store.clock() // 3600)
         self.store.run(lambda conn: self.add(conn, tenant, route, hour, counts))
 
+    def hours(self, tenant: str, since_hour: int) -> list[tuple[str, int, int, int, int]]:
+        """(route, hour, sent, bounced, complained) of the tenant from ``since_hour`` on."""
+        query = select(tenant_hours.c.route, tenant_hours.c.hour, tenant_hours.c.sent, tenant_hours.c.bounced,
+                       tenant_hours.c.complained).where(tenant_hours.c.tenant == tenant,
+                                                        tenant_hours.c.hour >= since_hour)
+        with self.store.reading() as conn:
+            return [(r.route, int(r.hour), int(r.sent), int(r.bounced), int(r.complained))
+                    for r in conn.execute(query)]
+
     def since(self, tenant: str, hour: int) -> Totals:
         """The tenant's totals over every route from epoch hour ``hour`` on."""
         query = select(*(func.coalesce(func.sum(tenant_hours.c[name]), 0) for name in COLUMNS)).where(
@@ -60,3 +69,28 @@ class Outcomes:
         with self.store.reading() as conn:
             row = conn.execute(query).one()
         return Totals(*(int(v) for v in row))
+
+
+@dataclass(frozen=True)
+class DayRoute:
+    """One day of one route of a tenant, as ``GET /v1/stats/{tenant}`` reports it."""
+
+    day: str
+    route: str
+    sent: int
+    bounced: int
+    complained: int
+
+
+def by_day(rows: list[tuple[str, int, int, int, int]]) -> list[DayRoute]:
+    """(route, epoch hour, sent, bounced, complained) rows summed per UTC day and route, oldest first."""
+    import datetime
+
+    totals: dict[tuple[str, str], list[int]] = {}
+    for route, hour, sent, bounced, complained in rows:
+        day = datetime.datetime.fromtimestamp(hour * 3600, datetime.UTC).date().isoformat()
+        acc = totals.setdefault((day, route), [0, 0, 0])
+        acc[0] += sent
+        acc[1] += bounced
+        acc[2] += complained
+    return [DayRoute(day, route, *counts) for (day, route), counts in sorted(totals.items())]

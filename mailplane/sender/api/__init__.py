@@ -22,7 +22,7 @@ from fastapi import FastAPI
 
 from mailplane.sender.api import errors
 from mailplane.sender.api.limits import MAX_REQUEST_BYTES, BodyLimit, JsonOnly
-from mailplane.sender.api.routers import admin, messages, operations, quotas, unsubscribe, webhooks
+from mailplane.sender.api.routers import admin, messages, operations, quotas, stats, unsubscribe, webhooks
 from mailplane.sender.service import Service
 
 __all__ = ["MAX_REQUEST_BYTES", "create_app"]
@@ -45,8 +45,8 @@ def create_app(service: Service) -> FastAPI:
     )
     app.state.service = service
     errors.install(app)
-    for router in (operations.router, messages.router, quotas.router, unsubscribe.router, webhooks.router,
-                   admin.router):
+    for router in (operations.router, messages.router, quotas.router, stats.router, unsubscribe.router,
+                   webhooks.router, admin.router):
         app.include_router(router)
     app.add_middleware(JsonOnly)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit)  # type: ignore[arg-type]
