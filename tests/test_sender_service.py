@@ -379,6 +379,38 @@ def test_an_operator_pauses_drains_and_cancels_a_tenant_across_instances(
         assert bad.status_code == 422 and "not an IP of acme" in bad.json()["problems"][0]["message"]
 
 
+def test_operators_pause_and_resume_with_the_mailplane_command(tmp_path: Path,
+                                                              instances: Callable[..., Instance]) -> None:
+    """`mailplane admin` against a real serve: the key from the environment, the API's refusals as errors."""
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    with SmtpSink() as sink:
+        inst = instances(stack, write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
+                                             sink_port=sink.port))
+
+        def admin(*args: str, key: str | None = ADMIN_KEY) -> subprocess.CompletedProcess[str]:
+            env = {k: v for k, v in os.environ.items() if k != "MAILPLANE_ADMIN_KEY"}
+            if key is not None:
+                env["MAILPLANE_ADMIN_KEY"] = key
+            return subprocess.run([MAILPLANE, "admin", *args, "--url", inst.url], capture_output=True, text=True,
+                                  env=env, timeout=60)
+
+        paused = admin("pause", "--scope", "ip", "--tenant", "acme", "--key", "192.0.2.31", "--reason", "blocklisted")
+        assert paused.returncode == 0, paused.stderr
+        pause_id = paused.stdout.split()[0]
+        listed = admin("pauses")
+        assert "ip acme 192.0.2.31" in listed.stdout and "by operator: blocklisted" in listed.stdout
+        for n in range(4):
+            assert inst.post("acme", message("acme", n)).status_code == 202
+        wait_for(lambda: sink.received == 4, 30, "acme's mail")
+        assert set(vmta_counts(sink)) == {"acme-192-0-2-32"}  # never the paused IP
+        assert admin("resume", pause_id).returncode == 0
+        assert admin("pauses").stdout.strip() == "no pause in force"
+        refused = admin("pause", "--scope", "stream", "--tenant", "acme", "--key", "bulk", "--reason", "x")
+        assert refused.returncode == 1 and "acme sends no 'bulk' stream" in refused.stderr
+        assert admin("pauses", key=None).returncode == 2  # no key in the environment: a usage error
+        assert admin("pauses", key=KEYS["acme"]).returncode == 1  # a sender's key is not an admin key
+
+
 def test_marketing_mail_unsubscribes_with_one_click(tmp_path: Path, instances: Callable[..., Instance]) -> None:
     stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
     with SmtpSink() as sink:

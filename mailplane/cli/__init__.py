@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from mailplane.cli import dns, edit, lint, plan, render, schema, serve, ses, validate, warmup
+from mailplane.cli import admin, dns, edit, lint, plan, render, schema, serve, ses, validate, warmup
 
 app = typer.Typer(
     name="mailplane",
@@ -21,6 +21,7 @@ schema.register(app)
 app.add_typer(warmup.app, name="warmup")
 app.add_typer(dns.app, name="dns")
 app.add_typer(ses.app, name="ses")
+app.add_typer(admin.app, name="admin")
 edit.register(app)
 lint.register(app)
 render.register(app)
