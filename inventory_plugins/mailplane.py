@@ -73,6 +73,35 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+def _trust_function() -> Callable[[str], str]:
+    """Ansible 2.19 and later mark every string an inventory plugin hands over as untrusted
+    (``ansible-inventory --list`` then shows ``{"__ansible_unsafe": ...}``) unless the plugin
+    vouches for it; older versions have no notion of trust and take the value as it is."""
+    try:
+        from ansible.template import trust_as_template
+    except ImportError:
+        return lambda text: text
+    return trust_as_template  # type: ignore[no-any-return]
+
+
+def trusted(value: Any, trust: Callable[[str], str]) -> Any:
+    """Vouch for the fleet's values: they come from the repository's stack, checked by the loader.
+
+    Trusted means "may be templated", so a string holding Jinja delimiters stays untrusted and is
+    used literally: a value of the fleet (a bounce pattern, say) must never be evaluated as a template.
+    """
+    if isinstance(value, dict):
+        return {key: trusted(item, trust) for key, item in value.items()}
+    if isinstance(value, list):
+        return [trusted(item, trust) for item in value]
+    if isinstance(value, str) and not any(marker in value for marker in JINJA_MARKERS):
+        return trust(value)
+    return value
+
+
 class InventoryModule(BaseInventoryPlugin, Constructable):
     """The mailplane fleet as an Ansible inventory."""
 
@@ -88,6 +117,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         on = self._date()
         fleet = self._load(self.get_option("stack"))
         host_view = _host_view_function()
+        trust = _trust_function()
         strict = self.get_option("strict")
         self.inventory.add_group(MTA_GROUP)
         for host, refs in fleet.ips_by_host.items():
@@ -105,7 +135,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 "mailplane_dkim_domains": dkim_domains(pmta),
             }
             for name, value in host_vars.items():
-                self.inventory.set_variable(host, name, value)
+                self.inventory.set_variable(host, name, trusted(value, trust))
             # Constructable: compose/groups/keyed_groups from the inventory file, as other plugins offer.
             self._set_composite_vars(self.get_option("compose"), host_vars, host, strict=strict)
             self._add_host_to_composed_groups(self.get_option("groups"), host_vars, host, strict=strict)

@@ -1,10 +1,13 @@
 """The sender role, with ansible-playbook really running.
 
 One local "host" (``mta-dev`` of a copy of ``stacks/dev``, ``ansible_connection: local``) whose
-paths all live in a temporary folder.  There is no systemd here (a container), so the role runs
-with ``sender_service_manager: none`` and the test plays the supervisor: when the play reaches
-its health check it starts the command the rendered unit's ``ExecStart`` names, with the unit's
-environment file and working folder, and the role's health check must pass against that real
+paths all live in a temporary folder.  As in production the play runs with ``become`` (su: this
+machine has no sudo) and real owners: the role creates the service's user and group, PowerMTA's
+group is made by the test (PowerMTA's package would), and all are removed after the module.
+There is no systemd here (a container), so the role runs with ``sender_service_manager: none``
+and the test plays the supervisor: when the play reaches its health check it starts the command
+the rendered unit's ``ExecStart`` names (as root: this machine's Python is under /root), with
+the unit's environment file and working folder, and the role's health check must pass against that real
 service.  Installing mailplane and its dependencies from PyPI would be slow and need the network,
 so the role's virtualenv is made beforehand and sees the project's site-packages through a
 ``.pth`` file; the role's pip step installs a wheel of the repository with ``--no-deps``.  One
@@ -14,10 +17,10 @@ vars file, as in production, and every run is checked for a leaked secret in its
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import grp
 import json
 import os
+import pwd
 import re
 import secrets
 import shlex
@@ -26,16 +29,21 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import threading
-import tomllib
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from ansible_env import ansible_env, recap
+from ansible_env import (
+    ansible_env,
+    build_wheel,
+    recap,
+    remove_accounts,
+    system_account,
+    throwaway_name,
+    venv_python,
+)
 from ports import free_port
 
 from mailplane.sender.config import hash_api_key, load_config, new_api_key
@@ -53,46 +61,6 @@ def _env(tmp: Path) -> dict[str, str]:
     return ansible_env(tmp)
 
 
-def build_wheel(out_dir: Path) -> Path:
-    """A pure-Python wheel of the repository (``mailplane/**/*.py``, metadata, console script).
-
-    What CI would publish, made without a build backend: the project venv's setuptools cannot
-    build a wheel without the ``wheel`` package, and fetching one needs the network.
-    """
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    name, version = project["name"], project["version"]
-    dist_info = f"{name}-{version}.dist-info"
-    files = {str(p.relative_to(ROOT)): p.read_bytes() for p in sorted((ROOT / "mailplane").rglob("*.py"))}
-    files[f"{dist_info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
-    files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    scripts = "".join(f"{script} = {target}\n" for script, target in project["scripts"].items())
-    files[f"{dist_info}/entry_points.txt"] = f"[console_scripts]\n{scripts}".encode()
-    record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
-              f"{len(data)}" for path, data in files.items()]
-    files[f"{dist_info}/RECORD"] = "".join(f"{line}\n" for line in [*record, f"{dist_info}/RECORD,,"]).encode()
-    wheel = out_dir / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path, data in files.items():
-            archive.writestr(zipfile.ZipInfo(path, date_time=(2026, 1, 1, 0, 0, 0)), data)
-    return wheel
-
-
-def venv_python(path: Path) -> Path:
-    """A ``python`` for ``sender_python`` whose ``-m venv`` makes virtualenvs that see the project's
-    site-packages through a .pth file: a host where mailplane's dependencies are already there."""
-    pure = Path(sysconfig.get_paths()["purelib"])
-    site = pure.relative_to(sys.prefix)
-    path.write_text(f"""#!{sys.executable}
-import pathlib, subprocess, sys
-code = subprocess.run([{str(sys.executable)!r}, *sys.argv[1:]]).returncode
-if code == 0 and sys.argv[1:3] == ["-m", "venv"]:
-    pathlib.Path(sys.argv[-1], {str(site)!r}, "mailplane-project.pth").write_text({str(pure) + chr(10)!r})
-sys.exit(code)
-""")
-    path.chmod(0o755)
-    return path
-
-
 @dataclass
 class Run:
     rc: int
@@ -103,6 +71,16 @@ class Run:
         return self.recap[HOST]["changed"]
 
 
+@dataclass(frozen=True)
+class Accounts:
+    """The accounts of a run: PowerMTA's group (made by the fixture, as PowerMTA's package would
+    make it) and the service's user and group (made by the role), all removed after the module."""
+
+    user: str
+    group: str
+    pmta_group: str
+
+
 @dataclass
 class Deployment:
     """A copy of stacks/dev, an inventory on it, one local host rooted in ``tmp/hosts/mta-dev``."""
@@ -110,6 +88,7 @@ class Deployment:
     tmp: Path
     port: int
     wheel: Path
+    accounts: Accounts
     secrets: list[str] = field(default_factory=list)
     service: subprocess.Popen[bytes] | None = None
 
@@ -154,9 +133,15 @@ class Deployment:
         return {
             "ansible_connection": "local",
             "ansible_python_interpreter": sys.executable,
-            "ansible_become": False,
-            "sender_create_user": False,
-            "sender_manage_owner": False,
+            # As in production: become root (su: this machine has no sudo), the role creates the
+            # service account, and every file gets its real owner.
+            "ansible_become": True,
+            "ansible_become_method": "su",
+            "sender_create_user": True,
+            "sender_manage_owner": True,
+            "sender_user": self.accounts.user,
+            "sender_group": self.accounts.group,
+            "sender_extra_groups": [self.accounts.pmta_group],
             "sender_service_manager": "none",
             "sender_home": f"{root}/opt/mailplane",
             "sender_config_dir": f"{root}/etc/mailplane",
@@ -208,7 +193,10 @@ class Deployment:
         return Run(proc.returncode, output, recap("".join(lines)))
 
     def start_service(self) -> None:
-        """Do what systemd would: the unit's ExecStart, with its EnvironmentFile and WorkingDirectory."""
+        """Do what systemd would: the unit's ExecStart, with its EnvironmentFile and WorkingDirectory.
+
+        As root, not as the unit's User: this machine's Python lives under /root, which no other
+        user may enter; the owners of the files the role wrote are checked instead."""
         unit = dict(line.split("=", 1) for line in self.unit.read_text().splitlines()
                     if "=" in line and not line.startswith("#"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -230,8 +218,8 @@ class Deployment:
                 self.service.wait()
 
 
-def setup_deployment(tmp: Path, wheel: Path, stack: str = "dev", **overrides: object) -> Deployment:
-    deployment = Deployment(tmp, free_port(), wheel)
+def setup_deployment(tmp: Path, wheel: Path, accounts: Accounts, stack: str = "dev", **overrides: object) -> Deployment:
+    deployment = Deployment(tmp, free_port(), wheel, accounts)
     venv_python(tmp / "python")
     shutil.copytree(ROOT / "stacks" / stack, deployment.stack)
     group_vars = deployment.inventory.parent / "group_vars"
@@ -267,6 +255,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
+@pytest.fixture(scope="module")
+def accounts() -> Iterator[Accounts]:
+    """PowerMTA's group made here (its package would); the service's user and group are the
+    role's to make; all three removed after the module."""
+    made = Accounts(throwaway_name("sd"), throwaway_name("sd"), throwaway_name("pm"))
+    with system_account(throwaway_name("pm"), made.pmta_group):
+        try:
+            yield made
+        finally:
+            remove_accounts([made.user], [made.group])
+
+
 @dataclass
 class Deployed:
     deployment: Deployment
@@ -278,10 +278,10 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Deployed]:
+def deployed(tmp_path_factory: pytest.TempPathFactory, wheel: Path, accounts: Accounts) -> Iterator[Deployed]:
     """A check-mode run on the fresh host, then the first run, with the service started as the
     unit says once the play waits for it; the service runs until the module's tests are done."""
-    deployment = setup_deployment(tmp_path_factory.mktemp("sender"), wheel)
+    deployment = setup_deployment(tmp_path_factory.mktemp("sender"), wheel, accounts)
     fresh = deployment.playbook("--check")
     fresh_files = sorted(str(p.relative_to(deployment.root)) for p in deployment.root.rglob("*"))
     try:
@@ -311,6 +311,19 @@ def test_first_run_installs_the_package_stack_config_and_unit(deployed: Deployed
 
     mode = deployment.config.stat().st_mode & 0o777
     assert mode == 0o600
+    # Real owners, as in production: the role made the service account and gave it its files.
+    accounts = deployment.accounts
+    user, group = pwd.getpwnam(accounts.user), grp.getgrnam(accounts.group)
+    assert user.pw_gid == group.gr_gid and accounts.user in grp.getgrnam(accounts.pmta_group).gr_mem
+    assert user.pw_shell == "/usr/sbin/nologin"
+    owners = {path: (path.stat().st_uid, path.stat().st_gid) for path in (
+        deployment.config, deployment.env_file, deployment.root / "var" / "lib" / "mailplane-sender",
+        deployment.config.parent, deployment.unit, deployment.stack_copy / "fleet.yaml")}
+    assert owners == {
+        deployment.config: (user.pw_uid, group.gr_gid), deployment.env_file: (user.pw_uid, group.gr_gid),
+        deployment.root / "var" / "lib" / "mailplane-sender": (user.pw_uid, group.gr_gid),
+        deployment.config.parent: (0, group.gr_gid), deployment.unit: (0, 0),
+        deployment.stack_copy / "fleet.yaml": (0, group.gr_gid)}
     assert deployment.env_file.stat().st_mode & 0o777 == 0o600
     config = load_config(deployment.config)  # what the service will read, through its own loader
     assert str(config.listen) == f"127.0.0.1:{deployment.port}"
@@ -444,9 +457,9 @@ def test_checker_output_is_shown_with_every_secret_masked(deployed: Deployed) ->
         p: v for p, v in before.items() if not BACKUP_RE.search(p)}
 
 
-def test_several_hosts_on_separate_sqlite_queues_are_refused(tmp_path: Path, wheel: Path) -> None:
+def test_several_hosts_on_separate_sqlite_queues_are_refused(tmp_path: Path, wheel: Path, accounts: Accounts) -> None:
     """Three MTA hosts, each with its own SQLite queue, would count every quota three times."""
-    deployment = setup_deployment(tmp_path, wheel, stack="prod")
+    deployment = setup_deployment(tmp_path, wheel, accounts, stack="prod")
     run = deployment.playbook()
     assert run.rc != 0
     assert "each with its own SQLite queue" in run.output
@@ -466,7 +479,8 @@ def test_missing_secrets_fail_before_any_change(deployed: Deployed) -> None:
         hidden.rename(deployment.vault_file)
     assert run.rc != 0
     assert "The sender service needs its secrets: set sender_api_key_hashes" in run.output
-    assert run.recap[HOST] == {**run.recap[HOST], "ok": 0, "changed": 0, "failed": 1}, run.output
+    # Only the check of the arguments' types (meta/argument_specs.yml) passed before the failure.
+    assert run.recap[HOST] == {**run.recap[HOST], "ok": 1, "changed": 0, "failed": 1}, run.output
     assert deployment.snapshot() == before
 
 

@@ -64,3 +64,32 @@ def test_a_command_needing_an_extra_says_which(core: Path, args: tuple[str, ...]
     done = run(core, *args)
     assert done.returncode == 1, done.stderr
     assert f"pip install 'mailplane[{extra}]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_mta_host_installs_the_sender_group_alone_and_serves_without_pulumi(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """What roles/sender installs by default (``mailplane[sender]``) is enough to run the sender, and
+    brings no Pulumi SDK onto the MTA hosts."""
+    import yaml
+
+    defaults = yaml.safe_load((ROOT / "roles" / "sender" / "defaults" / "main.yml").read_text())
+    assert defaults["sender_package"] == "mailplane[sender]"
+    base = tmp_path_factory.mktemp("sender-only")
+    source = base / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "constraints.txt"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "mailplane", source / "mailplane", ignore=shutil.ignore_patterns("__pycache__"))
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                           "-c", str(source / "constraints.txt"), f"{source}[sender]"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    check = subprocess.run([str(venv / "bin" / "python"), "-c", "import importlib.util as u, mailplane.sender.server, "
+                            "mailplane.sender.api; print([m for m in ('pulumi', 'pulumi_aws', 'matplotlib') "
+                            "if u.find_spec(m)])"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.strip() == "[]"
+    help_text = subprocess.run([str(venv / "bin" / "mailplane"), "serve", "--help"], capture_output=True, text=True)
+    assert help_text.returncode == 0 and "Run the sender service" in help_text.stdout
