@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pg_server import db_url, pg_server
@@ -85,3 +85,20 @@ def serve_zone(tmp_path: Path) -> Iterator[Callable[[Zone], KnotServer]]:
     yield serve
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def instances() -> Iterator[Callable[..., Any]]:
+    """Start real `mailplane serve` processes (``test_sender_service.Instance``); each is stopped after the test."""
+    from test_sender_service import Instance
+
+    started: list[Instance] = []
+
+    def start(stack: Path, config: Path) -> Instance:
+        inst = Instance(stack, config, config.with_suffix(f".{len(started)}.log"))
+        started.append(inst)
+        return inst
+
+    yield start
+    for inst in started:
+        inst.stop()

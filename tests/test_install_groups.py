@@ -18,10 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.install
 
 
-@pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with the core install only; returns its bin folder."""
-    base = tmp_path_factory.mktemp("core")
+def install(base: Path, extras: str = "") -> Path:
+    """A fresh venv in ``base`` with a copy of the package installed (with ``extras``), as ``make`` pins it;
+    returns its bin folder."""
     source = base / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "constraints.txt"):
@@ -30,10 +29,16 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                           "-c", str(source / "constraints.txt"), str(source)],
+                           "-c", str(source / "constraints.txt"), f"{source}{extras}"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return venv / "bin"
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with the core install only; returns its bin folder."""
+    return install(tmp_path_factory.mktemp("core"))
 
 
 def run(bin_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -74,22 +79,11 @@ def test_an_mta_host_installs_the_sender_group_alone_and_serves_without_pulumi(
 
     defaults = yaml.safe_load((ROOT / "roles" / "sender" / "defaults" / "main.yml").read_text())
     assert defaults["sender_package"] == "mailplane[sender]"
-    base = tmp_path_factory.mktemp("sender-only")
-    source = base / "src"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md", "constraints.txt"):
-        shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "mailplane", source / "mailplane", ignore=shutil.ignore_patterns("__pycache__"))
-    venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                           "-c", str(source / "constraints.txt"), f"{source}[sender]"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    check = subprocess.run([str(venv / "bin" / "python"), "-c", "import importlib.util as u, mailplane.sender.server, "
+    bin_dir = install(tmp_path_factory.mktemp("sender-only"), "[sender]")
+    check = subprocess.run([str(bin_dir / "python"), "-c", "import importlib.util as u, mailplane.sender.server, "
                             "mailplane.sender.api; print([m for m in ('pulumi', 'pulumi_aws', 'matplotlib') "
                             "if u.find_spec(m)])"], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert check.stdout.strip() == "[]"
-    help_text = subprocess.run([str(venv / "bin" / "mailplane"), "serve", "--help"], capture_output=True, text=True)
+    help_text = subprocess.run([str(bin_dir / "mailplane"), "serve", "--help"], capture_output=True, text=True)
     assert help_text.returncode == 0 and "Run the sender service" in help_text.stdout

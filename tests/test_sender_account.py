@@ -4,7 +4,7 @@ model for GetAccount, which moto lacks), and the lower of it and fleet.yaml pace
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 from moto_server import MotoServer
 from smtp_sink import SmtpSink
-from test_sender_service import KEYS, Instance, write_config, write_stack
+from test_sender_service import KEYS, Instance, wait_for, write_config, write_stack
 
 from mailplane.sender.account import AccountLimits, Limits, effective, read_account
 
@@ -54,20 +54,6 @@ def test_get_send_quota_answers_where_get_account_does_not() -> None:
     assert account == AccountLimits(200, 1.0, source="GetSendQuota")
 
 
-@pytest.fixture
-def instances() -> Iterator[Callable[..., Instance]]:
-    started: list[Instance] = []
-
-    def start(stack: Path, config: Path) -> Instance:
-        inst = Instance(stack, config, config.with_suffix(f".{len(started)}.log"))
-        started.append(inst)
-        return inst
-
-    yield start
-    for inst in started:
-        inst.stop()
-
-
 def test_a_running_sender_paces_by_the_sandboxed_account_and_says_why(
         tmp_path: Path, instances: Callable[..., Instance]) -> None:
     """fleet.yaml says 20 a day at 50/s; the account (moto's, a sandbox's) 200 a day at 1/s: the quota report
@@ -76,8 +62,6 @@ def test_a_running_sender_paces_by_the_sandboxed_account_and_says_why(
     with MotoServer() as moto, SmtpSink() as sink:
         inst = instances(stack, write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
                                              sink_port=sink.port, moto_url=moto.url))
-        from test_sender_service import wait_for
-
         def report() -> dict[str, object]:
             answer = inst.http.get("/v1/quotas/sesco", headers={"Authorization": f"Bearer {KEYS['sesco']}"})
             ses: dict[str, object] = answer.json()["ses"]

@@ -45,20 +45,6 @@ def served(tmp_path: Path, instances: Callable[..., Instance]) -> Iterator[tuple
         yield instances(stack, config), sink
 
 
-@pytest.fixture
-def instances() -> Iterator[Callable[..., Instance]]:
-    started: list[Instance] = []
-
-    def start(stack: Path, config: Path) -> Instance:
-        inst = Instance(stack, config, config.with_suffix(f".{len(started)}.log"))
-        started.append(inst)
-        return inst
-
-    yield start
-    for inst in started:
-        inst.stop()
-
-
 def msg(n: int = 1, **extra: Any) -> dict[str, Any]:
     return {"from": "app@acme.example.com", "to": f"rcpt{n}@example.org", "subject": f"hello {n}",
             "text": f"message {n}", **extra}

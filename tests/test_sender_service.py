@@ -138,20 +138,6 @@ class Instance:
                 self.proc.wait()
 
 
-@pytest.fixture
-def instances() -> Iterator[Callable[..., Instance]]:
-    started: list[Instance] = []
-
-    def start(stack: Path, config: Path) -> Instance:
-        inst = Instance(stack, config, config.with_suffix(f".{len(started)}.log"))
-        started.append(inst)
-        return inst
-
-    yield start
-    for inst in started:
-        inst.stop()
-
-
 def message(tenant: str, n: int, **extra: Any) -> dict[str, Any]:
     return {"from": f"app@{tenant}.example.com", "to": f"rcpt{n}@example.org", "subject": f"hello {n}",
             "text": f"message {n}", **extra}
