@@ -264,7 +264,11 @@ def test_adding_a_domain_adds_exactly_its_resources(prod: tuple[Fleet, Run], tmp
     added = _keys(after) - _keys(before)
     parent = "mailplane:cloud:Domain::promo.initech.example.org"
     assert _keys(before) - _keys(after) == set()
-    assert added == {("mailplane:cloud:Domain", "promo.initech.example.org", "mailplane:cloud:Tenant::initech"),
+    # the domain's component is the stack's, not the tenant's (its URN names no tenant), and belongs to it
+    [component] = [r for r in after.resources if r.type == "mailplane:cloud:Domain"
+                   and r.name == "promo.initech.example.org"]
+    assert component.tenant == "initech"
+    assert added == {("mailplane:cloud:Domain", "promo.initech.example.org", None),
                      (T["identity"], "promo.initech.example.org", parent),
                      *((T["record"], f"promo.initech.example.org-dkim-{i}", parent) for i in (1, 2, 3)),
                      # PowerMTA's own key (initech's marketing goes through its IPs), and the return path
@@ -296,3 +300,52 @@ def test_dev_stack_without_sender_url_has_no_subscription_and_no_zones() -> None
     assert result.of_type(T["subscription"]) == [] and result.of_type(T["record"]) == []
     assert {r["purpose"] for r in result.outputs["external_dns_records"]} == {
         "dkim", "dkim-powermta", "mail-from", "dmarc", "return-path", "feedback-loop"}
+
+
+# --- what a change cannot take back -------------------------------------------------------------
+
+def test_identities_and_dkim_keys_are_protected_and_nothing_else(prod: tuple[Fleet, Run]) -> None:
+    """pulumi up refuses to delete or replace them (an operator unprotects first); the rest may go."""
+    _fleet, result = prod
+    protected = {(r.type, r.name) for r in result.resources if r.protect}
+    identities = {(T["identity"], r.name) for r in result.of_type(T["identity"])}
+    keys = {(T["key"], r.name) for r in result.of_type(T["key"])}
+    assert identities and keys
+    assert protected == identities | keys
+    assert {name for _, name in keys} == {"news.example.com-dkim", "globex.example.net-dkim",
+                                          "mail1.example.com-dkim-pmta", "initech.example.org-dkim-pmta"}
+
+
+def test_a_domain_keeps_its_urns_when_it_moves_to_another_tenant(prod: tuple[Fleet, Run], tmp_path: Path) -> None:
+    """Moving news.example.com from sos-expat to globex: the same URNs (so Pulumi updates, never
+    recreates, the identity and its key), and the alias to the URN a domain had as its tenant's
+    child keeps stacks deployed before this layout from recreating theirs."""
+    _, before = prod
+    stack = tmp_path / "prod"
+    shutil.copytree(PROD, stack)
+    source, target = stack / "tenants" / "sos-expat.yaml", stack / "tenants" / "globex.yaml"
+    block = ("  - name: news.example.com\n"
+             "    dkim: {mode: byo, selector: s2026a}    # one key for SES and PowerMTA\n"
+             "    mail_from: bounce.news.example.com\n"
+             "    dmarc: {policy: none, rua: [mailto:dmarc@example.com]}\n"
+             "    dns: {zone: example.com}               # provider: the fleet's default (route53)\n")
+    text = source.read_text()
+    assert text.count(block) == 1
+    source.write_text(text.replace(block, "").replace('from: ["*@news.example.com"]', "from: [news@mail1.example.com]"))
+    target.write_text(target.read_text().replace("domains:\n", "domains:\n" + block, 1))
+    fleet = load_stack(stack)
+    assert fleet.tenant("globex").domains[0].name == "news.example.com"
+    after = run(fleet, AwsMocks())
+
+    def urns(result: Run) -> dict[tuple[str, str], str]:
+        return {(r.type, r.name): r.urn for r in result.resources
+                if r.name.startswith("news.example.com") and r.type in (T["identity"], T["key"], T["mail_from"])}
+
+    assert urns(before) and urns(after) == urns(before)
+    identity = after.named(T["identity"], "news.example.com")
+    assert identity.tenant == "globex" and identity.inputs["tags"] == {"mailplane:tenant": "globex"}
+    component = after.named("mailplane:cloud:Domain", "news.example.com")
+    tenant_urn = after.named("mailplane:cloud:Tenant", "globex").urn
+    assert "mailplane:cloud:Tenant" not in component.urn
+    assert component.alias_parents == (tenant_urn,)
+

@@ -493,3 +493,127 @@ def test_markdown_stays_within_a_github_comment_and_says_what_it_cut() -> None:
     assert markdown.count("<details>") == markdown.count("</details>") == 6
     text = render(review, "text")
     assert text.count("max-msg-rate") == 5 * 6_000 and text.count(" create ") == 2_000
+
+
+# --- plans that refuse to destroy -----------------------------------------------------------------
+
+NEWS_DOMAIN = ("  - name: news.example.com\n"
+               "    dkim: {mode: byo, selector: s2026a}    # one key for SES and PowerMTA\n"
+               "    mail_from: bounce.news.example.com\n"
+               "    dmarc: {policy: none, rua: [mailto:dmarc@example.com]}\n"
+               "    dns: {zone: example.com}               # provider: the fleet's default (route53)\n")
+
+
+def _drop_news_domain(stack: Path) -> None:
+    path = stack / "tenants" / "sos-expat.yaml"
+    edit(path, NEWS_DOMAIN, "")
+    edit(path, 'from: ["*@news.example.com"]', "from: [news@mail1.example.com]")
+    for host in ("mta1-b", "mta2-a"):  # the IPs' PTR names move under the tenant's remaining domain
+        edit(path, f"hostname: {host}.news.example.com", f"hostname: {host}.mail1.example.com")
+
+
+def _drop_newsletter_sender(stack: Path) -> None:
+    edit(stack / "tenants" / "sos-expat.yaml", '  - name: newsletter\n    from: ["*@news.example.com"]\n', "")
+
+
+def _rename_configuration_set(stack: Path) -> None:
+    edit(stack / "tenants" / "sos-expat.yaml", "configuration_set: sos-expat", "configuration_set: sos-expat-2")
+
+
+def _drop_tenant(stack: Path) -> None:
+    (stack / "tenants" / "initech.yaml").unlink()
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (_drop_news_domain, {("delete", "SES identity", "news.example.com"),
+                         ("delete", "DKIM key", "news.example.com-dkim")}),
+    (_drop_newsletter_sender, {("delete", "IAM user", "sos-expat-newsletter")}),
+    (_rename_configuration_set, {("replace", "configuration set", "sos-expat")}),
+    (_drop_tenant, {("delete", "SES identity", "initech.example.org"),
+                    ("delete", "DKIM key", "initech.example.org-dkim-pmta"),
+                    ("delete", "IAM user", "initech-campaigns"),
+                    ("delete", "configuration set", "initech"),
+                    ("delete", "SNS topic", "initech-events")}),
+], ids=["domain", "sender", "configuration-set", "tenant"])
+def test_destroying_a_protected_kind_exits_1_unless_allowed(tmp_path: Path, change: Callable[[Path], None],
+                                                             expected: set[tuple[str, str, str]]) -> None:
+    stack = make_repo(tmp_path)
+    change(stack)
+    result = plan_base(stack, "--format", "json")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    destroy = data["destroy"]
+    assert destroy["blocking"] and not destroy["allowed"] and destroy["label"] == "allow-destroy"
+    listed = {(r["action"], r["kind"], r["name"]) for r in destroy["resources"]}
+    assert expected <= listed
+    if change is not _drop_tenant:  # a tenant is also over the share: then every deletion is listed
+        assert listed == expected
+    assert "error: this change " in result.stderr and "pass --allow-destroy" in result.stderr
+    assert "the allow-destroy label" in result.stderr
+    assert data["policy"]["blocking"] == 0  # blocked by the destroy check alone
+
+    allowed = plan_base(stack, "--format", "json", "--allow-destroy")
+    assert allowed.exit_code == 2, allowed.output
+    after = json.loads(allowed.stdout)["destroy"]
+    assert after["allowed"] and not after["blocking"] and after["triggered"]
+    assert {(r["action"], r["kind"], r["name"]) for r in after["resources"]} == listed
+    assert "error:" not in allowed.stderr
+
+
+def test_the_markdown_says_what_would_be_destroyed_and_how_to_allow_it(tmp_path: Path) -> None:
+    stack = make_repo(tmp_path)
+    _drop_news_domain(stack)
+    md = plan_base(stack, "--format", "markdown")
+    assert md.exit_code == 1
+    assert "destroys 2 protected resources" in md.stdout and "blocked without --allow-destroy" in md.stdout
+    assert "#### ⛔ Destroys: blocked" in md.stdout
+    assert "| delete | SES identity | `news.example.com` | sos-expat |" in md.stdout
+    assert "| delete | DKIM key | `news.example.com-dkim` | sos-expat |" in md.stdout
+    assert "add the `allow-destroy` label to the pull request" in md.stdout
+    assert "pulumi state unprotect" in md.stdout
+    text = plan_base(stack)
+    assert text.exit_code == 1
+    assert "Destroys (destroys 2 protected resources" in text.stdout
+    assert "- delete  SES identity  news.example.com (tenant sos-expat)" in text.stdout
+    allowed = plan_base(stack, "--format", "markdown", "--allow-destroy")
+    assert allowed.exit_code == 2 and "#### ⚠️ Destroys (allowed)" in allowed.stdout
+    assert "allowed by --allow-destroy" in allowed.stdout
+
+
+def test_deleting_more_than_the_share_exits_1_and_the_share_is_a_flag(tmp_path: Path) -> None:
+    """No protected kind here: moving a domain to external DNS deletes its Route53 records only."""
+    stack = make_repo(tmp_path)
+    edit(stack / "tenants" / "sos-expat.yaml", "dns: {provider: route53, zone: example.com}",
+         "dns: {provider: external}")
+    result = plan_base(stack, "--format", "json")
+    data = json.loads(result.stdout)
+    destroy = data["destroy"]
+    deleted = [r for r in data["resources"] if r["action"] in ("delete", "replace")]
+    assert deleted and {r["type"] for r in deleted} == {RECORD}
+    base_total = sum(not r.type.startswith("mailplane:") for r in _memo_plan(load_stack(PROD)))
+    assert (destroy["destroyed"], destroy["base_total"]) == (len(deleted), base_total)
+    share = 100 * len(deleted) / base_total
+    assert share < 20 and destroy["max_share"] == 20
+    assert result.exit_code == 2 and not destroy["triggered"]
+
+    below = plan_base(stack, "--format", "json", "--max-destroy", f"{share - 0.5:.1f}")
+    assert below.exit_code == 1, below.output
+    blocked = json.loads(below.stdout)["destroy"]
+    assert blocked["blocking"] and blocked["reasons"] == [
+        f"{len(deleted)} of {base_total} resources ({share:.0f}%) deleted or replaced, more than {share - 0.5:.1f}%"]
+    assert {r["name"] for r in blocked["resources"]} == {r["name"] for r in deleted}
+    assert plan_base(stack, "--max-destroy", f"{share - 0.5:.1f}", "--allow-destroy").exit_code == 2
+    assert plan_base(stack, "--max-destroy", f"{share + 0.5:.1f}").exit_code == 2
+
+
+def test_a_tenant_removed_is_over_the_default_share(tmp_path: Path) -> None:
+    stack = make_repo(tmp_path)
+    _drop_tenant(stack)
+    destroy = json.loads(plan_base(stack, "--format", "json").stdout)["destroy"]
+    assert destroy["share"] > 20 and len(destroy["reasons"]) == 2
+
+
+def test_destroy_options_need_base() -> None:
+    for option in (["--allow-destroy"], ["--max-destroy", "10"]):
+        result = CliRunner().invoke(app, ["plan", str(PROD), *option])
+        assert result.exit_code == 2 and "--base" in result.stderr

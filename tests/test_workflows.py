@@ -40,7 +40,8 @@ SECRET = "SECRET-MARKER-7f3a"
 
 # Values the steps' variables take in the checks below: a variable outside this list fails them,
 # so a new variable in a `mailplane` command line is noticed.
-SAMPLE_VARIABLES = {"STACK": "prod", "BASE_REF": "main", "CHART_URL": "https://github.com/o/r/actions/runs/1/artifacts/2"}
+SAMPLE_VARIABLES = {"STACK": "prod", "BASE_REF": "main", "CHART_URL": "https://github.com/o/r/actions/runs/1/artifacts/2",
+                    "destroy": "--allow-destroy"}
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -274,11 +275,29 @@ def test_plan_step_passes_on_0_and_2_and_fails_on_1(tmp_path: Path, exit_code: i
     result = _run_step(script, tmp_path, env, [bin_dir])
     assert (result.returncode == 0) is passes, result.stdout + result.stderr
     assert (tmp_path / "args").read_text().split() == [
-        "plan", "stacks/prod", "--base", "origin/main", "--format", "markdown", "--chart-url", "https://example.com/c"]
+        "plan", "stacks/prod", "--base", "origin/main", "--format", "markdown", "--chart-url", "https://example.com/c",
+        "--no-allow-destroy"]
     assert ((tmp_path / "plan.md").read_text() == "## plan\n") is prints
     assert ("## plan" in (tmp_path / "github-summary").read_text()) is prints
     if not passes:
         assert "::error::" in result.stdout
+
+
+@pytest.mark.parametrize(("label", "flag"), [("true", "--allow-destroy"), ("false", "--no-allow-destroy")])
+def test_plan_step_maps_the_allow_destroy_label_to_the_flag(tmp_path: Path, label: str, flag: str) -> None:
+    plan = _load("plan.yml")
+    assert {"labeled", "unlabeled", "opened", "synchronize", "reopened"} <= set(
+        _triggers(plan)["pull_request"]["types"])
+    step = _step(plan, "Plan against the base branch")
+    assert step["env"]["ALLOW_DESTROY"] == "${{ contains(github.event.pull_request.labels.*.name, 'allow-destroy') }}"
+    assert "${{" not in step["run"]
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "mailplane", f'echo "$@" > "{tmp_path}/args"\necho "## plan"\nexit 2\n')
+    env = {**_github_files(tmp_path), "STACK": "prod", "BASE_REF": "main", "CHART_URL": "https://example.com/c",
+           "ALLOW_DESTROY": label}
+    result = _run_step(step["run"], tmp_path, env, [bin_dir])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "args").read_text().split()[-1] == flag
 
 
 def test_plan_comment_runs_after_a_failed_plan_but_not_after_a_skipped_one() -> None:

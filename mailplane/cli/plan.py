@@ -2,8 +2,10 @@
 what a change does compared with another git revision, for a pull-request review.
 
 Exit status with ``--base``, for CI to gate on (as ``terraform plan -detailed-exitcode``): 0 no
-change, 2 changes, 1 an error (invalid stack at the head or the base, git cannot answer) or an
-unwaived policy error.  The review is printed in every case but an error, so a blocked pull
+change, 2 changes, 1 an error (invalid stack at the head or the base, git cannot answer), an
+unwaived policy error, or a change that destroys what cannot come back (SES identities, DKIM keys,
+IAM users, configuration sets, SNS topics, or more than ``--max-destroy`` percent of the stack)
+without ``--allow-destroy``.  The review is printed in every case but an error, so a blocked pull
 request still shows what it would do.
 """
 
@@ -37,7 +39,8 @@ def _policy_checks() -> Callable[..., list[Any]] | None:
     return policy.check_policies
 
 
-def _review(stack_dir: Path, base_ref: str, on: datetime.date, output: str, chart_url: str | None) -> int:
+def _review(stack_dir: Path, base_ref: str, on: datetime.date, output: str, chart_url: str | None,
+            allow_destroy: bool = False, max_destroy: float | None = None) -> int:
     """Print the review of the working tree's stack against ``base_ref``; return the exit status."""
     from mailplane.gitops import revision
 
@@ -54,19 +57,31 @@ def _review(stack_dir: Path, base_ref: str, on: datetime.date, output: str, char
     # Pulumi and pulumi-aws load in ~1 s: only here.
     require("cloud", "plan")
     from mailplane.cloud.plan import plan
+    from mailplane.gitops.destroy import ALLOW_LABEL, DEFAULT_MAX_SHARE, check_destroy
     from mailplane.gitops.diff import compare
     from mailplane.gitops.format import Review, render
 
-    diff = compare(base.fleet, head, on, plan(base.fleet) if base.fleet is not None else [], plan(head))
+    base_plan = plan(base.fleet) if base.fleet is not None else []
+    diff = compare(base.fleet, head, on, base_plan, plan(head))
+    destroy = check_destroy(diff.resources, sum(not r.type.startswith("mailplane:") for r in base_plan),
+                            max_share=DEFAULT_MAX_SHARE if max_destroy is None else max_destroy,
+                            allowed=allow_destroy)
     checks = _policy_checks()
     findings = checks(head, today=on, base=base.fleet) if checks is not None else None
-    review = Review(diff, str(stack_dir), base_ref, base.commit, findings, chart_url)
+    review = Review(diff, str(stack_dir), base_ref, base.commit, findings, chart_url, destroy)
     print(render(review, output), end="")
+    status = EXIT_CHANGES if diff.changed else EXIT_NO_CHANGES
     if review.blocking:
         count = len(review.blocking)
         print(f"{count} policy error{'s' if count != 1 else ''}", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_CHANGES if diff.changed else EXIT_NO_CHANGES
+        status = EXIT_ERROR
+    if destroy.blocking:
+        names = ", ".join(f"{r.type.rsplit(':', 1)[-1]} {r.name}" for r in review.destroyed()[:5])
+        more = f" and {len(review.destroyed()) - 5} more" if len(review.destroyed()) > 5 else ""
+        print(f"error: this change {' and '.join(destroy.reasons())} ({names}{more}); if that is meant, "
+              f"pass --allow-destroy (in CI: the {ALLOW_LABEL} label of the pull request)", file=sys.stderr)
+        status = EXIT_ERROR
+    return status
 
 
 def _resources(fleet: Fleet, output: str) -> None:
@@ -97,6 +112,15 @@ def register(app: typer.Typer) -> None:
         chart_url: Annotated[str | None, typer.Option(
             "--chart-url", metavar="URL", show_default=False,
             help="With --base: where the warmup chart of the change is published, to link from the review.")] = None,
+        allow_destroy: Annotated[bool, typer.Option(
+            "--allow-destroy/--no-allow-destroy",
+            help="With --base: let the change delete or replace SES identities, DKIM keys, IAM users, "
+            "configuration sets or SNS topics, or more than --max-destroy of the stack's resources "
+            "(without it such a change exits 1).")] = False,
+        max_destroy: Annotated[float | None, typer.Option(
+            "--max-destroy", metavar="PERCENT", min=0, max=100, show_default=False,
+            help="With --base: the share of the base stack's resources a change may delete or replace "
+            "without --allow-destroy; default 20.")] = None,
     ) -> None:
         """Run the Pulumi program under mocks and list every resource it declares, by tenant.
 
@@ -108,8 +132,8 @@ def register(app: typer.Typer) -> None:
         if output not in FORMATS:
             usage_error(f"--format must be one of {', '.join(FORMATS)}, not {output!r}")
         if base is None:
-            if date is not None or chart_url is not None:
-                usage_error("--date and --chart-url go with --base GIT_REF")
+            if date is not None or chart_url is not None or allow_destroy or max_destroy is not None:
+                usage_error("--date, --chart-url, --allow-destroy and --max-destroy go with --base GIT_REF")
             _resources(load_or_exit(stack_dir), output)
             return
-        raise typer.Exit(_review(stack_dir, base, parse_date(date), output, chart_url))
+        raise typer.Exit(_review(stack_dir, base, parse_date(date), output, chart_url, allow_destroy, max_destroy))

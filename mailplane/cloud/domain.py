@@ -28,12 +28,19 @@ class DomainIdentity(pulumi.ComponentResource):
     """``mailplane:cloud:Domain``: children are named after the domain, which is unique in a stack."""
 
     def __init__(self, name: str, args: DomainArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("mailplane:cloud:Domain", name, None, opts)
+        # The tenant is a property of the component, not its parent (see ``TenantEmail``): the
+        # offline plan attributes the domain's resources to it.
+        super().__init__("mailplane:cloud:Domain", name, {"tenant": args.tenant.name}, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # What cannot come back once deleted: the identity (its verification, its Easy DKIM tokens
+        # published in DNS, its sending history) and the DKIM keys (they exist in Pulumi's state
+        # only).  ``protect`` makes pulumi up refuse to delete or replace them until an operator
+        # runs ``pulumi state unprotect`` (see README, "Reviewing a pull request").
+        kept = pulumi.ResourceOptions(parent=self, protect=True)
         domain = args.domain
         self.private_key_pem: pulumi.Output[str] | None = None
         if domain.dkim.mode == "byo":
-            key = tls.PrivateKey(f"{name}-dkim", algorithm="RSA", rsa_bits=domain.dkim.key_bits, opts=child)
+            key = tls.PrivateKey(f"{name}-dkim", algorithm="RSA", rsa_bits=domain.dkim.key_bits, opts=kept)
             self.private_key_pem = pulumi.Output.secret(key.private_key_pem)
             dkim = aws.sesv2.EmailIdentityDkimSigningAttributesArgs(
                 domain_signing_private_key=pulumi.Output.secret(key.private_key_pem.apply(rec.pem_body)),
@@ -42,7 +49,7 @@ class DomainIdentity(pulumi.ComponentResource):
             dkim = aws.sesv2.EmailIdentityDkimSigningAttributesArgs(next_signing_key_length="RSA_2048_BIT")
         self.identity = aws.sesv2.EmailIdentity(
             name, email_identity=domain.name, configuration_set_name=args.configuration_set_name,
-            dkim_signing_attributes=dkim, tags={"mailplane:tenant": args.tenant.name}, opts=child)
+            dkim_signing_attributes=dkim, tags={"mailplane:tenant": args.tenant.name}, opts=kept)
         if domain.mail_from:
             aws.sesv2.EmailIdentityMailFromAttributes(
                 f"{name}-mail-from", email_identity=self.identity.email_identity, mail_from_domain=domain.mail_from,
@@ -53,7 +60,7 @@ class DomainIdentity(pulumi.ComponentResource):
         pmta_record: pulumi.Output[rec.Record] | None = None
         if rec.has_powermta_key(args.tenant, domain):
             # SES keeps Easy DKIM keys to itself: PowerMTA's routes sign with a key of their own.
-            pmta_key = tls.PrivateKey(f"{name}-dkim-pmta", algorithm="RSA", rsa_bits=2048, opts=child)
+            pmta_key = tls.PrivateKey(f"{name}-dkim-pmta", algorithm="RSA", rsa_bits=2048, opts=kept)
             self.powermta_key_pem = pulumi.Output.secret(pmta_key.private_key_pem)
             pmta_record = pmta_key.public_key_pem.apply(lambda pem: rec.powermta_dkim_record(domain, pem, args.ttl))
 

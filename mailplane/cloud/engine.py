@@ -30,6 +30,10 @@ class Declared:
     inputs: dict[str, Any]
     custom: bool
     tenant: str | None = None
+    urn: str = ""
+    protect: bool = False
+    alias_parents: tuple[str, ...] = ()
+    """The parent URNs of the resource's aliases (the URNs it had before a move)."""
 
 
 @dataclass
@@ -57,10 +61,14 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         parent = self.by_urn.get(request.parent)
+        inputs = rpc.deserialize_properties(request.object)
         declared = Declared(request.type, request.name, f"{parent.type}::{parent.name}" if parent else None,
-                            rpc.deserialize_properties(request.object), bool(request.custom))
+                            inputs, bool(request.custom), urn=response.urn, protect=bool(request.protect),
+                            alias_parents=tuple(a.spec.parentUrn for a in request.aliases if a.spec.parentUrn))
         if request.type == "mailplane:cloud:Tenant":
             declared.tenant = request.name
+        elif request.type == "mailplane:cloud:Domain":
+            declared.tenant = inputs.get("tenant")
         elif parent is not None:
             declared.tenant = parent.tenant
         if request.type != "pulumi:pulumi:Stack":

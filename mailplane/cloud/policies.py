@@ -6,29 +6,13 @@ a policy only shows as changed in a plan when it really changed.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-SEND_ACTIONS = ["ses:SendEmail", "ses:SendRawEmail"]
-"""The SMTP interface calls SendRawEmail, the v2 API SendEmail: both, and nothing else."""
+from mailplane.model import aws as aws_rules
 
-
-def send_only_policy(identity_arns: list[str], configuration_set_arn: str, from_addresses: list[str]) -> dict[str, Any]:
-    """A sender may send, only through its tenant's identities and configuration set, only From its addresses.
-
-    SES authorises a send against the identity and, when one is used, the configuration set, so
-    both ARNs are listed; ``ses:FromAddress`` pins the From header to the sender's own list.
-    """
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "SendOnlyFromOwnAddresses",
-            "Effect": "Allow",
-            "Action": SEND_ACTIONS,
-            "Resource": [*sorted(identity_arns), configuration_set_arn],
-            "Condition": {"StringLike": {"ses:FromAddress": sorted(from_addresses)}},
-        }],
-    }
+SEND_ACTIONS = aws_rules.SEND_ACTIONS
+send_only_policy = aws_rules.send_only_policy
+"""Built in :mod:`mailplane.model.aws`, where the loader measures it against IAM's size quota."""
 
 
 def ses_publish_policy(topic_arn: str, account_id: str, configuration_set_arn: str) -> dict[str, Any]:
@@ -49,4 +33,4 @@ def ses_publish_policy(topic_arn: str, account_id: str, configuration_set_arn: s
 
 
 def to_json(policy: dict[str, Any]) -> str:
-    return json.dumps(policy, sort_keys=True, separators=(",", ":"))
+    return aws_rules.to_json(policy)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,12 +70,19 @@ class TenantEmail(pulumi.ComponentResource):
                                       endpoint=args.sender_url + WEBHOOK_PATH, opts=child)
 
         self.domains: dict[str, DomainIdentity] = {}
+        # A domain's component is not the tenant's child: its URN (and so its identity's, key's and
+        # records') names no tenant, and a domain moved to another tenant is updated in place rather
+        # than deleted and created again.  The alias is the URN it had as the tenant's child, so a
+        # stack deployed before keeps its resources too.
+        inherited = opts.providers if opts else None
+        providers = list(inherited.values()) if isinstance(inherited, Mapping) else list(inherited or [])
+        domain_opts = pulumi.ResourceOptions(providers=providers, aliases=[pulumi.Alias(parent=self)])
         for domain in tenant.domains:
             route53 = args.dns_provider(domain) == "route53"
             zone_id = args.zone_ids[domain.dns.zone] if route53 and domain.dns.zone else None
             self.domains[domain.name] = DomainIdentity(domain.name, DomainArgs(
                 tenant, domain, args.region, args.ttl, self.configuration_set.configuration_set_name, zone_id),
-                opts=child)
+                opts=domain_opts)
         self.senders: dict[str, SenderUser] = {}
         for sender in tenant.senders:
             domains = sorted({address.rpartition("@")[2] for address in sender.from_})

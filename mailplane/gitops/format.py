@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mailplane.gitops.destroy import ALLOW_LABEL, DestroyCheck, destroyed
+from mailplane.gitops.destroy import kind as resource_kind
 from mailplane.gitops.diff import (
     ITEM_KINDS,
     Capacity,
@@ -53,6 +55,26 @@ class Review:
     findings: Sequence[FindingLike] | None
     """None when the policy checks could not run (not installed)."""
     chart_url: str | None = None
+    destroy: DestroyCheck | None = None
+    """None when the check did not run (a review built by hand)."""
+
+    @property
+    def destroying(self) -> bool:
+        return self.destroy is not None and self.destroy.triggered
+
+    @property
+    def destroy_blocked(self) -> bool:
+        return self.destroy is not None and self.destroy.blocking
+
+    def destroyed(self) -> list[ResourceChange]:
+        return destroyed(self.diff.resources, self.destroy) if self.destroy is not None else []
+
+    def allow_destroy_howto(self) -> str:
+        """How a reviewer lets it through, and what pulumi up needs then."""
+        return (f"If that is meant, add the `{ALLOW_LABEL}` label to the pull request (`mailplane plan "
+                f"{self.stack_dir} --base {self.base_ref} --allow-destroy` by hand). SES identities and DKIM "
+                "keys are also protected in the Pulumi program: after the merge an operator runs "
+                "`pulumi state unprotect` on each before `pulumi up` can delete or replace it.")
 
     @property
     def blocking(self) -> list[FindingLike]:
@@ -140,6 +162,8 @@ def summary(review: Review) -> list[str]:
     changed_capacity = [c for c in d.capacity if c.changed]
     if changed_capacity:
         out.append(f"warmup capacity of {_plural(len(changed_capacity), 'tenant')} changes")
+    if review.destroy is not None and review.destroy.triggered:
+        out.append(review.destroy.headline())
     out.append(policy_summary(review))
     return out
 
@@ -222,6 +246,11 @@ class TextFormatter:
                 for c in res.changes:
                     forced = "  (forces replacement)" if c.forces_replacement else ""
                     lines.append(f"          {c.key}: {_short(c.before, 100)} -> {_short(c.after, 100)}{forced}")
+        if review.destroy is not None and review.destroy.triggered:
+            lines += ["", f"Destroys ({review.destroy.headline()}):"]
+            lines += [f"  {SIGNS[r.action]:>3} {r.action:<7} {resource_kind(r)}  {r.name}"
+                      + (f" (tenant {r.tenant})" if r.tenant else "") for r in review.destroyed()]
+            lines.append("  " + review.allow_destroy_howto().replace("`", ""))
         for host in d.hosts:
             lines += ["", f"PowerMTA {host.host} ({ITEM_VERBS[host.action]}, +{host.added} -{host.removed}):"]
             lines += host.diff.rstrip("\n").splitlines()
@@ -300,6 +329,13 @@ class JsonFormatter:
                 "blocking": len(review.blocking),
                 "findings": [_finding_json(f) for f in ordered_findings(review.findings)]},
             "warmup_chart": {"url": review.chart_url, "command": review.chart_command},
+            "destroy": None if review.destroy is None else {
+                "triggered": review.destroy.triggered, "blocking": review.destroy.blocking,
+                "allowed": review.destroy.allowed, "destroyed": review.destroy.destroyed,
+                "base_total": review.destroy.base_total, "share": round(review.destroy.share, 2),
+                "max_share": review.destroy.max_share, "reasons": review.destroy.reasons(),
+                "resources": [{**_resource_json(r), "kind": resource_kind(r)} for r in review.destroyed()],
+                "label": ALLOW_LABEL},
         }
 
     def format(self, review: Review) -> str:
@@ -362,6 +398,14 @@ class MarkdownFormatter:
         base = f"`{review.base_ref}` ({review.base_commit[:12]})"
         lines = [f"### mailplane plan: `{d.stack}` against {base} on {d.on.isoformat()}", "",
                  "**" + " · ".join(summary(review)) + "**"]
+        if review.destroy is not None and review.destroy.triggered:
+            check = review.destroy
+            mark = "⚠️ Destroys (allowed)" if check.allowed else "⛔ Destroys: blocked"
+            lines += ["", f"#### {mark}", "", "This change " + " and ".join(check.reasons()) + ":", "",
+                      "| action | what | name | tenant |", "|---|---|---|---|"]
+            rows = [f"| {r.action} | {resource_kind(r)} | {_code(r.name)} | {r.tenant or ''} |"
+                    for r in review.destroyed()]
+            lines += [*self._rows(rows, limits, "resources"), "", review.allow_destroy_howto()]
         if d.items:
             lines += ["", "#### Fleet", "", "| change | what | name | tenant | details |", "|---|---|---|---|---|"]
             rows = [f"| {ITEM_VERBS[i.action]} | {KIND_NAMES[i.kind][0]} | {_code(i.name)} | {i.tenant or ''} | "

@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mailplane.model import aws
 from mailplane.model.fleet import FleetSettings
 from mailplane.model.names import RETURN_PATH_LABEL, return_path_base
 from mailplane.model.problems import YamlProblem
@@ -144,6 +145,48 @@ def check_stack(fleet: FleetSettings | None, tenants: list[TenantFile]) -> list[
                     out.append(doc.problem((*path, "streams"), f"stream {stream!r} is not one of the "
                                            "tenant's streams", "add it to the tenant's 'streams'"))
         out.extend(_check_senders(tenant, owner, doc))
+        if fleet is not None:
+            out.extend(_check_sender_policies(tenant, fleet.ses.region, doc))
+    return out
+
+
+def check_smtp_region(fleet: FleetSettings, doc: SourceDoc, tenants: list[TenantFile]) -> list[YamlProblem]:
+    """Every sender gets SMTP credentials (an access key and the SMTP password SES derives for the
+    region): in a region without an SES SMTP endpoint they could log in nowhere."""
+    region = fleet.ses.region
+    senders = [(tf, i) for tf in tenants for i in range(len(tf.tenant.senders))]
+    if region in aws.SMTP_REGIONS or not senders:
+        return []
+    tf, i = senders[0]
+    line, col = tf.doc.locate(("senders", i, "name"))
+    more = f" and {len(senders) - 1} more" if len(senders) > 1 else ""
+    return [doc.problem(("ses", "region"),
+                        f"SES has no SMTP endpoint in {region}, but senders need SMTP credentials there "
+                        f"(tenant {tf.tenant.name}'s sender {tf.tenant.senders[i].name!r} at "
+                        f"{tf.doc.file}:{line}:{col}{more})",
+                        "choose a region with one: " + ", ".join(sorted(aws.SMTP_REGIONS)))]
+
+
+def _check_sender_policies(tenant: Tenant, region: str, doc: SourceDoc) -> list[YamlProblem]:
+    """The send-only inline policy the Pulumi program gives each sender's IAM user fits IAM's quota.
+
+    Measured on the very document the program builds (:func:`mailplane.model.aws.sender_policy`,
+    addresses a wildcard already covers left out), with a 12-digit stand-in for the account id.
+    """
+    out: list[YamlProblem] = []
+    for i, sender in enumerate(tenant.senders):
+        document = aws.to_json(aws.sender_policy(region, tenant.configuration_set, list(sender.from_)))
+        size = aws.policy_size(document)
+        if size <= aws.USER_INLINE_POLICY_MAX:
+            continue
+        domains = sorted({a.rpartition("@")[2] for a in sender.from_})
+        out.append(doc.problem(
+            ("senders", i, "from"),
+            f"the send-only IAM policy of {tenant.name}-{sender.name} would have {size:,} characters "
+            f"({len(sender.from_)} From addresses in {len(domains)} domain{'s' if len(domains) != 1 else ''}), "
+            f"over IAM's {aws.USER_INLINE_POLICY_MAX:,} for a user's inline policies: pulumi up would fail",
+            "allow a whole domain with *@domain where the sender may use any of its addresses, or split "
+            "the addresses between several senders, each its own IAM user"))
     return out
 
 

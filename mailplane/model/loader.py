@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from mailplane.model.checks import TenantFile, check_fleet, check_stack
+from mailplane.model.checks import TenantFile, check_fleet, check_smtp_region, check_stack
 from mailplane.model.errors import problems_from
 from mailplane.model.fleet import FleetSettings
 from mailplane.model.problems import StackError, YamlProblem, display_path
@@ -123,6 +123,8 @@ def _load_stack(stack_dir: Path, overrides: dict[Path, bytes] | None) -> Fleet:
         if tenant is not None and doc is not None:
             loaded.append(TenantFile(path.stem, tenant, doc))
     problems.extend(check_stack(fleet, loaded))
+    if fleet is not None and fleet_doc is not None:
+        problems.extend(check_smtp_region(fleet, fleet_doc, loaded))
     if problems or fleet is None or fleet_doc is None:
         raise StackError(problems)
     sources = {"fleet": fleet_doc, **{tf.tenant.name: tf.doc for tf in loaded}}
