@@ -55,6 +55,11 @@ class AwsMocks(pulumi.runtime.Mocks):
             state["arn"] = self.arn("sns", inputs["name"])
         elif args.typ == "aws:iam/user:User":
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:user{inputs['path']}{inputs['name']}"
+        elif args.typ == "aws:sesv2/tenant:Tenant":
+            name = inputs["tenantName"]
+            tenant_id = "tn-" + hashlib.sha256(name.encode()).hexdigest()[:30]
+            state.update(tenantArn=self.arn("ses", f"tenant/{name}/{tenant_id}"), tenantId=tenant_id,
+                         sendingStatus="ENABLED")
         elif args.typ == "aws:iam/accessKey:AccessKey":
             state.update(secret=f"SECRET-{args.name}-xyz", sesSmtpPasswordV4=f"SMTP-{args.name}-xyz")
             return f"AKIA{args.name.upper()[:12]}", {**inputs, **state}

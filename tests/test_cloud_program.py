@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -35,6 +36,9 @@ T = {
     "user_policy": "aws:iam/userPolicy:UserPolicy",
     "access_key": "aws:iam/accessKey:AccessKey",
     "key": "tls:index/privateKey:PrivateKey",
+    "ses_tenant": "aws:sesv2/tenant:Tenant",
+    "association": "aws:sesv2/tenantResourceAssociation:TenantResourceAssociation",
+    "reputation": "pulumi-python:dynamic/mailplane:TenantReputationPolicy",
 }
 
 
@@ -208,6 +212,47 @@ def test_each_sender_may_only_send_from_its_addresses_through_its_identities(pro
             assert result.named(T["access_key"], name).inputs == {"user": name}
 
 
+def test_each_tenant_is_an_ses_tenant_with_every_resource_a_send_names(prod: tuple[Fleet, Run]) -> None:
+    """A send naming the tenant is refused unless its identity and configuration set are associated."""
+    fleet, result = prod
+    arn = functools.partial("arn:aws:ses:eu-north-1:{}:{}".format, ACCOUNT)
+    tenants = {t.inputs["tenantName"]: t for t in result.of_type(T["ses_tenant"])}
+    assert set(tenants) == {t.ses_tenant for t in fleet.tenants}
+    associations = {(a.inputs["tenantName"], a.inputs["resourceArn"]) for a in result.of_type(T["association"])}
+    assert associations == {
+        *((t.ses_tenant, arn(f"configuration-set/{t.configuration_set}")) for t in fleet.tenants),
+        *((t.ses_tenant, arn(f"identity/{d.name}")) for t in fleet.tenants for d in t.domains)}
+    for tenant in fleet.tenants:
+        assert tenants[tenant.ses_tenant].parent == f"mailplane:cloud:Tenant::{tenant.name}"
+        assert tenants[tenant.ses_tenant].inputs["tags"] == {"mailplane:tenant": tenant.name}
+    # the reputation policy: the fleet's default, or the tenant's own
+    policies = {r.name: r.inputs for r in result.of_type(T["reputation"])}
+    assert {name: (p["policy"], p["region"]) for name, p in policies.items()} == {
+        f"{t.name}-reputation": (fleet.reputation_policy_for(t), "eu-north-1") for t in fleet.tenants}
+    # the tenant's ARN as SES made it (it ends in an id SES assigns), not one spelt out
+    assert policies["globex-reputation"]["tenant_arn"].startswith(arn("tenant/globex/tn-"))
+    assert result.outputs["tenants"]["globex"]["ses_tenant"] == "globex"
+
+
+def test_a_tenants_own_reputation_policy_and_ses_name_win(tmp_path: Path) -> None:
+    stack = tmp_path / "prod"
+    shutil.copytree(PROD, stack)
+    path = stack / "tenants" / "globex.yaml"
+    text = path.read_text()
+    assert "\nses:\n" in text and "reputation_policy" not in text
+    path.write_text(text.replace("\nses:\n", "\nses:\n  tenant: globex-prod\n  reputation_policy: strict\n", 1))
+    fleet = load_stack(stack)
+    result = run(fleet, AwsMocks())
+    assert "globex-prod" in {t.inputs["tenantName"] for t in result.of_type(T["ses_tenant"])}
+    assert result.named(T["reputation"], "globex-reputation").inputs["policy"] == "strict"
+    assert result.named(T["reputation"], "initech-reputation").inputs["policy"] == \
+        fleet.settings.ses.reputation_policy == "standard"
+    assert {a.inputs["tenantName"] for a in result.of_type(T["association"])
+            if a.parent == "mailplane:cloud:Tenant::globex"} == {"globex-prod"}
+    assert result.named(T["reputation"], "globex-reputation").inputs["tenant_arn"].split(":")[-1].startswith(
+        "tenant/globex-prod/tn-")
+
+
 def test_secrets_are_secret_outputs_and_never_plain(prod: tuple[Fleet, Run]) -> None:
     _fleet, result = prod
     assert {"dkim_private_keys", "sender_credentials"} <= result.secret_outputs
@@ -276,7 +321,9 @@ def test_adding_a_domain_adds_exactly_its_resources(prod: tuple[Fleet, Run], tmp
                      (T["record"], "promo.initech.example.org-dkim-pmta", parent),
                      (T["record"], "promo.initech.example.org-marketing-return-path-mx", parent),
                      (T["record"], "promo.initech.example.org-feedback-loop-mx", parent),
-                     (T["record"], "promo.initech.example.org-marketing-return-path-txt", parent)}
+                     (T["record"], "promo.initech.example.org-marketing-return-path-txt", parent),
+                     # associated with initech's SES tenant, or a send naming the tenant is refused
+                     (T["association"], "initech-promo.initech.example.org", "mailplane:cloud:Tenant::initech")}
 
 
 def test_removing_a_tenant_removes_only_its_resources(prod: tuple[Fleet, Run], tmp_path: Path) -> None:
@@ -288,10 +335,12 @@ def test_removing_a_tenant_removes_only_its_resources(prod: tuple[Fleet, Run], t
     removed = {(r.type, r.name, r.parent) for r in before.resources} - _keys(after)
     assert _keys(after) <= _keys(before)
     assert removed == {(r.type, r.name, r.parent) for r in before.resources if r.tenant == "initech"}
-    # tenant: component, configuration set, topic, topic policy, event destination, subscription (6);
+    # tenant: component, configuration set, topic, topic policy, event destination, subscription (6),
+    # SES tenant, its reputation policy, the configuration set's association (3);
     # its domain: component, identity, MAIL FROM, 3 DKIM + MX + SPF + DMARC records (9), PowerMTA's key
-    # and its TXT, the marketing return path's MX and SPF, the feedback-loop MX (5); its sender: 4.
-    assert len(removed) == 6 + 9 + 5 + 4
+    # and its TXT, the marketing return path's MX and SPF, the feedback-loop MX, its association (6);
+    # its sender: 4.
+    assert len(removed) == 6 + 3 + 9 + 6 + 4
 
 
 def test_dev_stack_without_sender_url_has_no_subscription_and_no_zones() -> None:

@@ -134,6 +134,8 @@ SHOP_RESOURCES = {
     *((RECORD, f"shop.example.com-{stream}-return-path-{t}") for stream in ("transactional", "marketing")
       for t in ("mx", "txt")),
     (RECORD, "shop.example.com-feedback-loop-mx"),
+    # and the identity is associated with the tenant's SES tenant
+    ("aws:sesv2/tenantResourceAssociation:TenantResourceAssociation", "sos-expat-shop.example.com"),
 }
 
 
@@ -195,7 +197,7 @@ def test_domain_added_text_and_markdown(domain_added: dict[str, Any]) -> None:
     assert text.exit_code == 2 and markdown.exit_code == 2
     out = text.stdout
     assert out.startswith("Plan for stack prod against base (")
-    assert "1 domain added; Pulumi: 15 to create; DNS records: 12 to publish" in out
+    assert "1 domain added; Pulumi: 16 to create; DNS records: 12 to publish" in out
     assert "  + domain shop.example.com (tenant sos-expat)\n" in out
     assert "  + _dmarc.shop.example.com TXT 300 v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com" in out
     assert "  + <token>._domainkey.shop.example.com CNAME 300 three CNAMEs known after apply" in out
@@ -205,13 +207,13 @@ def test_domain_added_text_and_markdown(domain_added: dict[str, Any]) -> None:
 
     md = markdown.stdout
     assert md.startswith("### mailplane plan: `prod` against `base` (")
-    assert "**1 domain added · Pulumi: 15 to create · DNS records: 12 to publish" in md
+    assert "**1 domain added · Pulumi: 16 to create · DNS records: 12 to publish" in md
     assert "| added | domain | `shop.example.com` | sos-expat |  |" in md
     assert "| publish | `_dmarc.shop.example.com` | TXT | `v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com` " \
            "| 300 | Route53 (Pulumi) |" in md
     assert "| publish | `<token>._domainkey.shop.example.com` | CNAME | `three CNAMEs known after apply` |" in md
-    assert "<details><summary>Pulumi resources: 15 to create</summary>" in md
-    assert md.count("| create | ") == 15
+    assert "<details><summary>Pulumi resources: 16 to create</summary>" in md
+    assert md.count("| create | ") == 16
     hosts = json.loads(domain_added["json"].stdout)["powermta"]
     assert md.count("<details>") == 1 + len(hosts) == md.count("</details>")
     assert md.count("```diff") == len(hosts)

@@ -339,7 +339,8 @@ def moto() -> Iterator[MotoServer]:
 
 async def ses_send(transport: SesTransport, sender: str = SENDER, to: str = "jane@example.org") -> Outcome:
     try:
-        return await transport.send(mail_for(to, granted=SES), configuration_set="acme", sender=sender, recipient=to)
+        return await transport.send(mail_for(to, granted=SES), configuration_set="acme", ses_tenant="acme",
+                                    sender=sender, recipient=to)
     finally:
         await transport.close()
 
@@ -458,7 +459,8 @@ def test_ses_sends_as_the_senders_own_iam_user_when_its_keys_are_configured(
                                      credentials={"acme/app": ("AKIAACMEAPP00000000", "acme-secret-000000000")})
             try:
                 return [await transport.send(mail_for("a@example.org", granted=SES), configuration_set="acme",
-                                             sender=SENDER, recipient="a@example.org", sender_name=name)
+                                             ses_tenant="acme", sender=SENDER, recipient="a@example.org",
+                                             sender_name=name)
                         for name in ("acme/app", "acme/other")]
             finally:
                 await transport.close()

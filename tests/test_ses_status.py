@@ -27,12 +27,30 @@ def _account(production: bool, daily: float = 200.0, rate: float = 1.0) -> dict[
             "SuppressionAttributes": {"SuppressedReasons": ["BOUNCE", "COMPLAINT"]}}
 
 
-def _stubbed(account: dict[str, Any], identity: dict[str, Any]) -> list[Any]:
+TENANT_ARN = "arn:aws:ses:eu-west-1:111122223333:tenant/acme/tn-0123456789abcdef"
+
+
+def _tenant(status: str = "ENABLED", policy: str = "standard") -> tuple[dict[str, Any], dict[str, Any]]:
+    """GetTenant's and GetReputationEntity's answers for dev's one tenant."""
+    return ({"Tenant": {"TenantName": "acme", "TenantArn": TENANT_ARN, "TenantId": "tn-0123456789abcdef",
+                        "SendingStatus": status}},
+            {"ReputationEntity": {"ReputationEntityReference": TENANT_ARN, "ReputationEntityType": "RESOURCE",
+                                  "ReputationManagementPolicy": f"arn:aws:ses:eu-west-1:aws:reputation-policy/{policy}",
+                                  "SendingStatusAggregate": status}})
+
+
+def _stubbed(account: dict[str, Any], identity: dict[str, Any],
+             tenant: tuple[dict[str, Any], dict[str, Any]] | None = None) -> list[Any]:
     fleet = load_stack(DEV)
+    [dev_tenant] = fleet.tenants
     sesv2 = boto3.client("sesv2", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
     ses = boto3.client("ses", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    got_tenant, entity = tenant or _tenant()
     with Stubber(sesv2) as stub:
         stub.add_response("get_email_identity", identity, {"EmailIdentity": "dev.example.org"})
+        stub.add_response("get_tenant", got_tenant, {"TenantName": dev_tenant.ses_tenant})
+        stub.add_response("get_reputation_entity", entity, {"ReputationEntityType": "RESOURCE",
+                                                            "ReputationEntityReference": TENANT_ARN})
         stub.add_response("get_account", account, {})
         stub.add_response("get_account", account, {})
         items = judge(fleet, gather(fleet, sesv2, ses))
@@ -51,6 +69,7 @@ def test_a_healthy_account_and_identity_pass_every_item() -> None:
     assert {(i.subject, i.check, i.status) for i in items} == {
         ("dev.example.org", "identity", "ok"), ("dev.example.org", "dkim", "ok"),
         ("dev.example.org", "mail-from", "ok"),
+        ("tenant acme", "ses-tenant", "ok"), ("tenant acme", "reputation-policy", "ok"),
         ("account", "production-access", "ok"), ("account", "sending", "ok"), ("account", "quota", "ok"),
         ("account", "suppression", "ok")}
     assert exit_status(items) == 0
@@ -64,6 +83,31 @@ def test_a_sandbox_and_a_pending_mail_from_fail() -> None:
     assert failed == {("mail-from", "MAIL FROM bounce.dev.example.org: PENDING"),
                       ("production-access", "in the sandbox: only verified recipients, 200 a day at 1/s")}
     assert exit_status(items) == 1
+
+
+def test_a_tenant_ses_paused_fails_and_another_policy_than_the_yamls_warns() -> None:
+    items = _stubbed(_account(production=True), GOOD_IDENTITY, _tenant("DISABLED", "strict"))
+    by_check = {i.check: i for i in items if i.subject == "tenant acme"}
+    assert by_check["ses-tenant"].status == "fail" and "SES has paused" in by_check["ses-tenant"].detail
+    assert by_check["reputation-policy"].status == "warn"
+    assert by_check["reputation-policy"].detail.startswith("reputation policy strict, the YAML says standard")
+    assert exit_status(items) == 1
+
+
+def test_a_missing_ses_tenant_fails() -> None:
+    fleet = load_stack(DEV)
+    sesv2 = boto3.client("sesv2", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    ses = boto3.client("ses", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(sesv2) as stub:
+        stub.add_response("get_email_identity", GOOD_IDENTITY, {"EmailIdentity": "dev.example.org"})
+        stub.add_client_error("get_tenant", "NotFoundException", "Tenant acme does not exist", 404,
+                              expected_params={"TenantName": "acme"})
+        stub.add_response("get_account", _account(production=True), {})
+        stub.add_response("get_account", _account(production=True), {})
+        items = judge(fleet, gather(fleet, sesv2, ses))
+        stub.assert_no_pending_responses()
+    [item] = [i for i in items if i.check == "ses-tenant"]
+    assert item.status == "fail" and item.detail.startswith("no SES tenant: `pulumi up` has not created it")
 
 
 def test_the_command_against_a_real_ses_endpoint_says_what_is_missing_and_exits_1(tmp_path: Path) -> None:

@@ -51,6 +51,8 @@ class PlanMocks(pulumi.runtime.Mocks):
             derived["arn"] = _arn("sns", region, inputs["name"])
         elif args.typ == "aws:iam/user:User":
             derived["arn"] = f"arn:aws:iam::{ACCOUNT}:user{inputs.get('path', '/')}{inputs['name']}"
+        elif args.typ == "aws:sesv2/tenant:Tenant":
+            derived["tenantArn"] = _arn("ses", region, f"tenant/{inputs['tenantName']}/<tenant id>")
         return args.name, {**inputs, **derived}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]

@@ -39,7 +39,7 @@ def declare(fleet: Fleet) -> dict[str, Any]:
     sender_url = settings.sender.public_url if settings.sender else None
     tenants = {
         t.name: TenantEmail(t.name, TenantArgs(t, region, settings.dns.ttl, fleet.dns_provider,
-                                               account_id, zone_ids, sender_url),
+                                               account_id, zone_ids, sender_url, fleet.reputation_policy_for(t)),
                             opts=pulumi.ResourceOptions(providers=[provider]))
         for t in fleet.tenants
     }
@@ -56,6 +56,7 @@ def outputs(fleet: Fleet, tenants: dict[str, TenantEmail]) -> dict[str, Any]:
         "smtp_endpoint": smtp_endpoint(fleet.settings.ses.region),
         "tenants": {name: {
             "configuration_set": component.configuration_set.configuration_set_name,
+            "ses_tenant": component.ses_tenant.tenant_name,
             "topic_arns": [component.topic.arn],
             "senders": {s: {"iam_user": u.user.name, "access_key_id": u.access_key_id}
                         for s, u in component.senders.items()},

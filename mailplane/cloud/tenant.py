@@ -11,6 +11,7 @@ import pulumi_aws as aws
 
 from mailplane.cloud.domain import DomainArgs, DomainIdentity
 from mailplane.cloud.policies import ses_publish_policy, to_json
+from mailplane.cloud.reputation import TenantReputationPolicy
 from mailplane.cloud.sender import SenderArgs, SenderUser
 from mailplane.model.names import WEBHOOK_PATH, topic_name
 from mailplane.model.tenant import Domain, Tenant
@@ -25,6 +26,8 @@ class TenantArgs:
     account_id: pulumi.Output[str]
     zone_ids: dict[str, pulumi.Output[str]]
     sender_url: str | None
+    reputation_policy: str
+    """SES's managed reputation policy for the tenant (``none``, ``standard``, ``strict``)."""
 
 
 class TenantEmail(pulumi.ComponentResource):
@@ -34,6 +37,12 @@ class TenantEmail(pulumi.ComponentResource):
         super().__init__("mailplane:cloud:Tenant", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tenant = args.tenant
+        # The SES tenant: its own reputation, so SES (or an operator) can pause this tenant alone
+        # instead of the whole account.  Every resource a send names must be associated with it.
+        self.ses_tenant = aws.sesv2.Tenant(name, tenant_name=tenant.ses_tenant,
+                                           tags={"mailplane:tenant": tenant.name}, opts=child)
+        TenantReputationPolicy(f"{name}-reputation", tenant_arn=self.ses_tenant.tenant_arn, region=args.region,
+                               policy=args.reputation_policy, opts=child)
         pool = tenant.ses.dedicated_ip_pool
         delivery: dict[str, Any] = {"tls_policy": "REQUIRE"}
         depends: list[pulumi.Resource] = []
@@ -65,6 +74,7 @@ class TenantEmail(pulumi.ComponentResource):
                 sns_destination=aws.sesv2.ConfigurationSetEventDestinationEventDestinationSnsDestinationArgs(
                     topic_arn=self.topic.arn)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[topic_policy]))
+        self._associate(f"{name}-configuration-set", self.configuration_set.arn, child)
         if args.sender_url:
             aws.sns.TopicSubscription(f"{name}-webhook", topic=self.topic.arn, protocol="https",
                                       endpoint=args.sender_url + WEBHOOK_PATH, opts=child)
@@ -83,6 +93,7 @@ class TenantEmail(pulumi.ComponentResource):
             self.domains[domain.name] = DomainIdentity(domain.name, DomainArgs(
                 tenant, domain, args.region, args.ttl, self.configuration_set.configuration_set_name, zone_id),
                 opts=domain_opts)
+            self._associate(f"{name}-{domain.name}", self.domains[domain.name].identity.arn, child)
         self.senders: dict[str, SenderUser] = {}
         for sender in tenant.senders:
             domains = sorted({address.rpartition("@")[2] for address in sender.from_})
@@ -90,4 +101,11 @@ class TenantEmail(pulumi.ComponentResource):
                 tenant, sender, [self.domains[d].identity.arn for d in domains], self.configuration_set.arn),
                 opts=child)
         self.register_outputs({"configuration_set": self.configuration_set.configuration_set_name,
-                               "topic_arn": self.topic.arn})
+                               "topic_arn": self.topic.arn, "ses_tenant": self.ses_tenant.tenant_name})
+
+    def _associate(self, name: str, resource_arn: pulumi.Input[str], opts: pulumi.ResourceOptions) -> None:
+        """Associate an identity or the configuration set with the SES tenant: a send naming the tenant
+        and an unassociated resource is refused.  Named after the tenant's output, so it is created
+        after the tenant and deleted before it."""
+        aws.sesv2.TenantResourceAssociation(name, tenant_name=self.ses_tenant.tenant_name,
+                                            resource_arn=resource_arn, opts=opts)

@@ -3,7 +3,8 @@
 A pull request that drops a domain deletes its SES identity (its verification and reputation,
 the Easy DKIM tokens published in DNS) and its DKIM keys, which exist nowhere but in Pulumi's
 state; one that drops a sender or a tenant deletes IAM users (the applications' credentials), a
-configuration set or an event topic.  Such a change, or one that deletes a large share of the
+configuration set, an event topic or an SES tenant (and with it the
+reputation SES keeps for it).  Such a change, or one that deletes a large share of the
 stack at once (a tenant file lost in a bad merge), must be meant: ``mailplane plan --base``
 exits 1 on it unless ``--allow-destroy`` is given (the ``allow-destroy`` label of the pull
 request, in CI).
@@ -23,6 +24,7 @@ PROTECTED_KINDS: dict[str, str] = {
     "aws:iam/user:User": "IAM user",
     "aws:sesv2/configurationSet:ConfigurationSet": "configuration set",
     "aws:sns/topic:Topic": "SNS topic",
+    "aws:sesv2/tenant:Tenant": "SES tenant",
 }
 """Resource types whose deletion or replacement needs ``--allow-destroy``, with what to call them."""
 
@@ -68,7 +70,8 @@ class DestroyCheck:
         out = []
         if self.protected:
             out.append(f"{len(self.protected)} protected resource{'s' if len(self.protected) != 1 else ''} "
-                       "(SES identities, DKIM keys, IAM users, configuration sets, SNS topics) deleted or replaced")
+                       "(SES identities, DKIM keys, IAM users, configuration sets, SNS topics, SES tenants) "
+                       "deleted or replaced")
         if self.over_share:
             out.append(f"{self.destroyed} of {self.base_total} resources ({self.share:.0f}%) deleted or replaced, "
                        f"more than {self.max_share:g}%")

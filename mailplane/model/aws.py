@@ -77,7 +77,10 @@ def send_only_policy(identity_arns: list[str], configuration_set_arn: str, from_
     """A sender may send, only through its tenant's identities and configuration set, only From its addresses.
 
     SES authorises a send against the identity and, when one is used, the configuration set, so
-    both ARNs are listed; ``ses:FromAddress`` pins the From header to the sender's own list.
+    both ARNs are listed; ``ses:FromAddress`` pins the From header to the sender's own list.  No
+    condition on ``ses:TenantName``: ``ses:SendRawEmail`` (SES's SMTP endpoint) has no such key, and a
+    send naming another SES tenant is refused anyway, as the sender's identities are associated with
+    its own tenant only.
     """
     return {
         "Version": "2012-10-17",
@@ -107,3 +110,9 @@ def sender_policy(region: str, configuration_set: str, from_addresses: list[str]
     return send_only_policy([ses_arn(region, account_id, f"identity/{d}") for d in domains],
                             ses_arn(region, account_id, f"configuration-set/{configuration_set}"),
                             from_addresses)
+
+
+def reputation_policy_arn(region: str, policy: str) -> str:
+    """One of SES's managed reputation policies (``none``, ``standard``, ``strict``): AWS owns them,
+    so the account field of the ARN is ``aws``."""
+    return f"arn:{partition(region)}:ses:{region}:aws:reputation-policy/{policy}"

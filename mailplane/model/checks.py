@@ -103,7 +103,7 @@ def _check_schedule(steps: list, doc: SourceDoc, path: tuple[str | int, ...]) ->
 def check_stack(fleet: FleetSettings | None, tenants: list[TenantFile]) -> list[YamlProblem]:
     """Everything that needs more than one file, plus per-tenant rules across keys."""
     out: list[YamlProblem] = []
-    names, domains, ips, ptrs, config_sets, pools = (_Seen() for _ in range(6))
+    names, domains, ips, ptrs, config_sets, pools, ses_tenants = (_Seen() for _ in range(7))
     owner: dict[str, str] = {}
     for tf in tenants:
         for domain in tf.tenant.domains:
@@ -116,6 +116,8 @@ def check_stack(fleet: FleetSettings | None, tenants: list[TenantFile]) -> list[
         names.check(tenant.name, doc, ("name",), "tenant name", out)
         config_sets.check(tenant.configuration_set, doc, ("ses", "configuration_set") if
                           tenant.ses.configuration_set else ("name",), "configuration set", out)
+        ses_tenants.check(tenant.ses_tenant, doc, ("ses", "tenant") if tenant.ses.tenant else ("name",),
+                          "SES tenant", out)
         if tenant.ses.dedicated_ip_pool:
             pools.check(tenant.ses.dedicated_ip_pool.name, doc, ("ses", "dedicated_ip_pool", "name"),
                         "dedicated IP pool", out)

@@ -10,6 +10,10 @@ from mailplane.model.base import Model
 from mailplane.model.types import EmailAddress, HttpsUrl, IPAddress, Listener, Slug
 
 DnsProvider = Literal["route53", "external"]
+ReputationPolicy = Literal["none", "standard", "strict"]
+"""SES's managed reputation policies for a tenant: how readily SES itself pauses the tenant when its
+bounce or complaint findings are bad (``strict`` soonest; ``none`` never, leaving it to mailplane's
+guard and to the account-wide review)."""
 
 
 class SesAccount(Model):
@@ -18,6 +22,9 @@ class SesAccount(Model):
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region, e.g. eu-north-1.")
     max_send_rate: float = Field(gt=0, description="Account limit in messages per second.")
     daily_quota: int = Field(gt=0, description="Account limit in messages per 24 hours.")
+    reputation_policy: ReputationPolicy = Field(
+        "standard", description="Default SES reputation policy of each tenant (`none`, `standard`, `strict`): "
+        "how readily SES pauses one tenant on its own findings; a tenant's `ses.reputation_policy` replaces it.")
 
 
 class DnsDefaults(Model):

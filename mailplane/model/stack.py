@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from mailplane.model.fleet import FleetSettings, TenantGuard
+from mailplane.model.fleet import FleetSettings, ReputationPolicy, TenantGuard
 from mailplane.model.routes import Route, tenant_routes
 from mailplane.model.source import SourceDoc
 from mailplane.model.tenant import Domain, Ip, Tenant
@@ -83,3 +83,7 @@ class Fleet:
     def guard_for(self, tenant: Tenant) -> TenantGuard:
         """The rates at which the tenant's sending pauses: its own, else the fleet's default."""
         return tenant.guard or self.settings.guard
+
+    def reputation_policy_for(self, tenant: Tenant) -> ReputationPolicy:
+        """The SES reputation policy of the tenant: its own, else the fleet's default."""
+        return tenant.ses.reputation_policy or self.settings.ses.reputation_policy

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, StrictStr
 
 from mailplane.model.base import Model
-from mailplane.model.fleet import DnsProvider, TenantGuard
+from mailplane.model.fleet import DnsProvider, ReputationPolicy, TenantGuard
 from mailplane.model.types import DnsLabel, DomainName, EmailAddress, IPAddress, Slug
 
 Stream = Literal["transactional", "marketing"]
@@ -102,6 +102,10 @@ class DedicatedIpPool(Model):
 
 class TenantSes(Model):
     configuration_set: Slug | None = Field(None, description="Default: the tenant's name.")
+    tenant: Slug | None = Field(None, description="Name of the tenant in SES (its reputation, its pause); "
+                                "default: the tenant's name.  Unique in the SES account and region.")
+    reputation_policy: ReputationPolicy | None = Field(
+        None, description="SES reputation policy of this tenant; default: fleet.yaml's `ses.reputation_policy`.")
     events: list[EventType] = Field(
         default_factory=lambda: list[EventType](["bounce", "complaint", "reject"]),
         description="SES event types published to the tenant's SNS topics.")
@@ -133,3 +137,8 @@ class Tenant(Model):
     @property
     def configuration_set(self) -> str:
         return self.ses.configuration_set or self.name
+
+    @property
+    def ses_tenant(self) -> str:
+        """The SES tenant every send of this tenant through SES names (``TenantName``)."""
+        return self.ses.tenant or self.name

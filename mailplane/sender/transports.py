@@ -318,6 +318,12 @@ _REFUSED = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException", "
                       "BadRequestException"})
 RATE_RETRY = 1.0
 """Seconds to wait after a rate refusal: SES's send rate is per second."""
+NOT_ASSOCIATED_RETRY = 300.0
+"""Seconds to wait when SES refuses a send because a resource it names is not associated with the
+SES tenant: ``pulumi up`` makes the associations, and the mail goes once it has run."""
+_NOT_ASSOCIATED = re.compile(r"not associated", re.I)
+"""SES's refusal of a tenant-named send whose identity or configuration set is not the tenant's
+(``AccessDeniedException``: "Tenant not associated with resources [<ARNs>]")."""
 PAUSED_RETRY = 3600.0
 """Seconds to wait when sending is paused or the account suspended: a human has to act first."""
 
@@ -348,6 +354,11 @@ def _classify_client_error(exc: ClientError) -> Outcome:
         return TemporaryFailure(detail, refund=True, retry_after=RATE_RETRY)
     if code in _PAUSED:
         return TemporaryFailure(detail, refund=True, retry_after=PAUSED_RETRY)
+    if _NOT_ASSOCIATED.search(text):
+        return TemporaryFailure(
+            f"{detail}. The SES tenant named on the send does not have every resource the send names: run "
+            "`pulumi up` for the stack (it associates each tenant's identities and configuration set with "
+            "its SES tenant); the mail waits and is retried", refund=True, retry_after=NOT_ASSOCIATED_RETRY)
     if code in _REFUSED:
         return PermanentFailure(detail, hard_bounce=False)
     if status >= 500 or status == 0:
@@ -386,13 +397,14 @@ class SesTransport:
         """
         return self._clients.get(sender_name or "", self._client)
 
-    async def send(self, mail: Mail | bytes, *, configuration_set: str, sender: str, recipient: str,
-                   sender_name: str | None = None) -> Outcome:
+    async def send(self, mail: Mail | bytes, *, configuration_set: str, ses_tenant: str, sender: str,
+                   recipient: str, sender_name: str | None = None) -> Outcome:
         """Send ``mail`` (or its wire bytes) to one recipient through the tenant's configuration set,
-        as ``sender_name`` (``tenant/sender``) when that sender has its own credentials."""
+        in the name of its SES tenant (whose reputation it counts against, so SES can pause that
+        tenant alone), as ``sender_name`` (``tenant/sender``) when that sender has its own credentials."""
         call = functools.partial(
             self.client_for(sender_name).send_email, FromEmailAddress=sender, Destination={"ToAddresses": [recipient]},
-            Content={"Raw": {"Data": _raw(mail)}}, ConfigurationSetName=configuration_set)
+            Content={"Raw": {"Data": _raw(mail)}}, ConfigurationSetName=configuration_set, TenantName=ses_tenant)
         try:
             reply = await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except (ClientError, BotoCoreError) as exc:

@@ -238,6 +238,7 @@ class Delivery:
             else:
                 tenant = self.service.fleet.tenant(message.tenant)
                 outcome = await self.ses.send(mail, configuration_set=tenant.configuration_set,
+                                              ses_tenant=tenant.ses_tenant,
                                               sender=message.from_addr, recipient=message.to_addr,
                                               sender_name=f"{message.tenant}/{message.sender}")
         except Exception as err:  # a bug or an unforeseen error: retry, keep the counters

@@ -2,7 +2,9 @@
 
 Per domain of the fleet: the identity exists and is verified for sending, its DKIM status is
 SUCCESS (Easy DKIM or BYODKIM alike), and its custom MAIL FROM domain, when the fleet sets one, is
-SUCCESS.  For the account: production access (not the sandbox), sending enabled, the daily quota and
+SUCCESS.  Per tenant: its SES tenant exists and SES lets it send (SES pauses one tenant on its
+own findings, per the tenant's reputation policy), and that policy is the one the YAML asks for.
+For the account: production access (not the sandbox), sending enabled, the daily quota and
 rate against fleet.yaml's, and the account-level suppression list.  Each item is ok, warn or fail;
 the exit status is 1 with a fail, so cron can alert on it.
 
@@ -43,16 +45,31 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class SesTenant:
+    """What SES says of one tenant; ``missing`` when it has none by that name."""
+
+    name: str
+    missing: bool = False
+    sending_status: str | None = None
+    """``ENABLED``, ``REINSTATED`` or ``DISABLED`` (SES's or an operator's pause)."""
+    policy: str | None = None
+    """The managed reputation policy's name (``none``, ``standard``, ``strict``), when SES said."""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     identities: list[Identity]
     account: AccountLimits | None
     account_error: str | None = None
     suppressed_reasons: tuple[str, ...] | None = None
+    tenants: tuple[SesTenant, ...] = ()
 
 
 def gather(fleet: Fleet, sesv2: Any, ses: Any) -> Observed:
     """Ask SES about every domain of the fleet and about the account."""
     identities = [_identity(sesv2, d.name) for t in fleet.tenants for d in t.domains]
+    tenants = tuple(_ses_tenant(sesv2, t.ses_tenant) for t in fleet.tenants)
     account = error = None
     try:
         account = read_account(sesv2, ses)
@@ -64,7 +81,24 @@ def gather(fleet: Fleet, sesv2: Any, ses: Any) -> Observed:
         reasons = tuple((reply.get("SuppressionAttributes") or {}).get("SuppressedReasons") or ())
     except (ClientError, BotoCoreError):
         pass  # an endpoint without GetAccount: the suppression settings are not known
-    return Observed(sorted(identities, key=lambda i: i.domain), account, error, reasons)
+    return Observed(sorted(identities, key=lambda i: i.domain), account, error, reasons, tenants)
+
+
+def _ses_tenant(sesv2: Any, name: str) -> SesTenant:
+    try:
+        tenant = sesv2.get_tenant(TenantName=name).get("Tenant") or {}
+        entity = sesv2.get_reputation_entity(ReputationEntityType="RESOURCE",
+                                             ReputationEntityReference=tenant.get("TenantArn", "")).get(
+            "ReputationEntity") or {}
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "NotFoundException":
+            return SesTenant(name, missing=True)
+        return SesTenant(name, error=str(err))
+    except BotoCoreError as err:
+        return SesTenant(name, error=str(err))
+    policy = str(entity.get("ReputationManagementPolicy") or "").rpartition("/")[2] or None
+    status = entity.get("SendingStatusAggregate") or tenant.get("SendingStatus")
+    return SesTenant(name, sending_status=status, policy=policy)
 
 
 def _identity(sesv2: Any, domain: str) -> Identity:
@@ -103,6 +137,7 @@ def judge(fleet: Fleet, seen: Observed) -> list[Item]:
             status = identity.mail_from_status
             items.append(Item(name, "mail-from", "ok" if status == "SUCCESS" else "fail",
                               f"MAIL FROM {mail_from[name]}: {status or 'not set'}"))
+    items += _tenant_items(fleet, seen.tenants)
     ses = fleet.settings.ses
     account = seen.account
     if account is None:
@@ -128,6 +163,31 @@ def judge(fleet: Fleet, seen: Observed) -> list[Item]:
         items.append(Item("account", "suppression", "ok" if wanted <= have else "warn",
                           f"account suppression list: {', '.join(sorted(have)) or 'off'}"
                           + ("" if wanted <= have else " (BOUNCE and COMPLAINT recommended)")))
+    return items
+
+
+def _tenant_items(fleet: Fleet, tenants: tuple[SesTenant, ...]) -> list[Item]:
+    wanted = {t.ses_tenant: fleet.reputation_policy_for(t) for t in fleet.tenants}
+    items: list[Item] = []
+    for tenant in tenants:
+        subject = f"tenant {tenant.name}"
+        if tenant.error is not None:
+            items.append(Item(subject, "ses-tenant", "fail", f"SES did not answer: {tenant.error}"))
+            continue
+        if tenant.missing:
+            items.append(Item(subject, "ses-tenant", "fail", "no SES tenant: `pulumi up` has not created it, and "
+                              "SES refuses every send that names it"))
+            continue
+        paused = tenant.sending_status == "DISABLED"
+        items.append(Item(subject, "ses-tenant", "fail" if paused else "ok",
+                          "SES has paused this tenant's sending (its own findings, or an operator's): queued mail "
+                          "waits" if paused else f"sending {(tenant.sending_status or 'enabled').lower()}"))
+        if tenant.policy is not None and tenant.policy != wanted.get(tenant.name):
+            items.append(Item(subject, "reputation-policy", "warn",
+                              f"reputation policy {tenant.policy}, the YAML says {wanted.get(tenant.name)}: "
+                              "`pulumi up` sets it"))
+        elif tenant.policy is not None:
+            items.append(Item(subject, "reputation-policy", "ok", f"reputation policy {tenant.policy}"))
     return items
 
 
