@@ -544,6 +544,25 @@ def test_complaints_suppress_transient_bounces_and_not_spam_do_not(make: Callabl
     assert suppressed_metric(instance, TENANT, "complaint") == 1
 
 
+def test_ses_deliveries_and_delays_are_counted_for_the_overview(make: Callable[..., Instance], fleet: Fleet,
+                                                               signer: Signer) -> None:
+    """Delivery and DeliveryDelay events (published when a tenant's ``ses.events`` name them) count on the SES
+    route, beside the bounces; they suppress nothing."""
+    instance = make(fetcher=signer.fetch)
+    mail = {"messageId": "0100019a-ok", "destination": ["a@example.org", "b@example.org"],
+            "tags": {"ses:configuration-set": [TENANT]}}
+    delivery = json.dumps({"eventType": "Delivery", "mail": mail, "delivery": {
+        "recipients": ["a@example.org", "b@example.org"], "smtpResponse": "250 2.0.0 OK"}})
+    delay = json.dumps({"eventType": "DeliveryDelay", "mail": mail, "deliveryDelay": {
+        "delayType": "MailboxFull", "delayedRecipients": [{"emailAddress": "c@example.org", "status": "4.2.2"}]}})
+    for n, body in enumerate((delivery, delay, ses_bounce("gone@example.org"))):
+        assert post(instance, signer.sign(notification(topic(fleet), body, message_id=f"m-{n}")))[0] == 200
+    [row] = instance.service.store.outcomes.hours(TENANT, 0)
+    assert row.route == "ses"
+    assert {k: v for k, v in row.counts.items() if v} == {"delivered": 2, "deferred": 1, "bounced": 1}
+    assert instance.service.store.suppressed(TENANT, ["a@example.org", "c@example.org"]) == set()
+
+
 def test_the_topic_decides_the_tenant_not_the_event(make: Callable[..., Instance], fleet: Fleet, signer: Signer,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     instance = make(fetcher=signer.fetch)

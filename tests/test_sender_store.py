@@ -435,3 +435,30 @@ def test_a_pause_wins_over_any_cap_of_an_override() -> None:
     assert apply_override(100, 10, None) == (100, 10)
     assert apply_override(100, 10, IpOverride(daily_cap=50)) == (50, 10)
     assert apply_override(100, 10, IpOverride(daily_cap=50, hourly_cap=5, paused=True)) == (0, 0)
+
+
+def test_an_older_database_gets_the_columns_added_since(db_url: str) -> None:
+    """A database made before ``tenant_hours`` counted deliveries, deferrals and suppressions is brought up to
+    date at start, its rows kept; starting again changes nothing."""
+    from sqlalchemy import create_engine, text
+
+    from mailplane.sender.schema import add_missing_columns
+
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE tenant_hours (tenant VARCHAR(64) NOT NULL, route VARCHAR(45) NOT NULL, "
+                          "hour INTEGER NOT NULL, sent INTEGER NOT NULL, bounced INTEGER NOT NULL, "
+                          "complained INTEGER NOT NULL, PRIMARY KEY (tenant, route, hour))"))
+        conn.execute(text("INSERT INTO tenant_hours VALUES ('acme', 'ses', 490000, 7, 1, 0)"))
+    engine.dispose()
+    store = Store(db_url)
+    try:
+        [row] = store.outcomes.hours("acme", 0)
+        assert (row.route, row.hour, dict(row.counts)) == ("ses", 490000, {
+            "sent": 7, "delivered": 0, "bounced": 1, "complained": 0, "deferred": 0, "suppressed": 0})
+        store.run(lambda conn: store.outcomes.add(conn, "acme", "ses", 490000, {"delivered": 5}))
+        assert store.outcomes.hours("acme", 0)[0].counts["delivered"] == 5
+        with store.engine.begin() as conn:
+            assert add_missing_columns(conn) == []
+    finally:
+        store.close()

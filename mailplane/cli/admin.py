@@ -101,6 +101,38 @@ def queue(url: Url, tenant: Annotated[str, typer.Argument(metavar="TENANT")]) ->
         print(f"{stream}: " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
 
 
+STATS_COLUMNS = ("sent", "delivered", "bounced", "complained", "deferred", "suppressed")
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+@app.command("stats")
+def stats(url: Url, tenant: Annotated[str, typer.Argument(metavar="TENANT")],
+          days: Annotated[int, typer.Option("--days", min=1, max=90, help="Days back, today included.")] = 7,
+          as_json: Annotated[bool, typer.Option("--json", help="The API's answer as JSON.")] = False) -> None:
+    """A tenant's sent, delivered, bounced, complained, deferred and suppressed mail per day and route, with the
+    rates the tenant guard judges against its thresholds."""
+    answer = _call(url, "GET", f"/v1/admin/stats/{tenant}?days={days}")
+    if as_json:
+        print(json.dumps(answer, indent=2, sort_keys=True))
+        return
+    guard = answer["guard"]
+    print(f"{answer['tenant']}: the guard pauses above {_rate(guard['bounce_rate'])} bounces or "
+          f"{_rate(guard['complaint_rate'])} complaints over {guard['window_hours']} h, from "
+          f"{guard['min_volume']} sent")
+    header = ["day", "route", *STATS_COLUMNS, "bounce", "complaint"]
+    rows = [[r["day"], r["route"], *(str(r[c]) for c in STATS_COLUMNS), _rate(r["bounce_rate"]),
+             _rate(r["complaint_rate"])] for r in answer["routes"]]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    for line in [header, *rows]:
+        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths,
+                                                                                               strict=True))))
+    if not rows:
+        print(f"nothing sent in the last {days} day{'s' if days != 1 else ''}")
+
+
 @app.command("cancel")
 def cancel(
     url: Url,

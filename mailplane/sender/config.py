@@ -92,7 +92,11 @@ class SenderConfig(Model):
         description="MTA host name to the ADDRESS:PORT to submit to, where not the fleet's `smtp_listener`.")
     accounting_files: list[StrictStr] = Field(
         default_factory=list, description="Glob patterns of PowerMTA accounting CSV files to ingest.")
-    alert_webhook_url: StrictStr | None = Field(None, description="POSTed a JSON alert when an IP is held.")
+    alert_webhook_url: StrictStr | None = Field(None, description="POSTed a JSON alert when an IP is held "
+                                                "or a tenant paused by the guard.")
+    events_interval_seconds: float = Field(
+        30.0, ge=0.5, le=3600, description="How often the accounting files are read and the tenant guard judges "
+        "the tenants' rates: the longest a tenant over its thresholds goes on sending.")
     workers: StrictInt = Field(2, ge=1, le=64, description="Claim loops (coroutines) of this instance.")
     smtp_connections: StrictInt = Field(16, ge=1, le=256, description="SMTP connections per MTA host.")
     batch_size: StrictInt = Field(64, ge=1, le=1000, description="Messages a worker claims at once.")

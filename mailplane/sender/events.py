@@ -234,12 +234,16 @@ class Events:
                         message.message_id, message.topic_arn, exc)
             return 200, {"status": "ignored"}
         suppressed = 0
-        counted = {"bounced": 0, "complained": 0}
+        counted = {"bounced": 0, "complained": 0, "delivered": 0, "deferred": 0}
         for event in events:
             self._check_config_set(message, event)
             if event.suppress and self._suppress(message.tenant, event.recipient, _ses_reason(event), SOURCE_SES):
                 suppressed += 1
                 counted["bounced" if event.kind is EventKind.BOUNCE else "complained"] += 1
+            elif event.kind is EventKind.DELIVERY:  # for people's overview only: SNS may deliver it twice
+                counted["delivered"] += 1
+            elif event.kind is EventKind.DELIVERY_DELAY:
+                counted["deferred"] += 1
         # What the tenant guard judges; counted with the suppression it caused, so SNS delivering a
         # message twice (it delivers at least once) counts it once.
         self.store.outcomes.record(message.tenant, SES_ROUTE, counted)

@@ -79,7 +79,8 @@ class Ledger:
                 self._add_stats(conn, row)
             for row in sorted(stats, key=lambda r: (r["tenant"], r["ip"])):  # the tenant guard's view of it
                 self.store.outcomes.add(conn, row["tenant"], row["ip"], hour, {
-                    "bounced": int(row.get("hard_bounces", 0)), "complained": int(row.get("complaints", 0))})
+                    "bounced": int(row.get("hard_bounces", 0)), "complained": int(row.get("complaints", 0)),
+                    "delivered": int(row.get("delivered", 0)), "deferred": int(row.get("deferrals", 0))})
             new = [(tenant, reason) for tenant, address, reason in sorted(suppress)
                    if self.store.suppress(tenant, address, reason, source, conn=conn)]
             self.store.put_state(key, dict(value), conn=conn)

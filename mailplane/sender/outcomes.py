@@ -1,9 +1,13 @@
-"""Per tenant, route and hour: messages sent, hard bounces and complaints -- what the tenant guard judges.
+"""Per tenant, route and hour: messages sent, delivered, hard-bounced, complained of, deferred and kept back
+as suppressed -- what the tenant guard judges (sent, bounced, complained) and what people read beside it.
 
-Sends are counted when a message is marked sent (in the same transaction), bounces and complaints
-when their SES event arrives or their PowerMTA accounting row is ingested (counted at that hour:
-the rates are taken over a window of many hours, so a report's lag is noise).  Both routes count,
-so a tenant's rate is its rate, however its mail left.
+Sends are counted when a message is marked sent (in the same transaction), and so are messages kept
+back because their recipient is suppressed (route :data:`UNROUTED`: no route was chosen); bounces,
+complaints, deliveries and deferrals when their SES event arrives or their PowerMTA accounting row
+is ingested (counted at that hour: the rates are taken over a window of many hours, so a report's
+lag is noise).  Both routes count, so a tenant's rate is its rate, however its mail left.  SES
+reports deliveries and delays only to a tenant whose ``ses.events`` include ``delivery`` and
+``delivery-delay``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ if TYPE_CHECKING:
     from mailplane.sender.store import Store
 
 SES_ROUTE = "ses"
-COLUMNS = ("sent", "bounced", "complained")
+UNROUTED = "-"
+"""The route of mail kept back before it took one (its recipient suppressed)."""
+COLUMNS = ("sent", "delivered", "bounced", "complained", "deferred", "suppressed")
+GUARDED = ("sent", "bounced", "complained")
+"""What the tenant guard judges."""
 
 
 @dataclass(frozen=True)
@@ -53,22 +61,32 @@ class Outcomes:
         hour = int(self.store.clock() // 3600)
         self.store.run(lambda conn: self.add(conn, tenant, route, hour, counts))
 
-    def hours(self, tenant: str, since_hour: int) -> list[tuple[str, int, int, int, int]]:
-        """(route, hour, sent, bounced, complained) of the tenant from ``since_hour`` on."""
-        query = select(tenant_hours.c.route, tenant_hours.c.hour, tenant_hours.c.sent, tenant_hours.c.bounced,
-                       tenant_hours.c.complained).where(tenant_hours.c.tenant == tenant,
-                                                        tenant_hours.c.hour >= since_hour)
+    def hours(self, tenant: str, since_hour: int) -> list[HourRoute]:
+        """The tenant's rows from ``since_hour`` on."""
+        query = select(tenant_hours.c.route, tenant_hours.c.hour, *(tenant_hours.c[name] for name in COLUMNS)).where(
+            tenant_hours.c.tenant == tenant, tenant_hours.c.hour >= since_hour)
         with self.store.reading() as conn:
-            return [(r.route, int(r.hour), int(r.sent), int(r.bounced), int(r.complained))
+            return [HourRoute(r.route, int(r.hour), {name: int(r._mapping[name]) for name in COLUMNS})
                     for r in conn.execute(query)]
 
     def since(self, tenant: str, hour: int) -> Totals:
         """The tenant's totals over every route from epoch hour ``hour`` on."""
-        query = select(*(func.coalesce(func.sum(tenant_hours.c[name]), 0) for name in COLUMNS)).where(
+        query = select(*(func.coalesce(func.sum(tenant_hours.c[name]), 0) for name in GUARDED)).where(
             tenant_hours.c.tenant == tenant, tenant_hours.c.hour >= hour)
         with self.store.reading() as conn:
             row = conn.execute(query).one()
         return Totals(*(int(v) for v in row))
+
+
+@dataclass(frozen=True)
+class HourRoute:
+    """One hour of one route of a tenant: a ``tenant_hours`` row."""
+
+    route: str
+    hour: int
+    """Epoch hour."""
+    counts: Mapping[str, int]
+    """By :data:`COLUMNS`."""
 
 
 @dataclass(frozen=True)
@@ -77,20 +95,23 @@ class DayRoute:
 
     day: str
     route: str
-    sent: int
-    bounced: int
-    complained: int
+    counts: Mapping[str, int]
+    """By :data:`COLUMNS`."""
+
+    def rate(self, name: str) -> float | None:
+        """``name`` per message sent; None with nothing sent."""
+        sent = self.counts["sent"]
+        return self.counts[name] / sent if sent else None
 
 
-def by_day(rows: list[tuple[str, int, int, int, int]]) -> list[DayRoute]:
-    """(route, epoch hour, sent, bounced, complained) rows summed per UTC day and route, oldest first."""
+def by_day(rows: list[HourRoute]) -> list[DayRoute]:
+    """Hour rows summed per UTC day and route, oldest first."""
     import datetime
 
-    totals: dict[tuple[str, str], list[int]] = {}
-    for route, hour, sent, bounced, complained in rows:
-        day = datetime.datetime.fromtimestamp(hour * 3600, datetime.UTC).date().isoformat()
-        acc = totals.setdefault((day, route), [0, 0, 0])
-        acc[0] += sent
-        acc[1] += bounced
-        acc[2] += complained
-    return [DayRoute(day, route, *counts) for (day, route), counts in sorted(totals.items())]
+    totals: dict[tuple[str, str], dict[str, int]] = {}
+    for row in rows:
+        day = datetime.datetime.fromtimestamp(row.hour * 3600, datetime.UTC).date().isoformat()
+        acc = totals.setdefault((day, row.route), dict.fromkeys(COLUMNS, 0))
+        for name in COLUMNS:
+            acc[name] += row.counts[name]
+    return [DayRoute(day, route, counts) for (day, route), counts in sorted(totals.items())]

@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     Date,
     Float,
     Index,
@@ -21,8 +22,11 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    inspect,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateColumn
 
 metadata = MetaData()
 
@@ -133,7 +137,39 @@ tenant_hours = Table(
     Column("sent", Integer, nullable=False, default=0),
     Column("bounced", Integer, nullable=False, default=0),  # hard bounces
     Column("complained", Integer, nullable=False, default=0),
+    # added after the first release of the table: created by ``add_missing_columns`` on older databases
+    Column("delivered", Integer, nullable=False, server_default="0"),  # PowerMTA accounting, SES Delivery events
+    Column("deferred", Integer, nullable=False, server_default="0"),  # accounting deferrals, SES DeliveryDelay
+    Column("suppressed", Integer, nullable=False, server_default="0"),  # kept back: the recipient is suppressed
 )
+
+
+def add_missing_columns(conn: Connection) -> list[str]:
+    """Bring an older database's tables up to this schema where that is only adding columns.
+
+    ``create_all`` makes missing tables but leaves existing ones alone; a column added to a table
+    in a later release is added here, with its server default (a column without one cannot be
+    added to rows that exist, and stops the start with a message).  Idempotent, and safe when two
+    instances start together: PostgreSQL adds ``IF NOT EXISTS``; SQLite serialises writers.
+    Returns ``table.column`` of each column added.
+    """
+    inspector = inspect(conn)
+    added: list[str] = []
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if column.server_default is None and not column.nullable:
+                raise RuntimeError(f"the database's table {table.name} lacks column {column.name}, which has no "
+                                   "default: this release needs a manual migration")
+            ddl = CreateColumn(column).compile(dialect=conn.dialect)
+            guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {guard}{ddl}"))
+            added.append(f"{table.name}.{column.name}")
+    return added
 
 
 def upsert(dialect: str, table: Table) -> Any:

@@ -21,9 +21,6 @@ from mailplane.sender.service import Service
 
 log = logging.getLogger("mailplane.sender")
 
-ACCOUNTING_INTERVAL = 30.0
-
-
 def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> None:
     """Run one instance until it is told to stop."""
     from mailplane.sender.api import create_app
@@ -34,7 +31,7 @@ def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> 
     events = service.attach_events()
     delivery = Delivery(service)
     stop = threading.Event()
-    ingest = threading.Thread(target=events.run_forever, args=(stop, ACCOUNTING_INTERVAL),
+    ingest = threading.Thread(target=events.run_forever, args=(stop, config.events_interval_seconds),
                               name="mailplane-accounting", daemon=True)
     account = threading.Thread(target=_refresh_account, args=(service, stop), name="mailplane-ses-account",
                                daemon=True)

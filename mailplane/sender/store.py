@@ -23,6 +23,7 @@ representation on both engines, compared in SQL with no time-zone handling.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -50,9 +51,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mailplane.sender.counters import Counters
 from mailplane.sender.ledger import Ledger
-from mailplane.sender.outcomes import SES_ROUTE, Outcomes
+from mailplane.sender.outcomes import SES_ROUTE, UNROUTED, Outcomes
 from mailplane.sender.pauses import Pauses
 from mailplane.sender.schema import (
+    add_missing_columns,
     ip_day_stats,
     messages,
     metadata,
@@ -60,6 +62,8 @@ from mailplane.sender.schema import (
     suppressions,
     upsert,
 )
+
+log = logging.getLogger("mailplane.sender")
 
 State = Literal["queued", "sending", "sent", "failed", "suppressed", "cancelled"]
 FINAL_STATES: tuple[State, ...] = ("sent", "failed", "suppressed", "cancelled")
@@ -186,13 +190,16 @@ class Store:
         self.counters = Counters(self)
         """The send gates' counter rows and rate schedule (``counters``)."""
         self.ledger = Ledger(self)
-        self.pauses = Pauses(self)
-        self.outcomes = Outcomes(self)
-        """Per tenant, route and hour: sent, bounced, complained (``outcomes``)."""
-        """Operators' and the tenant guard's pauses and drains (``pauses``)."""
         """The event side's bookkeeping: accounting cursors, IP-day outcomes, alert markers (``ledger``)."""
+        self.pauses = Pauses(self)
+        """Operators' and the tenant guard's pauses and drains (``pauses``)."""
+        self.outcomes = Outcomes(self)
+        """Per tenant, route and hour: sent, delivered, bounced, complained, deferred, suppressed (``outcomes``)."""
         if create:
             metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                for column in add_missing_columns(conn):
+                    log.warning("database upgraded: added column %s", column)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -422,7 +429,7 @@ class Store:
         def work(conn: Connection) -> int:
             now = self.clock()
             done = 0
-            sent: Counter[tuple[str, str]] = Counter()
+            counted: Counter[tuple[str, str, str]] = Counter()
             for (state, error), ids in _grouped(results).items():
                 rows = conn.execute(update(messages).where(
                     messages.c.id.in_(ids), messages.c.state == "sending", messages.c.claimed_by == worker,
@@ -431,9 +438,11 @@ class Store:
                     .returning(messages.c.tenant, messages.c.ip)).all()
                 done += len(rows)
                 if state == "sent":  # what the tenant guard's rates are taken over, in the same transaction
-                    sent.update((row.tenant, row.ip or SES_ROUTE) for row in rows)
-            for (tenant, route), n in sorted(sent.items()):
-                self.outcomes.add(conn, tenant, route, int(now // 3600), {"sent": n})
+                    counted.update(("sent", row.tenant, row.ip or SES_ROUTE) for row in rows)
+                elif state == "suppressed":  # kept back before it took a route
+                    counted.update(("suppressed", row.tenant, row.ip or UNROUTED) for row in rows)
+            for (what, tenant, route), n in sorted(counted.items()):
+                self.outcomes.add(conn, tenant, route, int(now // 3600), {what: n})
             return done
 
         return int(self.run(work)) if results else 0

@@ -46,7 +46,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
     errors.install(app)
     for router in (operations.router, messages.router, quotas.router, stats.router, unsubscribe.router,
-                   webhooks.router, admin.router):
+                   webhooks.router, admin.router, stats.admin_router):
         app.include_router(router)
     app.add_middleware(JsonOnly)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit)  # type: ignore[arg-type]
