@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MODULE_MARKS = {
     "test_ansible_powermta": "ansible", "test_ansible_sender": "ansible",
     "test_sender_service": "processes", "test_sender_hostile": "processes", "test_sender_openapi": "processes",
-    "test_tenant_guard_e2e": "processes",
+    "test_tenant_guard_e2e": "processes", "test_smtp_submission": "processes",
 }
 """Whole modules of a kind ``make test-fast`` leaves out (markers in pyproject.toml); single tests carry theirs."""
 

@@ -25,11 +25,13 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import base64
 import datetime
 import email.policy
 import re
 import secrets
 from collections.abc import Mapping
+from email import message_from_bytes
 from email._policybase import Compat32
 from email.charset import QP, Charset
 from email.generator import BytesGenerator
@@ -198,7 +200,10 @@ def _payload_problems(message: Message) -> list[str]:
     if not isinstance(payload.get("subject"), str):
         problems.append("payload.subject must be a string")
     text, html = payload.get("text"), payload.get("html")
-    if text is None and html is None:
+    if payload.get("mime") is not None:
+        if text is not None or html is not None or not isinstance(payload["mime"], str):
+            problems.append("payload.mime (an SMTP submission's MIME body) stands alone, as a base64 string")
+    elif text is None and html is None:
         problems.append("payload needs text, html or both")
     for key in ("text", "html", *_HEADER_FIELDS[1:]):
         if payload.get(key) is not None and not isinstance(payload[key], str):
@@ -262,6 +267,15 @@ def _body(text: str | None, html: str | None) -> Mail:
         return _text_part(text, "plain")
     assert html is not None
     return _text_part(html, "html")
+
+
+def _mime_body(encoded: str) -> Mail:
+    """An SMTP submission's MIME body as stored (``mailplane.sender.mime_in``): its ``Content-*`` headers
+    and content, parsed back as they were written; ``MIME-Version`` added, as the composer's bodies have."""
+    mail = message_from_bytes(base64.b64decode(encoded, validate=True), policy=Compat32(linesep="\r\n"))
+    if mail["MIME-Version"] is None:
+        mail["MIME-Version"] = "1.0"
+    return mail
 
 
 def _header(value: str) -> str | Header:
@@ -330,7 +344,8 @@ def build_message(message: Message, granted: Granted, *, public_url: str | None,
         raise ValueError(f"message {message.id}: " + "; ".join(problems))
     when = now or datetime.datetime.now(datetime.UTC)
     payload = message.payload
-    mail = _body(payload.get("text"), payload.get("html"))
+    mail = _mime_body(payload["mime"]) if payload.get("mime") is not None else _body(payload.get("text"),
+                                                                                   payload.get("html"))
     headers: list[tuple[str, str | Header]] = [
         ("From", _address_header(message.from_addr, payload.get("from_name"))),
         ("To", _address_header(message.to_addr, payload.get("to_name"))),

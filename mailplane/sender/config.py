@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 from mailplane.model.base import Model
 from mailplane.model.loader import load_file
@@ -59,6 +59,63 @@ class RenderSettings(Model):
     wall_seconds: float = Field(5.0, gt=0, le=120, description="Wall-clock time before a worker is killed.")
     workers: StrictInt = Field(2, ge=1, le=64, description="Render worker processes of this instance.")
     queue_seconds: float = Field(10.0, gt=0, le=300, description="Longest wait for a free worker.")
+
+
+SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024
+"""SES v2 takes raw messages of up to 40 MB (PowerMTA has no lower limit of its own)."""
+
+
+class SubmissionListener(Model):
+    listen: Listener = Field(description="ADDRESS:PORT, e.g. 0.0.0.0:587 (STARTTLS) or 0.0.0.0:465 (implicit TLS).")
+    tls: Literal["starttls", "implicit", "none"] = Field(
+        "starttls", description="`starttls`: TLS required before AUTH and MAIL (port 587); `implicit`: TLS from the "
+        "first byte (port 465); `none`: plain text, for a loopback address only.")
+
+
+class SubmissionSettings(Model):
+    """SMTP submission into the queue (``mailplane.sender.smtp_submission``): for applications that speak SMTP."""
+
+    listeners: list[SubmissionListener] = Field(min_length=1, description="Where it listens.")
+    certificate: StrictStr | None = Field(None, description="PEM file of the server certificate (with its chain), "
+                                          "for the `starttls` and `implicit` listeners.")
+    key: StrictStr | None = Field(None, description="PEM file of the certificate's private key.")
+    hostname: StrictStr | None = Field(None, description="The name in the greeting and EHLO reply (default: the "
+                                       "host's).")
+    max_message_bytes: StrictInt = Field(10 * 1024 * 1024, ge=1024, le=SES_MAX_MESSAGE_BYTES,
+                                         description="Largest message (SIZE); larger ones get 552.")
+    max_recipients: StrictInt = Field(100, ge=1, le=1000, description="Recipients of one message (RCPT TO).")
+    max_connections: StrictInt = Field(500, ge=1, le=100_000, description="Sessions at once, all clients together.")
+    max_connections_per_client: StrictInt = Field(20, ge=1, le=10_000,
+                                                  description="Sessions at once from one client address.")
+    max_failed_logins: StrictInt = Field(5, ge=1, le=1000, description="Failed AUTH attempts from one client "
+                                         "address before it is refused for `failed_login_window_seconds`.")
+    failed_login_window_seconds: float = Field(600.0, ge=1, le=86400)
+    streams: dict[StrictStr, Literal["transactional", "marketing"]] = Field(
+        default_factory=dict, description="`tenant/sender` to the stream of its mail when the message has no "
+        "`X-Mailplane-Stream` header (default `transactional`).")
+
+    @field_validator("listeners")
+    @classmethod
+    def _check_plain_text(cls, value: list[SubmissionListener]) -> list[SubmissionListener]:
+        import ipaddress
+
+        from mailplane.model.addresses import parse_listener
+
+        for listener in value:
+            host = parse_listener(listener.listen)[0]
+            if listener.tls == "none" and not ipaddress.ip_address(host).is_loopback:
+                raise ValueError(f"{listener.listen}: plain text (`tls: none`) is for a loopback address only; "
+                                 "credentials would cross the network in clear")
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls_files(self) -> SubmissionSettings:
+        if any(lst.tls != "none" for lst in self.listeners) and not (self.certificate and self.key):
+            raise ValueError("a `starttls` or `implicit` listener needs `certificate` and `key`")
+        for name in self.streams:
+            if name.count("/") != 1:
+                raise ValueError(f"streams: {name!r}: name senders `tenant/sender`")
+        return self
 
 
 class SenderConfig(Model):
@@ -108,6 +165,9 @@ class SenderConfig(Model):
     give_up_after_seconds: float = Field(
         3 * 86400.0, gt=0, description="A message still failing temporarily this long after acceptance fails.")
     render: RenderSettings = Field(RenderSettings(), description="Budgets of template rendering.")
+    submission: SubmissionSettings | None = Field(
+        None, description="SMTP submission: applications send with AUTH (`tenant/sender` and its API key) over TLS, "
+        "through the same checks, queue and gates as the HTTP API. Unset: no SMTP listener.")
     insecure_skip_sns_signature: StrictBool = Field(
         False, description="Accept SNS messages without checking their signature. Tests only, never in production.")
 

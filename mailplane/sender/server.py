@@ -42,6 +42,12 @@ def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> 
     # with the default SIGTERM handler that would kill the process before the workers stop.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    submission = None
+    if config.submission is not None:
+        from mailplane.sender.smtp_submission import SubmissionServer
+
+        submission = SubmissionServer(service, config.submission)
+        submission.start()  # a port taken or a certificate unreadable stops the start here
     delivery.start()
     ingest.start()
     account.start()
@@ -51,6 +57,8 @@ def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> 
         server.run()
     finally:
         stop.set()
+        if submission is not None:
+            submission.stop()  # no new mail, then the workers finish what they hold
         delivery.stop()
         ingest.join(10)
         account.join(10)

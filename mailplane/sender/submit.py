@@ -22,6 +22,7 @@ tenant and sender.  Nothing here does I/O, so every rule is testable without a s
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import json
@@ -41,6 +42,7 @@ from mailplane.sender.compose import (
     new_token,
     wire_bytes,
 )
+from mailplane.sender.mime_in import Submission
 from mailplane.sender.pacing import Granted
 from mailplane.sender.store import Message, NewMessage, canonical_address
 from mailplane.sender.templating import MAX_OUTPUT_CHARS, MAX_SUBJECT_CHARS, Rendered, TemplateProblems, render
@@ -266,6 +268,66 @@ def check_message(index: int, message: MessageIn, tenant: Tenant, sender: str, f
                "token": new_token(), "fingerprint": fingerprint(message)}
     new = NewMessage(tenant=tenant.name, sender=sender, stream=message.stream, from_addr=from_addr,
                      to_addr=to_addr, payload=payload, idempotency_key=message.idempotency_key)
+    trial = trial_problem(new, fleet)
+    if trial is not None:
+        return [Problem(index, "body", "unsendable", trial)]
+    return Checked(new)
+
+
+def check_submission(index: int, submission: Submission, recipient: str, stream: str, tenant: Tenant, sender: str,
+                     fleet: Fleet) -> Checked | list[Problem]:
+    """The checks of :func:`check_message` for one recipient of a message submitted over SMTP
+    (``mailplane.sender.mime_in``): the same From, recipient, stream and header rules, the same trial
+    composition; pure."""
+    problems: list[Problem] = []
+
+    def problem(field: str, code: str, text: str) -> None:
+        problems.append(Problem(index, field, code, text))
+
+    patterns = next((list(s.from_) for s in tenant.senders if s.name == sender), [])
+    from_addr = to_addr = reply_to = None
+    try:
+        from_addr = address(submission.from_addr)
+    except ValueError as err:
+        problem("from", "invalid_address", str(err))
+    if from_addr is not None and not from_allowed(patterns, from_addr):
+        problem("from", "from_not_allowed",
+                f"{submission.from_addr!r} is not an address sender {tenant.name}/{sender} may send from "
+                f"(allowed: {', '.join(patterns)})")
+    try:
+        to_addr = address(recipient)
+    except ValueError as err:
+        problem("to", "invalid_address", str(err))
+    if submission.reply_to is not None:
+        try:
+            reply_to = address(submission.reply_to)
+        except ValueError as err:
+            problem("reply_to", "invalid_address", str(err))
+    if stream not in tenant.streams:
+        problem("stream", "stream_not_allowed", f"tenant {tenant.name} sends {', '.join(tenant.streams)} mail, "
+                f"not {stream}")
+    elif stream == "marketing" and fleet.settings.sender is None:
+        problem("stream", "no_unsubscribe_endpoint",
+                "marketing mail needs one-click unsubscribe: fleet.yaml must set sender.public_url")
+    to_name = submission.to_names.get(recipient.lower())
+    for name, value in (("from_name", submission.from_name), ("to_name", to_name),
+                        ("reply_to_name", submission.reply_to_name), ("subject", submission.subject)):
+        if value is not None and (why := header_value_problem(value)) is not None:
+            problem(name, "invalid_header_value", f"the {name.replace('_', ' ')} {why}")
+    for text in check_headers(submission.headers):
+        problem("headers", "header_refused", text)
+    if problems:
+        return problems
+    assert from_addr is not None and to_addr is not None
+    payload = {"subject": submission.subject, "mime": base64.b64encode(submission.entity).decode("ascii"),
+               "headers": submission.headers, "reply_to": reply_to, "from_name": submission.from_name,
+               "to_name": to_name, "reply_to_name": submission.reply_to_name, "token": new_token(),
+               "fingerprint": submission.fingerprint}
+    key = None
+    if submission.message_id:  # the client's retry of the same message is the same message
+        key = "smtp-" + hashlib.sha256(f"{submission.message_id}\n{to_addr}".encode()).hexdigest()
+    new = NewMessage(tenant=tenant.name, sender=sender, stream=stream, from_addr=from_addr, to_addr=to_addr,
+                     payload=payload, idempotency_key=key)
     trial = trial_problem(new, fleet)
     if trial is not None:
         return [Problem(index, "body", "unsendable", trial)]

@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from mailplane.sender.api.deps import Authenticated, Caller, ServiceDep
 from mailplane.sender.api.errors import ApiError, fails
 from mailplane.sender.api.limits import MAX_REQUEST_BYTES
+from mailplane.sender.intake import queue_checked
 from mailplane.sender.render_pool import RenderRefused
 from mailplane.sender.service import Service
-from mailplane.sender.store import IdempotencyConflict
 from mailplane.sender.submit import (
     MAX_BATCH,
     Checked,
@@ -30,7 +30,6 @@ from mailplane.sender.submit import (
     Problem,
     SubmitBody,
     check_message,
-    suppression_problems,
 )
 from mailplane.sender.templating import Rendered, TemplateProblems
 
@@ -127,15 +126,6 @@ def _checked(service: Service, who: Caller, items: list[MessageIn], rendered: di
             checked.append((i, result))
         else:
             problems.extend(result)
-    # A retry of a message already queued (same idempotency key) gets its "duplicate" answer even if
-    # the recipient was suppressed since: the first request's outcome is the one that counts.
-    retries = service.store.known_keys(who.tenant.name, who.sender,
-                                       [c.new.idempotency_key for _, c in checked if c.new.idempotency_key])
-    fresh = [(i, c) for i, c in checked if c.new.idempotency_key not in retries]
-    for stream in sorted({c.new.stream for _, c in fresh}):
-        same = [(i, c) for i, c in fresh if c.new.stream == stream]
-        suppressed = service.store.suppressed(who.tenant.name, [c.new.to_addr for _, c in same], stream=stream)
-        problems.extend(suppression_problems(same, suppressed))
     return checked, problems
 
 
@@ -143,26 +133,7 @@ def _accept(service: Service, who: Caller, items: list[MessageIn], rendered: dic
             refused: list[Problem]) -> list[Queued]:
     """Check, then queue all in one committed transaction, or raise the 422 / 409 that says why not."""
     checked, problems = _checked(service, who, items, rendered, refused)
-    drains = service.store.pauses.in_force()
-    for i, c in checked:
-        drain = drains.drain(who.tenant.name, c.new.stream)
-        if drain is not None:
-            raise ApiError(409, f"{who.tenant.name}'s {c.new.stream} mail is being drained: nothing was queued", [
-                {"index": i, "field": "stream", "code": "draining",
-                 "message": f"new mail is refused until an operator resumes it ({drain.reason})"}])
-    if problems:
-        problems.sort(key=lambda p: (p.index or 0, p.field))
-        raise ApiError(422, "invalid messages: nothing was queued", [p.as_json() for p in problems])
-    try:
-        results = service.store.enqueue([c.new for _, c in checked])
-    except IdempotencyConflict as err:
-        index = checked[err.index][0]
-        raise ApiError(409, f"{err}: nothing was queued", [
-            {"index": index, "field": "idempotency_key", "code": "idempotency_conflict", "message": str(err),
-             "original_id": str(err.original) if err.original is not None else None}]) from None
-    for (_, c), queued in zip(checked, results, strict=True):
-        if queued.created:
-            service.metrics.accepted.labels(c.new.tenant, c.new.stream).inc()
+    results = queue_checked(service, who.tenant.name, who.sender, checked, problems)
     return [Queued(id=str(r.id), status="queued" if r.created else "duplicate") for r in results]
 
 

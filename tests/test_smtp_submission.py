@@ -1,0 +1,347 @@
+"""SMTP submission end to end: real clients (smtplib, aiosmtplib, swaks) against a real `mailplane serve`
+holding a certificate from a test CA, the mail reaching an SMTP sink standing in for PowerMTA.
+
+What the tests count is what the sink received and what the queue holds: a refused message must leave
+both untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import socket
+import ssl
+import subprocess
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+from ports import free_port
+from smtp_sink import SmtpSink
+from test_sender_service import (
+    ACME_QUOTA,
+    ADMIN_KEY,
+    BIG,
+    CAPS,
+    KEYS,
+    Instance,
+    vmta_counts,
+    wait_for,
+    write_config,
+    write_stack,
+)
+from tls_ca import CaFiles, make_ca
+
+from mailplane.sender.store import Store
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@dataclass
+class Listeners:
+    starttls: int
+    implicit: int
+    plain: int
+
+
+def add_submission(config: Path, ca: CaFiles, ports: Listeners, **limits: int) -> Path:
+    extra = "".join(f"  {name}: {value}\n" for name, value in limits.items())
+    with config.open("a") as out:
+        out.write(textwrap.dedent(f"""\
+            submission:
+              listeners:
+                - {{listen: "127.0.0.1:{ports.starttls}", tls: starttls}}
+                - {{listen: "127.0.0.1:{ports.implicit}", tls: implicit}}
+                - {{listen: "127.0.0.1:{ports.plain}", tls: none}}
+              certificate: "{ca.server_cert}"
+              key: "{ca.server_key}"
+              hostname: localhost
+              max_message_bytes: 200000
+            """) + extra)
+    return config
+
+
+def new_ports() -> Listeners:
+    return Listeners(free_port(), free_port(), free_port())
+
+
+@dataclass
+class Server:
+    inst: Instance
+    sink: SmtpSink
+    ports: Listeners
+    ca: CaFiles
+    db: str
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca.ca_cert))
+
+    def queued(self) -> int:
+        store = Store(self.db, create=False)
+        try:
+            return sum(store.counts().values())
+        finally:
+            store.close()
+
+    def starttls(self, login: str | None = "acme/app", key: str | None = None) -> smtplib.SMTP:
+        smtp = smtplib.SMTP("127.0.0.1", self.ports.starttls, local_hostname="client.test", timeout=30)
+        smtp.starttls(context=self.client_context())
+        smtp.ehlo("client.test")
+        if login is not None:
+            smtp.login(login, key or KEYS[login.split("/")[0]])
+        return smtp
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> CaFiles:
+    return make_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, ca: CaFiles) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("smtp")
+    stack = write_stack(root, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    db = f"sqlite:///{root / 'q.db'}"
+    ports = new_ports()
+    with SmtpSink() as sink:
+        config = add_submission(write_config(root / "c.yaml", db=db, sink_port=sink.port), ca, ports)
+        inst = Instance(stack, config, root / "serve.log")
+        try:
+            yield Server(inst, sink, ports, ca, db)
+        finally:
+            inst.stop()
+
+
+def mail(sender: str = "app@acme.example.com", to: str = "jane@example.org", subject: str = "Your order",
+         **headers: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = f"Acme Shop <{sender}>"
+    msg["To"] = f"Jane Doe <{to}>"
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{time.monotonic_ns()}@client.test>"
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content("Thank you for your order.\nÇa arrive bientôt.\n")
+    return msg
+
+
+def delivered(server: Server, subject: str) -> list[EmailMessage]:
+    return [m.message for m in list(server.sink.messages) if str(m.message["Subject"]) == subject]
+
+
+def test_smtplib_over_starttls_queues_and_the_mail_leaves_through_the_tenants_ip(server: Server) -> None:
+    with smtplib.SMTP("127.0.0.1", server.ports.starttls, local_hostname="client.test", timeout=30) as smtp:
+        smtp.ehlo("client.test")
+        assert smtp.has_extn("starttls") and not smtp.has_extn("auth")  # no login before TLS
+        code, _ = smtp.docmd("MAIL FROM:<app@acme.example.com>")
+        assert code == 530  # nor mail
+        smtp.starttls(context=server.client_context())
+        smtp.ehlo("client.test")
+        assert smtp.has_extn("auth") and set(smtp.esmtp_features["auth"].split()) >= {"PLAIN", "LOGIN"}
+        assert smtp.has_extn("pipelining") and smtp.has_extn("8bitmime") and not smtp.has_extn("smtputf8")
+        assert smtp.esmtp_features["size"] == "200000"
+        smtp.login("acme/app", KEYS["acme"])
+        refused = smtp.send_message(mail(subject="starttls 1", X_Mailer="shop 2.1"),
+                                    to_addrs=["jane@example.org", "joe@example.org"])
+        assert refused == {}
+    wait_for(lambda: len(delivered(server, "starttls 1")) == 2, 30, "both copies")
+    copies = sorted(delivered(server, "starttls 1"), key=lambda m: str(m["To"]))
+    assert [str(m["To"]) for m in copies] == ["Jane Doe <jane@example.org>", "joe@example.org"]  # one each
+    for copy in copies:
+        assert str(copy["X-Virtual-MTA"]).startswith("acme-192-0-2-3")  # acme's own IPs, chosen by mailplane
+        assert copy["X-Mailer"] == "shop 2.1" and copy["List-Unsubscribe"] is None  # transactional
+        assert copy["From"] == "Acme Shop <app@acme.example.com>"
+        assert "bientôt" in copy.get_content()
+
+
+def test_aiosmtplib_over_implicit_tls_sends_marketing_with_one_click_and_keeps_the_attachment(server: Server) -> None:
+    msg = mail(subject="newsletter 1", X_Mailplane_Stream="marketing")
+    msg.add_alternative("<p>News</p>", subtype="html")
+    msg.add_attachment(b"%PDF-1.4 \x00\xff binary", maintype="application", subtype="pdf", filename="menu.pdf")
+
+    async def send() -> None:
+        await aiosmtplib.send(msg, hostname="127.0.0.1", port=server.ports.implicit, use_tls=True,
+                              tls_context=server.client_context(), username="acme/app", password=KEYS["acme"],
+                              local_hostname="client.test")
+
+    asyncio.run(send())
+    wait_for(lambda: len(delivered(server, "newsletter 1")) == 1, 30, "the newsletter")
+    [copy] = delivered(server, "newsletter 1")
+    assert copy["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert str(copy["List-Unsubscribe"]).startswith("<https://mailplane.test/v1/unsubscribe/")
+    assert copy["X-Mailplane-Stream"] is None
+    [attachment] = list(copy.iter_attachments())
+    assert attachment.get_filename() == "menu.pdf" and attachment.get_content() == b"%PDF-1.4 \x00\xff binary"
+
+
+def test_swaks_submits_over_starttls_verifying_the_certificate(server: Server) -> None:
+    done = subprocess.run(
+        ["swaks", "--server", "127.0.0.1", "--port", str(server.ports.starttls), "--tls", "--tls-verify",
+         "--tls-ca-path", str(server.ca.ca_cert), "--auth", "LOGIN", "--auth-user", "bravo/app",
+         "--auth-password", KEYS["bravo"], "--from", "app@bravo.example.com", "--to", "sam@example.org",
+         "--helo", "client.test", "--header", "Subject: swaks 1", "--body", "hello from swaks"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "250 2.0.0 queued as" in done.stdout
+    wait_for(lambda: len(delivered(server, "swaks 1")) == 1, 30, "swaks's mail")
+    assert vmta_counts(server.sink)["bravo-192-0-2-41"] >= 1
+
+
+def test_plain_text_on_loopback_when_configured(server: Server) -> None:
+    with smtplib.SMTP("127.0.0.1", server.ports.plain, local_hostname="client.test", timeout=30) as smtp:
+        smtp.login("acme/app", KEYS["acme"])
+        smtp.send_message(mail(subject="loopback 1"))
+    wait_for(lambda: len(delivered(server, "loopback 1")) == 1, 30, "the loopback mail")
+
+
+def _reply(action: Callable[[], object]) -> tuple[int, str]:
+    try:
+        action()
+    except smtplib.SMTPResponseException as err:
+        return err.smtp_code, err.smtp_error.decode()
+    except smtplib.SMTPRecipientsRefused as err:
+        code, text = next(iter(err.recipients.values()))
+        return code, text.decode()
+    return 250, "accepted"
+
+
+def test_refusals_say_why_and_queue_nothing(server: Server) -> None:
+    before, received = server.queued(), server.sink.received
+    with smtplib.SMTP("127.0.0.1", server.ports.starttls, local_hostname="client.test", timeout=30) as smtp:
+        smtp.starttls(context=server.client_context())
+        smtp.ehlo("client.test")
+        assert _reply(lambda: smtp.login("acme/app", "mpk_not-a-key"))[0] == 535
+        assert _reply(lambda: smtp.login("acme/app", KEYS["bravo"]))[0] == 535  # bravo's key is not acme's
+    with server.starttls() as smtp:
+        cases = {
+            "another tenant's From": mail(sender="app@bravo.example.com", subject="r1"),
+            "a route header": mail(subject="r2", X_Virtual_MTA="bravo-192-0-2-41"),
+            "an SES control header": mail(subject="r3", X_SES_CONFIGURATION_SET="bravo"),
+            "a DKIM signature": mail(subject="r4", DKIM_Signature="v=1; a=rsa-sha256; d=acme.example.com"),
+        }
+        replies = {what: _reply(lambda m=m: smtp.send_message(m)) for what, m in cases.items()}
+        big = mail(subject="r5")
+        big.set_content("x" * 250_000)
+        replies["too large"] = _reply(lambda: smtp.send_message(big))
+        injected = (b"From: app@acme.example.com\r\nTo: jane@example.org\r\n"
+                    b"Subject: hi\rX-Virtual-MTA: bravo-192-0-2-41\r\n\r\nbody\r\n")
+        replies["a bare CR in a header"] = _reply(lambda: smtp.sendmail("app@acme.example.com", ["jane@example.org"],
+                                                                        injected))
+        replies["a bad recipient"] = _reply(lambda: smtp.sendmail("app@acme.example.com", ["not an address"],
+                                                                  mail(subject="r6").as_bytes()))
+    assert replies["another tenant's From"][0] == 550 and "5.7.1" in replies["another tenant's From"][1]
+    assert "may send from" in replies["another tenant's From"][1]
+    for what in ("a route header", "an SES control header", "a DKIM signature"):
+        assert replies[what][0] == 550 and replies[what][1].startswith("5.7.1 header "), (what, replies[what])
+    assert "turn off DKIM signing" in replies["a DKIM signature"][1]
+    assert replies["too large"][0] == 552
+    assert replies["a bare CR in a header"][0] in (550, 554), replies["a bare CR in a header"]
+    assert replies["a bad recipient"][0] in (501, 553)
+    time.sleep(1.0)
+    assert server.queued() == before and server.sink.received == received
+
+
+def test_a_client_that_drops_mid_data_queues_nothing(server: Server) -> None:
+    before = server.queued()
+    raw = socket.create_connection(("127.0.0.1", server.ports.implicit), timeout=30)
+    tls = server.client_context().wrap_socket(raw, server_hostname="localhost")
+    stream = tls.makefile("rwb")
+
+    def say(line: bytes) -> bytes:
+        stream.write(line + b"\r\n")
+        stream.flush()
+        reply = stream.readline()
+        while reply[3:4] == b"-":
+            reply = stream.readline()
+        return reply
+
+    assert stream.readline().startswith(b"220")
+    assert say(b"EHLO client.test").startswith(b"250")
+    import base64
+
+    token = base64.b64encode(b"\x00acme/app\x00" + KEYS["acme"].encode())
+    assert say(b"AUTH PLAIN " + token).startswith(b"235")
+    assert say(b"MAIL FROM:<app@acme.example.com>").startswith(b"250")
+    assert say(b"RCPT TO:<jane@example.org>").startswith(b"250")
+    assert say(b"DATA").startswith(b"354")
+    stream.write(b"From: app@acme.example.com\r\nTo: jane@example.org\r\nSubject: cut\r\n\r\nhalf a mes")
+    stream.flush()
+    tls.close()
+    time.sleep(1.0)
+    assert server.queued() == before
+
+
+def test_a_suppressed_recipient_is_refused(server: Server) -> None:
+    store = Store(server.db, create=False)
+    try:
+        store.suppress("acme", "gone@example.org", "hard_bounce", "test")
+    finally:
+        store.close()
+    with server.starttls() as smtp:
+        code, text = _reply(lambda: smtp.send_message(mail(to="gone@example.org", subject="s1")))
+    assert code == 550 and text.startswith("5.1.1 gone@example.org is on tenant acme's suppression list")
+
+
+def test_sessions_and_failed_logins_are_bounded_per_client(tmp_path: Path, ca: CaFiles,
+                                                           instances: Callable[..., Instance]) -> None:
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    ports = new_ports()
+    with SmtpSink() as sink:
+        config = add_submission(write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
+                                             sink_port=sink.port), ca, ports,
+                                max_connections_per_client=3, max_failed_logins=2)
+        inst = instances(stack, config)
+        srv = Server(inst, sink, ports, ca, "")
+        open_sessions = [socket.create_connection(("127.0.0.1", ports.plain), timeout=30) for _ in range(3)]
+        for sock in open_sessions:
+            assert sock.recv(1024).startswith(b"220")
+        with socket.create_connection(("127.0.0.1", ports.plain), timeout=30) as fourth:
+            assert fourth.recv(1024).startswith(b"421 4.7.0 too many sessions from your address")
+        for sock in open_sessions:
+            sock.close()
+        time.sleep(0.5)
+        with smtplib.SMTP("127.0.0.1", ports.starttls, local_hostname="client.test", timeout=30) as smtp:
+            smtp.starttls(context=srv.client_context())
+            smtp.ehlo("client.test")
+
+            def plain(key: str) -> tuple[int, str]:  # one attempt each (smtplib's login() tries every mechanism)
+                smtp.user, smtp.password = "acme/app", key
+                return _reply(lambda: smtp.auth("PLAIN", smtp.auth_plain))
+
+            assert [plain("mpk_wrong")[0] for _ in range(2)] == [535, 535]
+            code, text = plain(KEYS["acme"])  # right, but too late
+        assert code == 454 and "too many failed logins" in text
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_caps_and_pauses_hold_for_smtp_mail_across_two_instances(tmp_path: Path, ca: CaFiles, db_url: str,
+                                                                 instances: Callable[..., Instance]) -> None:
+    """acme's tenant quota (55) binds SMTP mail submitted to two instances as it binds API mail; a pause of
+    bravo holds its SMTP mail until the resume."""
+    stack = write_stack(tmp_path, CAPS)
+    with SmtpSink() as sink:
+        ports = [new_ports(), new_ports()]
+        servers = [Server(instances(stack, add_submission(write_config(tmp_path / f"{n}.yaml", db=db_url,
+                                                                       sink_port=sink.port), ca, ports[n])),
+                          sink, ports[n], ca, db_url) for n in (0, 1)]
+        admin = servers[0].inst.http
+        pause = admin.post("/v1/admin/pauses", headers=ADMIN, json={"scope": "tenant", "tenant": "bravo",
+                                                                     "reason": "list review"}).json()
+        for n, srv in enumerate(servers):
+            with srv.starttls() as smtp:
+                smtp.send_message(mail(subject=f"caps {n}"), to_addrs=[f"r{n}-{i}@example.org" for i in range(40)])
+            with srv.starttls("bravo/app") as smtp:
+                smtp.send_message(mail(sender="app@bravo.example.com", subject=f"held {n}"))
+        wait_for(lambda: sink.received >= ACME_QUOTA, 60, "acme's capped volume")
+        time.sleep(1.5)
+        counts = vmta_counts(sink)
+        assert counts["acme-192-0-2-31"] + counts["acme-192-0-2-32"] == ACME_QUOTA  # 80 submitted, 55 sent
+        assert counts["acme-192-0-2-31"] <= CAPS["192.0.2.31"] and counts["acme-192-0-2-32"] <= CAPS["192.0.2.32"]
+        assert "bravo-192-0-2-41" not in counts  # paused
+        assert servers[1].inst.http.delete(f"/v1/admin/pauses/{pause['id']}", headers=ADMIN).status_code == 200
+        wait_for(lambda: vmta_counts(sink)["bravo-192-0-2-41"] == 2, 30, "bravo's mail after the resume")
