@@ -26,6 +26,7 @@ import base64
 import datetime
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -188,6 +189,37 @@ class Checked:
     new: NewMessage
 
 
+def _envelope(problem: Callable[[str, str, str], None], tenant: Tenant, sender: str, fleet: Fleet, from_: str,
+              to: str, reply_to: str | None, stream: str) -> tuple[str | None, str | None, str | None]:
+    """The From, recipient and Reply-To addresses in canonical form (None where a problem was reported), and
+    the stream's problems: the rules every way in shares."""
+    patterns = next((list(s.from_) for s in tenant.senders if s.name == sender), [])
+    from_addr = to_addr = reply_addr = None
+    try:
+        from_addr = address(from_)
+    except ValueError as err:
+        problem("from", "invalid_address", str(err))
+    if from_addr is not None and not from_allowed(patterns, from_addr):
+        problem("from", "from_not_allowed", f"{from_!r} is not an address sender {tenant.name}/{sender} may send "
+                f"from (allowed: {', '.join(patterns)})")
+    try:
+        to_addr = address(to)
+    except ValueError as err:
+        problem("to", "invalid_address", str(err))
+    if reply_to is not None:
+        try:
+            reply_addr = address(reply_to)
+        except ValueError as err:
+            problem("reply_to", "invalid_address", str(err))
+    if stream not in tenant.streams:
+        problem("stream", "stream_not_allowed",
+                f"tenant {tenant.name} sends {', '.join(tenant.streams)} mail, not {stream}")
+    elif stream == "marketing" and fleet.settings.sender is None:
+        problem("stream", "no_unsubscribe_endpoint",
+                "marketing mail needs one-click unsubscribe: fleet.yaml must set sender.public_url")
+    return from_addr, to_addr, reply_addr
+
+
 def check_message(index: int, message: MessageIn, tenant: Tenant, sender: str, fleet: Fleet,
                   rendered: Rendered | TemplateProblems | None = None) -> Checked | list[Problem]:
     """Every problem of one message, or what to queue; pure (rendering included).
@@ -200,31 +232,8 @@ def check_message(index: int, message: MessageIn, tenant: Tenant, sender: str, f
     def problem(field: str, code: str, text: str) -> None:
         problems.append(Problem(index, field, code, text))
 
-    patterns = next((list(s.from_) for s in tenant.senders if s.name == sender), [])
-    from_addr = to_addr = reply_to = None
-    try:
-        from_addr = address(message.from_)
-    except ValueError as err:
-        problem("from", "invalid_address", str(err))
-    if from_addr is not None and not from_allowed(patterns, from_addr):
-        problem("from", "from_not_allowed",
-                f"{message.from_!r} is not an address sender {tenant.name}/{sender} may send from "
-                f"(allowed: {', '.join(patterns)})")
-    try:
-        to_addr = address(message.to)
-    except ValueError as err:
-        problem("to", "invalid_address", str(err))
-    if message.reply_to is not None:
-        try:
-            reply_to = address(message.reply_to)
-        except ValueError as err:
-            problem("reply_to", "invalid_address", str(err))
-    if message.stream not in tenant.streams:
-        problem("stream", "stream_not_allowed",
-                f"tenant {tenant.name} sends {', '.join(tenant.streams)} mail, not {message.stream}")
-    elif message.stream == "marketing" and fleet.settings.sender is None:
-        problem("stream", "no_unsubscribe_endpoint",
-                "marketing mail needs one-click unsubscribe: fleet.yaml must set sender.public_url")
+    from_addr, to_addr, reply_to = _envelope(problem, tenant, sender, fleet, message.from_, message.to,
+                                             message.reply_to, message.stream)
     for name in ("from_name", "to_name", "reply_to_name"):
         value = getattr(message, name)
         if value is not None and (why := header_value_problem(value)) is not None:
@@ -284,31 +293,8 @@ def check_submission(index: int, submission: Submission, recipient: str, stream:
     def problem(field: str, code: str, text: str) -> None:
         problems.append(Problem(index, field, code, text))
 
-    patterns = next((list(s.from_) for s in tenant.senders if s.name == sender), [])
-    from_addr = to_addr = reply_to = None
-    try:
-        from_addr = address(submission.from_addr)
-    except ValueError as err:
-        problem("from", "invalid_address", str(err))
-    if from_addr is not None and not from_allowed(patterns, from_addr):
-        problem("from", "from_not_allowed",
-                f"{submission.from_addr!r} is not an address sender {tenant.name}/{sender} may send from "
-                f"(allowed: {', '.join(patterns)})")
-    try:
-        to_addr = address(recipient)
-    except ValueError as err:
-        problem("to", "invalid_address", str(err))
-    if submission.reply_to is not None:
-        try:
-            reply_to = address(submission.reply_to)
-        except ValueError as err:
-            problem("reply_to", "invalid_address", str(err))
-    if stream not in tenant.streams:
-        problem("stream", "stream_not_allowed", f"tenant {tenant.name} sends {', '.join(tenant.streams)} mail, "
-                f"not {stream}")
-    elif stream == "marketing" and fleet.settings.sender is None:
-        problem("stream", "no_unsubscribe_endpoint",
-                "marketing mail needs one-click unsubscribe: fleet.yaml must set sender.public_url")
+    from_addr, to_addr, reply_to = _envelope(problem, tenant, sender, fleet, submission.from_addr, recipient,
+                                             submission.reply_to, stream)
     to_name = submission.to_names.get(recipient.lower())
     for name, value in (("from_name", submission.from_name), ("to_name", to_name),
                         ("reply_to_name", submission.reply_to_name), ("subject", submission.subject)):
