@@ -450,7 +450,14 @@ def test_an_older_database_gets_the_columns_added_since(db_url: str) -> None:
                           "hour INTEGER NOT NULL, sent INTEGER NOT NULL, bounced INTEGER NOT NULL, "
                           "complained INTEGER NOT NULL, PRIMARY KEY (tenant, route, hour))"))
         conn.execute(text("INSERT INTO tenant_hours VALUES ('acme', 'ses', 490000, 7, 1, 0)"))
+        conn.execute(text("CREATE TABLE pauses (id INTEGER PRIMARY KEY, scope VARCHAR(8) NOT NULL, tenant VARCHAR(64), "
+                          "key VARCHAR(320) NOT NULL, mode VARCHAR(8) NOT NULL, reason VARCHAR(500) NOT NULL, "
+                          "source VARCHAR(16) NOT NULL, until FLOAT, created_at FLOAT NOT NULL, ended_at FLOAT)"))
+        conn.execute(text("CREATE INDEX ix_pauses_open ON pauses (ended_at)"))
+        added = add_missing_columns(conn)
     engine.dispose()
+    assert sorted(added) == ["pauses.ux_pauses_guard_open", "tenant_hours.deferred", "tenant_hours.delivered",
+                             "tenant_hours.suppressed"]
     store = Store(db_url)
     try:
         [row] = store.outcomes.hours("acme", 0)
@@ -462,3 +469,24 @@ def test_an_older_database_gets_the_columns_added_since(db_url: str) -> None:
             assert add_missing_columns(conn) == []
     finally:
         store.close()
+
+
+def test_instances_judging_at_once_make_one_guard_pause(db_url: str) -> None:
+    """The database, not a prior read, keeps a tenant to one guard pause in force; an operator's pause of the
+    same tenant, and a guard pause after a resume, are other pauses."""
+    from mailplane.sender.pauses import PauseRequest
+
+    stores = [Store(db_url), Store(db_url, create=False)]
+    try:
+        request = PauseRequest("tenant", "acme", "", "pause", "bounce rate 9% over 24 h", None)
+        operator = stores[0].pauses.add(PauseRequest("tenant", "acme", "", "pause", "list review", None))
+        first = stores[0].pauses.add_once(request, source="guard")
+        assert first is not None and stores[1].pauses.add_once(request, source="guard") is None
+        assert stores[1].pauses.add_once(PauseRequest("tenant", "bravo", "", "pause", "x", None), "guard")
+        assert stores[1].pauses.end(first.id)
+        assert stores[1].pauses.add_once(request, source="guard") is not None  # resumed: it may pause again
+        assert {(r.tenant, r.source) for r in stores[0].pauses.active()} == {
+            ("acme", "operator"), ("acme", "guard"), ("bravo", "guard")} and operator.id
+    finally:
+        for store in stores:
+            store.close()

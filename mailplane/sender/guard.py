@@ -68,7 +68,9 @@ def guard_tenants(fleet: Fleet, store: Store, alert: Callable[[GuardPause], None
         if reason is None:
             continue
         request = PauseRequest("tenant", tenant.name, "", "pause", reason, None)
-        row = store.pauses.add(request, source=SOURCE)
+        row = store.pauses.add_once(request, source=SOURCE)
+        if row is None:  # another instance paused it a moment ago: its alert, its count
+            continue
         log.warning("tenant guard: %s paused: %s (queued mail waits; an operator resumes it)", tenant.name, reason)
         pause = GuardPause(tenant.name, reason, row)
         made.append(pause)

@@ -23,7 +23,7 @@ from mailplane.model.addresses import canonical_ip
 from mailplane.model.stack import Fleet
 from mailplane.model.types import normalise_domain
 from mailplane.sender.gates import PAUSED, Pause
-from mailplane.sender.schema import messages, pauses
+from mailplane.sender.schema import messages, pauses, upsert
 
 if TYPE_CHECKING:
     from mailplane.sender.store import Store
@@ -173,6 +173,25 @@ class Pauses:
             return int(result.scalar_one())
 
         new_id: int = self.store.run(work)
+        return PauseRow(new_id, request.scope, request.tenant, request.key, request.mode, request.reason, source,
+                        request.until, now)
+
+    def add_once(self, request: PauseRequest, source: str) -> PauseRow | None:
+        """Add a tenant pause of ``source`` unless one is in force already (another instance's, made the same
+        moment): None then.  The database's unique index on open guard pauses decides, not a prior read."""
+        now = self.store.clock()
+
+        def work(conn: Connection) -> int | None:
+            result = conn.execute(upsert(self.store.dialect, pauses).values(
+                scope=request.scope, tenant=request.tenant, key=request.key, mode=request.mode,
+                reason=request.reason, source=source, until=request.until, created_at=now)
+                .on_conflict_do_nothing().returning(pauses.c.id))
+            found = result.scalar_one_or_none()
+            return None if found is None else int(found)
+
+        new_id: int | None = self.store.run(work)
+        if new_id is None:
+            return None
         return PauseRow(new_id, request.scope, request.tenant, request.key, request.mode, request.reason, source,
                         request.until, now)
 

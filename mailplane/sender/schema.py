@@ -126,6 +126,10 @@ pauses = Table(
     Column("created_at", Float, nullable=False),
     Column("ended_at", Float),  # resumed
     Index("ix_pauses_open", "ended_at"),
+    # one guard pause in force per tenant, however many instances judge at once
+    Index("ux_pauses_guard_open", "tenant", unique=True,
+          sqlite_where=text("source = 'guard' AND ended_at IS NULL"),
+          postgresql_where=text("source = 'guard' AND ended_at IS NULL")),
 )
 
 
@@ -145,13 +149,13 @@ tenant_hours = Table(
 
 
 def add_missing_columns(conn: Connection) -> list[str]:
-    """Bring an older database's tables up to this schema where that is only adding columns.
+    """Bring an older database's tables up to this schema where that is only adding columns and indexes.
 
     ``create_all`` makes missing tables but leaves existing ones alone; a column added to a table
     in a later release is added here, with its server default (a column without one cannot be
-    added to rows that exist, and stops the start with a message).  Idempotent, and safe when two
-    instances start together: PostgreSQL adds ``IF NOT EXISTS``; SQLite serialises writers.
-    Returns ``table.column`` of each column added.
+    added to rows that exist, and stops the start with a message), and so is an index.  Idempotent,
+    and safe when two instances start together: PostgreSQL adds ``IF NOT EXISTS``; SQLite
+    serialises writers.  Returns ``table.column`` (or ``table.index``) of each one added.
     """
     inspector = inspect(conn)
     added: list[str] = []
@@ -169,6 +173,11 @@ def add_missing_columns(conn: Connection) -> list[str]:
             guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
             conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {guard}{ddl}"))
             added.append(f"{table.name}.{column.name}")
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            if index.name not in indexes:
+                index.create(conn, checkfirst=True)
+                added.append(f"{table.name}.{index.name}")
     return added
 
 
