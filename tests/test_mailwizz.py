@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from mailplane.mailwizz import delivery_servers
-from mailplane.model import names
 from mailplane.model.loader import load_stack
 from mailplane.model.stack import Fleet
 from mailplane.warmup.status import ip_status, tenant_capacity
@@ -24,74 +23,75 @@ def prod() -> Fleet:
     return load_stack(PROD)
 
 
-def test_mailwizz_servers_carry_the_marketing_routes_capacity_and_pool(prod: Fleet) -> None:
+def test_each_tenant_gets_one_server_the_senders_listener_with_what_it_lets_through(prod: Fleet) -> None:
     servers = delivery_servers(prod, DAY)
     assert list(servers) == [t.name for t in prod.tenants]
+    service = prod.settings.sender
+    assert service is not None and service.submission_host == "smtp.mailplane.example.com"
     for tenant in prod.tenants:
         described = servers[tenant.name]
         route = prod.route(tenant.name, "marketing")
         assert described["stream"] == "marketing" and described["route"] == route.transport
-        if route.transport == "ses":  # globex: campaigns go through SES, never from a transactional IP
-            assert described["delivery_servers"] == [] and described["pool"] is None
+        [server] = described["delivery_servers"]
+        assert (server["hostname"], server["port"], server["protocol"]) == ("smtp.mailplane.example.com", 587, "tls")
+        sender = tenant.senders[0].name
+        assert server["username"] == f"{tenant.name}/{sender}"
+        assert server["password"] == f"VAULT:mailplane_api_keys/{tenant.name}/{sender}"  # a pointer, no secret
+        # the sender picks the route and the IP: MailWizz only says which stream
+        assert server["additional_headers"] == [{"name": "X-Mailplane-Stream", "value": "marketing"}]
+        if route.transport == "ses":  # globex: campaigns go through SES
+            ses = prod.settings.ses
+            daily = min(tenant.daily_quota or ses.daily_quota, ses.daily_quota)
+            assert (server["daily_quota"], server["hourly_quota"]) == (daily, min(daily, int(ses.max_send_rate * 3600)))
             continue
         statuses = [ip_status(tenant, ip, prod.plan_for(ip), DAY) for ip in route.ips]
         capacity = tenant_capacity(prod, tenant, DAY)
         assert capacity.daily is not None and capacity.hourly is not None
         route_daily = min(capacity.daily, sum(s.daily_cap or 0 for s in statuses))
-        assert described["capacity"]["daily"] == route_daily
-        assert described["pool"] == names.pool_name(tenant.name, "marketing")
-        hosts = sorted({ip.host for ip in route.ips})
-        assert [s["mta_host"] for s in described["delivery_servers"]] == hosts
-        active = [s for s in described["delivery_servers"] if s["status"] == "active"]
-        # split over the hosts, never more than the route may send in all
-        assert route_daily - len(active) <= sum(s["daily_quota"] for s in active) <= route_daily
-        for server in described["delivery_servers"]:
-            settings = prod.settings.mta_hosts[server["mta_host"]]
-            address, _, port = settings.smtp_listener.rpartition(":")
-            assert (server["hostname"], server["port"]) == (address.strip("[]"), int(port))
-            assert server["type"] == "smtp"
-            assert server["additional_headers"] == [
-                {"name": "X-Virtual-MTA", "value": names.pool_name(tenant.name, "marketing")}]
-            assert server["from_email"] == tenant.senders[0].from_[0]
-            assert "password" not in server
-            caps = [s for s, ip in zip(statuses, route.ips, strict=True) if ip.host == server["mta_host"]]
-            assert server["daily_quota"] <= sum(s.daily_cap or 0 for s in caps)
-            if server["status"] == "active":
-                assert server["daily_quota"] > 0 and server["hourly_quota"] > 0  # 0 means "no limit" to MailWizz
-    # initech's mta2 IP has not started: its server is off, the whole capacity goes to mta3
-    initech = {s["mta_host"]: s for s in servers["initech"]["delivery_servers"]}
-    assert initech["mta2"]["status"] == "inactive"
-    assert (initech["mta3"]["daily_quota"], initech["mta3"]["hourly_quota"]) == (
-        servers["initech"]["capacity"]["daily"], servers["initech"]["capacity"]["hourly"])
-    # sos-expat's transactional IP (203.0.113.21) carries no campaign: mta1's server is its marketing IP's
-    sos = {s["mta_host"]: s for s in servers["sos-expat"]["delivery_servers"]}
-    marketing_ip = prod.tenant("sos-expat").ips[1]
-    assert sos["mta1"]["daily_quota"] <= ip_status(prod.tenant("sos-expat"), marketing_ip,
-                                                   prod.plan_for(marketing_ip), DAY).daily_cap
+        assert described["capacity"]["daily"] == route_daily == server["daily_quota"]
+        route_hourly = min(route_daily, capacity.hourly, sum(s.hourly_cap or 0 for s in statuses))
+        assert server["hourly_quota"] == max(route_hourly, 1)
+        assert server["status"] == "active" and server["daily_quota"] > 0  # 0 means "no limit" to MailWizz
+    # sos-expat's transactional IP (203.0.113.21) carries no campaign: only its marketing IPs count
+    sos = servers["sos-expat"]["delivery_servers"][0]
+    marketing = [ip for ip in prod.tenant("sos-expat").ips if "marketing" in (ip.streams or ["marketing"])]
+    assert sos["daily_quota"] <= sum(ip_status(prod.tenant("sos-expat"), ip, prod.plan_for(ip), DAY).daily_cap or 0
+                                     for ip in marketing)
 
 
-def test_an_ip_without_a_plan_does_not_lift_the_caps_of_the_tenants_other_hosts(
-        stack_copy: Callable[[str], Path]) -> None:
+def test_a_tenants_mailwizz_sender_is_the_one_it_logs_in_as(stack_copy: Callable[[str], Path]) -> None:
+    stack = stack_copy("prod")
+    path = stack / "tenants" / "initech.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "senders:\n" in text
+    added = "senders:\n  - name: mailwizz\n    from: ['*@initech.example.org']\n"
+    path.write_text(text.replace("senders:\n", added, 1), encoding="utf-8")
+    [server] = delivery_servers(load_stack(stack), DAY)["initech"]["delivery_servers"]
+    assert (server["username"], server["from_email"]) == ("initech/mailwizz", "no-reply@initech.example.org")
+
+
+def test_without_a_submission_host_no_server_and_why() -> None:
+    fleet = load_stack(ROOT / "stacks" / "dev")
+    assert fleet.settings.sender is None or fleet.settings.sender.submission_host is None
+    described = delivery_servers(fleet, DAY)["acme"]
+    assert described["delivery_servers"] == [] and "sender.submission_host" in described["missing"]
+
+
+def test_an_ip_without_a_plan_lifts_no_limit_the_tenant_has(stack_copy: Callable[[str], Path]) -> None:
     stack = stack_copy("prod")
     globex = stack / "tenants" / "globex.yaml"  # no daily_quota: with a plan-less IP, no tenant total
     text = globex.read_text(encoding="utf-8").replace("    warmup: {plan: sparkpost-30d, started: 2026-10-12}\n", "")
     text = text.replace("streams: [transactional, marketing]", "streams: [transactional]")  # MailWizz: its IPs
     globex.write_text(text, encoding="utf-8")
     fleet = load_stack(stack)
-    tenant = fleet.tenant("globex")
-    assert tenant_capacity(fleet, tenant, DAY).daily is None
-    servers = {s["mta_host"]: s for s in delivery_servers(fleet, DAY)["globex"]["delivery_servers"]}
-    warming = next(ip for ip in tenant.ips if ip.host == "mta3")
-    status = ip_status(tenant, warming, fleet.plan_for(warming), DAY)
-    assert (servers["mta3"]["daily_quota"], servers["mta3"]["hourly_quota"]) == (status.daily_cap, status.hourly_cap)
-    assert (servers["mta2"]["daily_quota"], servers["mta2"]["status"]) == (0, "active")  # 0: no limit
+    assert tenant_capacity(fleet, fleet.tenant("globex"), DAY).daily is None
+    [server] = delivery_servers(fleet, DAY)["globex"]["delivery_servers"]
+    assert (server["daily_quota"], server["status"]) == (0, "active")  # 0: no limit, as the sender has none
 
 
-def test_a_single_host_tenant_gets_exactly_its_capacity() -> None:
-    fleet = load_stack(ROOT / "stacks" / "dev")
-    acme = fleet.tenant("acme")
-    for day in (datetime.date(2026, 11, 16), DAY, datetime.date(2027, 1, 1)):
-        (server,) = delivery_servers(fleet, day)["acme"]["delivery_servers"]
-        capacity = tenant_capacity(fleet, acme, day)
-        assert (server["daily_quota"], server["hourly_quota"]) == (capacity.daily, capacity.hourly)
-        assert server["from_email"] == "no-reply@dev.example.org"
+def test_a_tenant_whose_ips_send_nothing_that_day_is_inactive(stack_copy: Callable[[str], Path]) -> None:
+    fleet = load_stack(ROOT / "stacks" / "prod")
+    initech = fleet.tenant("initech")
+    before = min(ip.warmup.started for ip in initech.ips if ip.warmup) - datetime.timedelta(days=1)
+    [server] = delivery_servers(fleet, before)["initech"]["delivery_servers"]
+    assert (server["status"], server["daily_quota"], server["hourly_quota"]) == ("inactive", 0, 0)

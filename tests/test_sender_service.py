@@ -273,7 +273,7 @@ def test_kill_9_mid_batch_loses_nothing(tmp_path: Path, instances: Callable[...,
     only messages that were in flight at the kill may arrive twice."""
     stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
     db = f"sqlite:///{tmp_path / 'q.db'}"
-    with SmtpSink(Faults(delay=0.05)) as sink:  # slow answers: the victim always has sends in flight
+    with SmtpSink(Faults(delay=0.1)) as sink:  # slow answers: the victim always has sends in flight
         victim = instances(stack, write_config(tmp_path / "a.yaml", db=db, sink_port=sink.port, workers=1,
                                                batch=10, lease=2))
         assert victim.post("bravo", {"messages": [message("bravo", n) for n in range(40)]}).status_code == 202
@@ -282,7 +282,7 @@ def test_kill_9_mid_batch_loses_nothing(tmp_path: Path, instances: Callable[...,
         def sending() -> set[int]:
             return {m.id for m in map(store.get, range(1, 41)) if m and m.state == "sending"}
 
-        # kill while a batch is out (a batch of 10 at 0.05 s a message is out for half a second)
+        # kill while a batch is out (a batch of 10 at 0.1 s a message is out for a second)
         wait_for(lambda: sink.received >= 5 and bool(sending()), 30, "the victim to be mid-batch")
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(10)

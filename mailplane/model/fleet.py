@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from mailplane.model.base import Model
-from mailplane.model.types import EmailAddress, HttpsUrl, IPAddress, Listener, Slug
+from mailplane.model.types import DomainName, EmailAddress, HttpsUrl, IPAddress, Listener, Slug
 
 DnsProvider = Literal["route53", "external"]
 ReputationPolicy = Literal["none", "standard", "strict"]
@@ -100,6 +100,12 @@ class SenderService(Model):
     public_url: HttpsUrl = Field(
         description="HTTPS base URL of the sender service; SNS delivers SES events to "
         "`<public_url>/v1/webhooks/ses`.")
+    submission_host: DomainName | None = Field(
+        None, description="Host name applications submit SMTP to (the sender config's `submission:` listeners; the "
+        "name on their TLS certificate). `mailplane render` points MailWizz's delivery servers there.")
+    submission_port: int = Field(587, ge=1, le=65535, description="Port of that listener.")
+    submission_tls: Literal["starttls", "implicit"] = Field(
+        "starttls", description="`starttls` (port 587) or `implicit` (port 465) TLS on that listener.")
 
 
 # The stack's settings, read as ``Fleet.settings`` (``Fleet``: this file with its tenants, loaded).

@@ -30,6 +30,10 @@ def topic_name(tenant: str) -> str:
 
 # --- PowerMTA routing: the renderer, the sender and MailWizz -------------------------------------
 
+STREAM_HEADER = "X-Mailplane-Stream"
+"""The header an SMTP client picks the stream with (``transactional`` or ``marketing``): the sender's
+listener reads and removes it, MailWizz's delivery servers add it."""
+
 VMTA_HEADER = "X-Virtual-MTA"
 """The header that picks a virtual MTA or pool in PowerMTA (``process-x-virtual-mta yes``)."""
 

@@ -39,10 +39,8 @@ from email.message import Message as Mail
 from email.parser import BytesParser
 from io import BytesIO
 
+from mailplane.model.names import STREAM_HEADER
 from mailplane.sender.compose import RESERVED_HEADERS, RESERVED_PREFIXES, is_7bit_clean
-
-STREAM_HEADER = "X-Mailplane-Stream"
-"""The header an SMTP client picks the stream with (``transactional`` or ``marketing``)."""
 
 READ = frozenset({"from", "to", "cc", "bcc", "subject", "reply-to", "date", "message-id", "mime-version", "sender"})
 DROPPED = frozenset({"received", "x-received", "return-path", "delivered-to", "x-original-to", "received-spf",
