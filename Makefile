@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sender_throughput.py
 	$(BIN)/python bench/sender_pacing.py
 	$(BIN)/python bench/sender_accept.py
+	$(BIN)/python bench/smtp_submission.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -345,3 +345,22 @@ def test_caps_and_pauses_hold_for_smtp_mail_across_two_instances(tmp_path: Path,
         assert "bravo-192-0-2-41" not in counts  # paused
         assert servers[1].inst.http.delete(f"/v1/admin/pauses/{pause['id']}", headers=ADMIN).status_code == 200
         wait_for(lambda: vmta_counts(sink)["bravo-192-0-2-41"] == 2, 30, "bravo's mail after the resume")
+
+
+def test_the_health_check_finds_each_listener_right_and_a_wrong_name_or_port_wrong(server: Server) -> None:
+    """``python -m mailplane.sender.smtp_check``, which roles/sender runs after a (re)start."""
+    import sys
+
+    def check(listen: str, tls: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mailplane.sender.smtp_check", listen, tls,
+                               "--cafile", str(server.ca.ca_cert), *extra], capture_output=True, text=True, timeout=60)
+
+    ports = server.ports
+    for port, tls in ((ports.starttls, "starttls"), (ports.implicit, "implicit"), (ports.plain, "none")):
+        done = check(f"127.0.0.1:{port}", tls, "--server-name", "localhost")
+        assert done.returncode == 0, done.stderr
+        assert "AUTH LOGIN PLAIN, SIZE 200000" in done.stdout
+    wrong_name = check(f"127.0.0.1:{ports.starttls}", "starttls", "--server-name", "mail.example.net")
+    assert wrong_name.returncode == 1 and "certificate" in wrong_name.stderr.lower()
+    http = check(server.inst.url.removeprefix("http://"), "starttls")
+    assert http.returncode == 1

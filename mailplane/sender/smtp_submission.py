@@ -6,7 +6,8 @@ user name ``tenant/sender``, password that sender's API key -- only once the ses
 (on a plain-text loopback listener, at once).  Each message then takes the way of
 ``POST /v1/messages``: read (``mailplane.sender.mime_in``), checked per recipient
 (``mailplane.sender.submit.check_submission``), queued all or nothing in one committed transaction
-(``mailplane.sender.intake``), and only then ``250``; the same gates pace it after.
+(``mailplane.sender.intake``: concurrent sessions' messages share one commit), and only then
+``250``; the same gates pace it after.
 
 Replies say what happened: 535 bad credentials, 550 5.7.1 a From the sender may not use or a header
 that would pick a route, 553 a recipient address that is not one, 550 5.1.1 a suppressed recipient,
@@ -35,10 +36,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from mailplane.model.addresses import parse_listener
 from mailplane.model.tenant import Tenant
-from mailplane.sender.api.errors import ApiError
 from mailplane.sender.config import SubmissionListener, SubmissionSettings
-from mailplane.sender.intake import queue_checked
+from mailplane.sender.intake import GroupCommitter
 from mailplane.sender.mime_in import Refused, read_submission
+from mailplane.sender.refusal import ApiError
 from mailplane.sender.service import Service
 from mailplane.sender.submit import Checked, Problem, address, check_submission
 
@@ -160,6 +161,7 @@ class SubmissionHandler:
     def __init__(self, service: Service, settings: SubmissionSettings) -> None:
         self.service, self.settings = service, settings
         self.limits = ClientLimits(settings)
+        self.committer = GroupCommitter(service)
 
     # -- AUTH ----------------------------------------------------------------------------------
 
@@ -203,14 +205,22 @@ class SubmissionHandler:
         if not isinstance(who, tuple):
             return "530 5.7.0 authentication required"
         tenant, sender = who
+        # The checks are pure Python and hold the GIL whatever thread runs them: here, in the loop,
+        # they cost no thread hop.  The store's checks and the commit go to the committer's thread.
+        checked = self._check(raw, list(envelope.rcpt_tos), tenant, sender)
+        if isinstance(checked, str):
+            return checked
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(self._queue, raw, list(envelope.rcpt_tos), tenant, sender))
+            queued = await asyncio.wrap_future(self.committer.submit(tenant.name, sender, checked))
+        except ApiError as err:
+            return api_error_reply(err)
         except Exception:  # the database, most likely: nothing was committed, the client keeps the mail
             log.exception("SMTP submission of %s/%s could not be queued", tenant.name, sender)
             return "451 4.3.0 the queue could not take the message now: nothing was queued, send it again"
+        return f"250 2.0.0 queued as {' '.join(str(q.id) for q in queued)}"
 
-    def _queue(self, raw: bytes, recipients: list[str], tenant: Tenant, sender: str) -> str:
+    def _check(self, raw: bytes, recipients: list[str], tenant: Tenant, sender: str) -> list[tuple[int, Checked]] | str:
+        """The message checked for each recipient, or the reply refusing it."""
         try:
             submission = read_submission(raw)
         except Refused as err:
@@ -224,12 +234,7 @@ class SubmissionHandler:
             if not isinstance(result, Checked):
                 return problem_reply(result[0])
             checked.append((i, result))
-        try:
-            queued = queue_checked(self.service, tenant.name, sender, checked, [])
-        except ApiError as err:
-            return api_error_reply(err)
-        ids = " ".join(str(q.id) for q in queued)
-        return f"250 2.0.0 queued as {ids}"
+        return checked
 
 
 def tls_context(settings: SubmissionSettings) -> ssl.SSLContext | None:
@@ -291,3 +296,4 @@ class SubmissionServer:
                 asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+        self.handler.committer.close()

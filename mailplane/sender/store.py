@@ -187,6 +187,7 @@ class Store:
             self.engine = create_engine(self.url, pool_size=8, max_overflow=16, pool_pre_ping=True)
         else:
             raise ValueError(f"unsupported database {self.dialect!r}: use sqlite:///FILE or postgresql://...")
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
         self.counters = Counters(self)
         """The send gates' counter rows and rate schedule (``counters``)."""
         self.ledger = Ledger(self)
@@ -208,8 +209,18 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One transaction: ``BEGIN IMMEDIATE`` on SQLite, READ COMMITTED plus row locks on PostgreSQL."""
-        with self.engine.begin() as conn:
+        """One transaction: ``BEGIN IMMEDIATE`` on SQLite, READ COMMITTED plus row locks on PostgreSQL.
+
+        On SQLite this process's writers take turns on a lock of their own first: SQLite has one
+        writer, and a thread that finds it busy sleeps in SQLite's busy handler (1 ms, then up to
+        100 ms a try), so a few threads writing at once (delivery workers, the API, the SMTP
+        listener) would spend their time asleep.  Another process still waits in the busy handler.
+        """
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
             yield conn
 
     @contextmanager

@@ -14,6 +14,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mailplane.sender.refusal import ApiError
+
+__all__ = ["ApiError", "ErrorBody", "ProblemOut", "error", "fails", "install"]
+
 
 class ProblemOut(BaseModel):
     index: int | None = Field(None, description="The message's position in the request (0 for a single one).")
@@ -29,14 +33,6 @@ class ErrorBody(BaseModel):
     error: str
     problems: list[ProblemOut]
 
-
-class ApiError(Exception):
-    """Raised by a route: answered as :class:`ErrorBody` with ``status``."""
-
-    def __init__(self, status: int, message: str, problems: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.problems, self.headers = status, message, problems or [], headers
 
 
 def error(status: int, message: str, problems: list[dict[str, Any]] | None = None,
