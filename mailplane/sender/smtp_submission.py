@@ -45,6 +45,8 @@ from mailplane.sender.submit import Checked, Problem, address, check_submission
 
 log = logging.getLogger("mailplane.sender.smtp")
 
+INLINE_CHECK_BYTES = 256 * 1024
+"""Messages up to this size are checked in the listener's loop (a few milliseconds); larger ones in a thread."""
 STREAMS = ("transactional", "marketing")
 DEFAULT_STREAM = "transactional"
 
@@ -206,8 +208,13 @@ class SubmissionHandler:
             return "530 5.7.0 authentication required"
         tenant, sender = who
         # The checks are pure Python and hold the GIL whatever thread runs them: here, in the loop,
-        # they cost no thread hop.  The store's checks and the commit go to the committer's thread.
-        checked = self._check(raw, list(envelope.rcpt_tos), tenant, sender)
+        # they cost no thread hop.  A large message goes to a thread, so the sessions of others do
+        # not wait the while.  The store's checks and the commit go to the committer's thread.
+        recipients = list(envelope.rcpt_tos)
+        if len(raw) > INLINE_CHECK_BYTES:
+            checked = await asyncio.to_thread(self._check, raw, recipients, tenant, sender)
+        else:
+            checked = self._check(raw, recipients, tenant, sender)
         if isinstance(checked, str):
             return checked
         try:
