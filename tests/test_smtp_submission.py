@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -364,3 +365,59 @@ def test_the_health_check_finds_each_listener_right_and_a_wrong_name_or_port_wro
     assert wrong_name.returncode == 1 and "certificate" in wrong_name.stderr.lower()
     http = check(server.inst.url.removeprefix("http://"), "starttls")
     assert http.returncode == 1
+
+
+# -- in one process: what needs the service's inside (a failing database, the queued rows) ---------
+
+@pytest.fixture
+def in_process(tmp_path: Path, ca: CaFiles) -> Iterator[tuple[Any, int]]:
+    """A SubmissionServer of a real Service on SQLite, with a plain-text loopback listener."""
+    from mailplane.model.loader import load_stack
+    from mailplane.sender.config import load_config
+    from mailplane.sender.service import Service
+    from mailplane.sender.smtp_submission import SubmissionServer
+
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    ports = new_ports()
+    config_path = add_submission(write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
+                                              sink_port=free_port()), ca, ports)
+    with config_path.open("a") as out:
+        out.write('  streams: {"acme/app": marketing}\n')
+    config = load_config(config_path)
+    assert config.submission is not None
+    service = Service(load_stack(stack), config, stack_name="stack")
+    server = SubmissionServer(service, config.submission)
+    server.start()
+    try:
+        yield service, ports.plain
+    finally:
+        server.stop()
+        service.close()
+
+
+def test_the_senders_configured_stream_applies_without_the_header(in_process: tuple[Any, int]) -> None:
+    service, port = in_process
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=30) as smtp:
+        smtp.login("acme/app", KEYS["acme"])
+        smtp.send_message(mail(subject="default stream"))
+        smtp.send_message(mail(subject="chosen stream", to="joe@example.org", X_Mailplane_Stream="transactional"))
+    streams = {m.to_addr: m.stream for m in map(service.store.get, (1, 2)) if m}
+    assert streams == {"jane@example.org": "marketing", "joe@example.org": "transactional"}
+
+
+def test_a_queue_that_cannot_commit_is_a_451_and_nothing_is_queued(in_process: tuple[Any, int],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    service, port = in_process
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("INSERT INTO messages", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(service.store, "enqueue", broken)
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=30) as smtp:
+        smtp.login("acme/app", KEYS["acme"])
+        code, text = _reply(lambda: smtp.send_message(mail(subject="not now")))
+    assert code == 451 and text.startswith("4.3.0 the queue could not take the message now")
+    monkeypatch.undo()
+    assert service.store.counts() == {}

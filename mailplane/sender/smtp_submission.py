@@ -29,6 +29,7 @@ import logging
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -266,15 +267,17 @@ class SubmissionServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="mailplane-smtp", daemon=True)
 
     def _factory(self, listener: SubmissionListener) -> SMTP:
-        encrypted = listener.tls != "none"
-        return SubmissionSMTP(
-            self.handler, data_size_limit=self.settings.max_message_bytes, enable_SMTPUTF8=False,
-            decode_data=False, hostname=self.settings.hostname, ident="mailplane",
-            tls_context=self._context if listener.tls == "starttls" else None,
-            require_starttls=listener.tls == "starttls", auth_required=True,
-            # an implicit-TLS session is encrypted from the first byte; a plain-text one is on loopback
-            auth_require_tls=listener.tls == "starttls" and encrypted,
-            authenticator=self.handler.authenticate, loop=self._loop)
+        with warnings.catch_warnings():
+            # aiosmtpd warns of AUTH without STARTTLS; here the session is TLS from the first byte
+            # (implicit) or on a loopback address the config was refused for otherwise (none).
+            warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+            return SubmissionSMTP(
+                self.handler, data_size_limit=self.settings.max_message_bytes, enable_SMTPUTF8=False,
+                decode_data=False, hostname=self.settings.hostname, ident="mailplane",
+                tls_context=self._context if listener.tls == "starttls" else None,
+                require_starttls=listener.tls == "starttls", auth_required=True,
+                auth_require_tls=listener.tls == "starttls",
+                authenticator=self.handler.authenticate, loop=self._loop)
 
     async def _listen(self) -> None:
         for listener in self.settings.listeners:
