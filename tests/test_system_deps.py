@@ -30,6 +30,7 @@ def test_nothing_found_lists_every_package_with_its_reason(tmp_path: Path) -> No
     client = [] if shutil.which("swaks", path="/usr/bin:/bin") else ["swaks"]
     perl_tls = subprocess.run(["perl", "-MNet::SSLeay", "-e", "1"], capture_output=True, check=False).returncode
     client += ["libnet-ssleay-perl"] if perl_tls else []  # a module, found by perl itself
+    client += [] if shutil.which("promtool", path="/usr/bin:/bin") else ["prometheus"]
     assert result.stdout.split() == ["knot", "postgresql", *client]
     assert "knotd not found" in result.stderr and "initdb not found" in result.stderr
 
@@ -37,6 +38,7 @@ def test_nothing_found_lists_every_package_with_its_reason(tmp_path: Path) -> No
 def test_commands_on_path_or_in_a_globbed_server_directory_are_found(tmp_path: Path) -> None:
     stub(tmp_path / "bin", "knotd")
     stub(tmp_path / "bin", "swaks")
+    stub(tmp_path / "bin", "promtool")
     stub(tmp_path / "lib" / "postgresql" / "17" / "bin", "initdb")
     result = dry_run(f"{tmp_path / 'bin'}:/usr/bin:/bin", f"{tmp_path}/lib/postgresql/*/bin")
     assert result.returncode == 0, result.stderr
@@ -46,6 +48,7 @@ def test_commands_on_path_or_in_a_globbed_server_directory_are_found(tmp_path: P
 def test_one_missing_command_names_only_its_package(tmp_path: Path) -> None:
     stub(tmp_path / "sbin", "initdb")
     stub(tmp_path / "sbin", "swaks")
+    stub(tmp_path / "sbin", "promtool")
     result = dry_run("/usr/bin:/bin", str(tmp_path / "sbin"))
     assert result.stdout.split() == ["knot"]
 

@@ -43,6 +43,26 @@ def verdict(guard: TenantGuard, totals: Totals) -> str | None:
 
 
 @dataclass(frozen=True)
+class Judged:
+    """What the guard judges a tenant on now: its totals over the window (since a resume) and its thresholds."""
+
+    tenant: str
+    totals: Totals
+    guard: TenantGuard
+
+
+def judged(fleet: Fleet, store: Store, tenant_name: str) -> Judged:
+    """The tenant's totals over its guard's window, counted from the hour after its last guard pause ended."""
+    tenant = fleet.tenant(tenant_name)
+    guard = fleet.guard_for(tenant)
+    since = int(store.clock() // 3600) - guard.window_hours + 1
+    resumed = store.pauses.last_ended(tenant.name, SOURCE)
+    if resumed is not None:
+        since = max(since, int(resumed // 3600) + 1)
+    return Judged(tenant.name, store.outcomes.since(tenant.name, since), guard)
+
+
+@dataclass(frozen=True)
 class GuardPause:
     tenant: str
     reason: str
@@ -51,20 +71,14 @@ class GuardPause:
 
 def guard_tenants(fleet: Fleet, store: Store, alert: Callable[[GuardPause], None] | None = None) -> list[GuardPause]:
     """Judge every tenant not paused by the guard already; pause those above their thresholds."""
-    now = store.clock()
-    hour = int(now // 3600)
     in_force = store.pauses.active()
     paused = {r.tenant for r in in_force if r.source == SOURCE and r.scope == "tenant" and r.mode == "pause"}
     made: list[GuardPause] = []
     for tenant in fleet.tenants:
         if tenant.name in paused:
             continue
-        guard = fleet.guard_for(tenant)
-        since = hour - guard.window_hours + 1
-        resumed = store.pauses.last_ended(tenant.name, SOURCE)
-        if resumed is not None:
-            since = max(since, int(resumed // 3600) + 1)
-        reason = verdict(guard, store.outcomes.since(tenant.name, since))
+        now = judged(fleet, store, tenant.name)
+        reason = verdict(now.guard, now.totals)
         if reason is None:
             continue
         request = PauseRequest("tenant", tenant.name, "", "pause", reason, None)

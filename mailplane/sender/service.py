@@ -21,7 +21,7 @@ from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
 from mailplane.sender.account import Limits
 from mailplane.sender.config import SenderConfig, hash_api_key
-from mailplane.sender.metrics import Metrics
+from mailplane.sender.metrics import Health, Metrics
 from mailplane.sender.pacing import IpOverride, Pacer
 from mailplane.sender.render_pool import RenderBudget, RenderPool
 from mailplane.sender.store import Store
@@ -69,7 +69,7 @@ class Service:
         self._render_lock = threading.Lock()
         self._render_pool: RenderPool | None = None
         self.render_limiter: anyio.CapacityLimiter | None = None
-        self.metrics.watch(self.store.counts, self.ip_remaining, self._paused)
+        self.metrics.watch(self.store.counts, self.ip_remaining, self._paused, self.health)
 
     @classmethod
     def open(cls, stack_dir: Path | str, config: SenderConfig, **kwargs: object) -> Service:
@@ -170,6 +170,28 @@ class Service:
                 if gate.daily_cap is not None:
                     sent = self.store.counter("ip", ip.address, day)
                     yield tenant.name, ip.address, float(max(gate.daily_cap - sent, 0))
+
+    def health(self) -> Health:
+        """The scrape-time gauges of on-call's dashboard and alerts, read from the shared database."""
+        from mailplane.sender.guard import judged
+
+        day = self.today()
+        held = tuple((tenant.name, ip.address, override.held_days) for tenant in self.fleet.tenants
+                     for ip in tenant.ips if ip.warmup is not None
+                     for override in [self.override(tenant.name, ip.address, day)] if override is not None)
+        rates = []
+        for tenant in self.fleet.tenants:
+            now = judged(self.fleet, self.store, tenant.name)
+            sent = now.totals.sent
+            rates.append((tenant.name, sent, now.totals.bounced / sent if sent else 0.0, now.guard.bounce_rate,
+                          now.totals.complained / sent if sent else 0.0, now.guard.complaint_rate,
+                          now.guard.min_volume))
+        oldest = self.store.oldest_queued()
+        limits = self.pacer.limits()
+        return Health(oldest_queued_seconds=max(self.clock() - oldest, 0.0) if oldest is not None else 0.0,
+                      ip_held_days=held, tenant_rates=tuple(rates),
+                      ses_sent_today=self.store.counter("ses", self.fleet.settings.ses.region, day),
+                      ses_daily_quota=limits.daily_quota, ses_max_send_rate=limits.max_send_rate)
 
     def renderer(self) -> RenderPool:
         """The render workers, started at the first template (a service that never renders starts none)."""

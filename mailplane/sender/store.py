@@ -488,6 +488,12 @@ class Store:
             rows = conn.execute(select(messages.c.state, func.count()).group_by(messages.c.state)).all()
         return {state: int(n) for state, n in rows}
 
+    def oldest_queued(self) -> float | None:
+        """When the oldest message still waiting was accepted (epoch seconds); None when none waits."""
+        with self.reading() as conn:
+            value = conn.execute(select(func.min(messages.c.created_at)).where(messages.c.state == "queued")).scalar()
+        return float(value) if value is not None else None
+
     def counter(self, kind: str, key: str, day: object) -> int:
         """Today's (or any day's) count of one scope; 0 when nothing was counted."""
         return self.counters.sent(kind, key, day)
