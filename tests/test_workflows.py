@@ -1,11 +1,12 @@
 """The GitHub Actions workflows users get (.github/workflows): triggers, exit codes, secrets, commands.
 
-No GitHub runner here, so the workflows are checked in two ways: their YAML is read and its
-promises asserted (triggers, pinned actions, concurrency, regions), and the shell of the steps
-that matter is really run with bash as GitHub runs it (`bash --noprofile --norc -eo pipefail`):
-the plan step's exit-code handling against a stub `mailplane`, the vault step against a stub
-`pulumi` and the real `ansible-vault`, the generated inventory against the real mailplane plugin.
-(actionlint would be the next check; its PyPI wrapper downloads the binary at build time, which
+No GitHub runner here, so the workflows are checked in three ways: zizmor audits them offline
+and must find nothing; their YAML is read and its promises asserted (triggers, actions pinned to
+commits, permissions, concurrency, regions); and the shell of the steps that matter is really run
+with bash as GitHub runs it (`bash --noprofile --norc -eo pipefail`): the plan step's exit-code
+handling against a stub `mailplane`, the vault step against a stub `pulumi` and the real
+`ansible-vault`, the generated inventory against the real mailplane plugin.
+(actionlint would be another check; its PyPI wrapper downloads the binary at build time, which
 cannot work here, so it is not used.)
 """
 
@@ -33,7 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 VENV_BIN = Path(sys.executable).parent
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
-PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$")
+ZIZMOR = VENV_BIN / "zizmor"
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>.*?)\s*$")
+PINNED_USES = re.compile(
+    r"^(?P<action>[\w.-]+/[\w.-]+(?:/[\w./-]+)?)@(?P<sha>[0-9a-f]{40}) # (?P<version>v\d+\.\d+\.\d+)$")
+"""`owner/repo@<full commit> # vX.Y.Z`: a commit cannot be moved the way a tag can; the comment names its release."""
+ZIZMOR_IGNORE = re.compile(r"#\s*zizmor:\s*ignore\[(?P<rules>[^\]]*)\](?P<reason>.*)$")
+ALLOWED_ZIZMOR_IGNORES = {("ansible.yml", "dangerous-triggers")}
+"""The one deliberate exception: ansible.yml's workflow_run trigger (explained in that file)."""
 COMMAND_START = re.compile(r"(^|[;&|(]\s*|\bthen\s+|\bdo\s+)mailplane\s")
 SECRET = "SECRET-MARKER-7f3a"
 """A value that must never show up in a log or a file in clear."""
@@ -89,9 +97,9 @@ def _github_files(tmp_path: Path) -> dict[str, str]:
             "RUNNER_TEMP": str(tmp_path / "runner")}
 
 
-def _github_env(tmp_path: Path) -> dict[str, str]:
-    """What earlier steps put in $GITHUB_ENV (``NAME=value`` lines)."""
-    lines = (tmp_path / "github-env").read_text().splitlines()
+def _github_output(tmp_path: Path) -> dict[str, str]:
+    """What earlier steps put in $GITHUB_OUTPUT (``name=value`` lines): their step outputs."""
+    lines = (tmp_path / "github-output").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if line)
 
 
@@ -119,6 +127,9 @@ def test_the_three_workflows_parse_and_have_their_triggers() -> None:
     assert ansible["schedule"], "warmup caps change every day: PowerMTA must follow without a merge"
     job = workflows["ansible.yml"]["jobs"]["ansible"]
     assert "github.event.workflow_run.conclusion == 'success'" in job["if"]
+    # workflow_run runs with this repository's secrets: only a run of main here, never a fork's code
+    assert "github.event.workflow_run.head_branch == 'main'" in job["if"]
+    assert "github.event.workflow_run.head_repository.full_name == github.repository" in job["if"]
     checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
     assert "github.event.workflow_run.head_sha" in checkout["with"]["ref"]
 
@@ -128,16 +139,54 @@ def test_plan_checks_out_history_and_runs_every_stack() -> None:
     checkout = next(s for s in _steps(plan) if s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["fetch-depth"] == 0
     assert plan["jobs"]["plan"]["strategy"]["matrix"]["stack"] == STACKS == ["dev", "prod"]
-    assert plan["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert plan["permissions"] == {}
+    assert plan["jobs"]["plan"]["permissions"] == {"contents": "read", "pull-requests": "write"}
     uploads = [s for s in _steps(plan) if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert [u["with"]["path"] for u in uploads] == ["warmup-${{ matrix.stack }}.png"]
 
 
-def test_every_action_is_pinned_to_a_version() -> None:
+def test_zizmor_finds_nothing_in_the_workflows() -> None:
+    """zizmor's audits (offline: no GitHub API), every persona's default: injection, permissions, pins..."""
+    result = subprocess.run([str(ZIZMOR), "--offline", "--format", "plain", ".github/workflows"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings to report" in result.stdout, result.stdout + result.stderr
+
+
+def test_zizmor_is_silenced_only_where_a_reason_is_given() -> None:
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = ZIZMOR_IGNORE.search(line)
+            if match:
+                for rule in match["rules"].split(","):
+                    assert (path.name, rule.strip()) in ALLOWED_ZIZMOR_IGNORES, f"{path.name}: {line.strip()}"
+                assert len(match["reason"].strip()) > 10, f"{path.name}: an ignore needs its reason: {line.strip()}"
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_version() -> None:
+    pins: dict[str, tuple[str, str]] = {}
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        refs = [m["ref"] for m in map(USES_LINE.match, path.read_text(encoding="utf-8").splitlines()) if m]
+        parsed = [step["uses"] for step in _steps(_load(path.name)) if "uses" in step]
+        assert len(refs) == len(parsed), f"{path.name}: a `uses:` this check cannot read"
+        for ref in refs:
+            match = PINNED_USES.match(ref)
+            assert match, f"{path.name}: `uses: {ref}` is not `owner/repo@<40 hex digits> # vX.Y.Z`"
+            pin = (match["sha"], match["version"])
+            # one action, one commit: the same release everywhere
+            assert pins.setdefault(match["action"], pin) == pin, f"{path.name}: {match['action']} pinned twice"
+    assert pins  # the workflows use actions at all
+
+
+def test_checkouts_keep_no_token_in_the_working_tree() -> None:
+    """persist-credentials: false; no step pushes, so none needs the token in .git/config."""
     for name, workflow in _all().items():
+        checkouts = [s for s in _steps(workflow) if s.get("uses", "").startswith("actions/checkout@")]
+        assert checkouts, name
+        for checkout in checkouts:
+            assert checkout["with"]["persist-credentials"] is False, name
         for step in _steps(workflow):
-            if "uses" in step:
-                assert PINNED.match(step["uses"]), f"{name}: {step['uses']} is not pinned to a tag or commit"
+            assert not re.search(r"\bgit\s+(push|fetch|pull|clone)\b", step.get("run", "")), name
 
 
 def test_applies_of_one_stack_never_overlap_and_are_never_cancelled() -> None:
@@ -151,8 +200,9 @@ def test_applies_of_one_stack_never_overlap_and_are_never_cancelled() -> None:
 
 def test_pulumi_up_uses_oidc_and_the_stack_regions() -> None:
     workflow = _load("pulumi-up.yml")
-    assert workflow["permissions"]["id-token"] == "write"
+    assert workflow["permissions"] == {}
     job = workflow["jobs"]["up"]
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
     regions = {row["stack"]: row["region"] for row in job["strategy"]["matrix"]["include"]}
     for stack in STACKS:
         config = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
@@ -165,7 +215,8 @@ def test_pulumi_up_uses_oidc_and_the_stack_regions() -> None:
     assert aws["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
     assert "aws-access-key-id" not in aws["with"]
     up = next(s for s in steps if s.get("uses", "").startswith("pulumi/actions@"))
-    assert up["uses"] == "pulumi/actions@v6"
+    # the inputs below are pulumi/actions v6's
+    assert re.search(r"uses: pulumi/actions@[0-9a-f]{40} # v6\.", (WORKFLOWS / "pulumi-up.yml").read_text())
     assert up["with"]["command"] == "up" and up["with"]["stack-name"] == "${{ matrix.stack }}"
     assert up["with"]["work-dir"] == "." and up["with"]["suppress-outputs"] is True
     assert up["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
@@ -412,15 +463,21 @@ def test_a_failed_validation_still_gets_its_plan_commented_then_fails_the_job() 
 def _vault_steps(tmp_path: Path, password: str) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
     workflow = _load("ansible.yml")
     env = {**_github_files(tmp_path), "STACK": "prod"}
-    first = _run_step(_step(workflow, "Vault password script")["run"], tmp_path, env)
+    first_step = _step(workflow, "Vault password script")
+    first = _run_step(first_step["run"], tmp_path, env)
     assert first.returncode == 0, first.stderr
-    env |= _github_env(tmp_path)
+    # the script's path reaches the later steps as a step output, not through $GITHUB_ENV
+    assert (tmp_path / "github-env").read_text() == ""
+    env["ANSIBLE_VAULT_PASSWORD_FILE"] = _github_output(tmp_path)["file"]
+    for later in ("Stack outputs into Ansible Vault", "ansible-playbook"):
+        assert _step(workflow, later)["env"]["ANSIBLE_VAULT_PASSWORD_FILE"] == (
+            f"${{{{ steps.{first_step['id']}.outputs.file }}}}")
     bin_dir = tmp_path / "bin"
     outputs = '{"region": "eu-north-1", "dkim_private_keys": {"news.example.com": "-----BEGIN ' + SECRET + '"}}'
     _stub(bin_dir, "pulumi", f'[ "$*" = "stack output --json --show-secrets --stack prod" ] || exit 9\n'
                              f"echo '{outputs}'\n")
     step = _step(workflow, "Stack outputs into Ansible Vault")
-    assert set(step["env"]) == {"PULUMI_ACCESS_TOKEN", "ANSIBLE_VAULT_PASSWORD"}
+    assert set(step["env"]) == {"PULUMI_ACCESS_TOKEN", "ANSIBLE_VAULT_PASSWORD", "ANSIBLE_VAULT_PASSWORD_FILE"}
     result = _run_step(step["run"], tmp_path, {**env, "ANSIBLE_VAULT_PASSWORD": password}, [bin_dir])
     return result, env
 
@@ -466,15 +523,18 @@ def test_ssh_step_loads_the_key_into_an_agent_and_cleanup_stops_it(tmp_path: Pat
     sock = tmp_path / "agent.sock"
     env = {**_github_files(tmp_path), "SSH_PRIVATE_KEY": key.read_text(), "ANSIBLE_REMOTE_USER": "deploy",
            "SSH_KNOWN_HOSTS": "198.51.100.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample", "SSH_AUTH_SOCK": str(sock)}
-    result = _run_step(_step(workflow, "SSH agent and known hosts")["run"], tmp_path, env)
-    agent_pid = _github_env(tmp_path).get("SSH_AGENT_PID")
+    ssh_step = _step(workflow, "SSH agent and known hosts")
+    result = _run_step(ssh_step["run"], tmp_path, env)
+    agent_pid = _github_output(tmp_path).get("pid")
+    cleanup_step = _step(workflow, "Remove the vault file and the SSH agent")
+    assert cleanup_step["env"]["SSH_AGENT_PID"] == f"${{{{ steps.{ssh_step['id']}.outputs.pid }}}}"
     try:
         assert result.returncode == 0, result.stderr
         assert "PRIVATE KEY" not in result.stdout + result.stderr
         listed = subprocess.run(["ssh-add", "-l"], env={"SSH_AUTH_SOCK": str(sock)}, capture_output=True, text=True)
         assert listed.returncode == 0 and "ci (ED25519)" in listed.stdout
         assert (tmp_path / ".ssh" / "known_hosts").read_text() == env["SSH_KNOWN_HOSTS"] + "\n"
-        cleanup = _run_step(_step(workflow, "Remove the vault file and the SSH agent")["run"], tmp_path,
+        cleanup = _run_step(cleanup_step["run"], tmp_path,
                             {"SSH_AGENT_PID": agent_pid or "", "SSH_AUTH_SOCK": str(sock)})
         assert cleanup.returncode == 0, cleanup.stderr
         assert not sock.exists()
@@ -492,8 +552,8 @@ def test_generated_inventory_lists_the_stacks_hosts(tmp_path: Path, stack: str) 
     result = _run_step(_step(workflow, "Inventory of the stack")["run"], tmp_path, {"STACK": stack})
     assert result.returncode == 0, result.stderr
     inventory = tmp_path / "inventory" / f"ci-{stack}.mailplane.yml"
-    playbook = _step(workflow, "ansible-playbook")["run"]
-    assert playbook == 'ansible-playbook -i "inventory/ci-$STACK.mailplane.yml" playbooks/site.yml'
+    playbook = _step(workflow, "ansible-playbook")["run"].splitlines()
+    assert playbook[-1] == 'ansible-playbook -i "inventory/ci-$STACK.mailplane.yml" playbooks/site.yml'
     assert (ROOT / "playbooks" / "site.yml").is_file()
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
     graph = subprocess.run([str(VENV_BIN / "ansible-inventory"), "-i", str(inventory), "--graph"], cwd=ROOT,
