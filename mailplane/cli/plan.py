@@ -56,19 +56,28 @@ def _review(stack_dir: Path, base_ref: str, on: datetime.date, output: str, char
         fail(err.problems)
     # Pulumi and pulumi-aws load in ~1 s: only here.
     require("cloud", "plan")
+    from mailplane.cloud.inventory import stack_count
     from mailplane.cloud.plan import plan
     from mailplane.gitops.destroy import ALLOW_LABEL, DEFAULT_MAX_SHARE, check_destroy
-    from mailplane.gitops.diff import compare
+    from mailplane.gitops.diff import compare, item_changes
     from mailplane.gitops.format import Review, render
+    from mailplane.gitops.scope import changed_files, scope_of
 
-    base_plan = plan(base.fleet) if base.fleet is not None else []
-    diff = compare(base.fleet, head, on, base_plan, plan(head))
-    destroy = check_destroy(diff.resources, sum(not r.type.startswith("mailplane:") for r in base_plan),
+    items = item_changes(base.fleet, head)
+    scope = scope_of(items, base.fleet, head)
+    planned_base = scope.planned(base.fleet)
+    base_plan = plan(planned_base) if planned_base is not None else []
+    planned_head = scope.planned(head)
+    assert planned_head is not None
+    diff = compare(base.fleet, head, on, base_plan, plan(planned_head))
+    # the share is of the whole base stack: the tenants not run are counted from the model
+    destroy = check_destroy(diff.resources, stack_count(base.fleet) if base.fleet is not None else 0,
                             max_share=DEFAULT_MAX_SHARE if max_destroy is None else max_destroy,
                             allowed=allow_destroy)
     checks = _policy_checks()
     findings = checks(head, today=on, base=base.fleet) if checks is not None else None
-    review = Review(diff, str(stack_dir), base_ref, base.commit, findings, chart_url, destroy)
+    review = Review(diff, str(stack_dir), base_ref, base.commit, findings, chart_url, destroy, scope.why,
+                    changed_files(items) if base.fleet is not None else None)
     print(render(review, output), end="")
     status = EXIT_CHANGES if diff.changed else EXIT_NO_CHANGES
     if review.blocking:

@@ -57,6 +57,17 @@ class Review:
     chart_url: str | None = None
     destroy: DestroyCheck | None = None
     """None when the check did not run (a review built by hand)."""
+    scope: str | None = None
+    """Which tenants the Pulumi program ran for (``mailplane.gitops.scope``); None: not said."""
+    changed_files: frozenset[str] | None = None
+    """Stack files the change edits (``tenants/acme.yaml``): the pull-request comment shows their findings
+    and only counts the others' (blocking errors are shown wherever they are); None: show all."""
+
+    def in_changed_file(self, finding: FindingLike) -> bool:
+        if self.changed_files is None:
+            return True
+        path = finding.problem.file.replace("\\", "/")
+        return any(path == f or path.endswith("/" + f) for f in self.changed_files)
 
     @property
     def destroying(self) -> bool:
@@ -224,6 +235,8 @@ class TextFormatter:
     def format(self, review: Review) -> str:
         d = review.diff
         lines = [headline(review), "; ".join(summary(review))]
+        if review.scope:
+            lines.append(review.scope)
         if d.items:
             lines += ["", "Fleet:"]
             for item in d.items:
@@ -329,6 +342,7 @@ class JsonFormatter:
                 "blocking": len(review.blocking),
                 "findings": [_finding_json(f) for f in ordered_findings(review.findings)]},
             "warmup_chart": {"url": review.chart_url, "command": review.chart_command},
+            "pulumi_scope": review.scope,
             "destroy": None if review.destroy is None else {
                 "triggered": review.destroy.triggered, "blocking": review.destroy.blocking,
                 "allowed": review.destroy.allowed, "destroyed": review.destroy.destroyed,
@@ -398,6 +412,8 @@ class MarkdownFormatter:
         base = f"`{review.base_ref}` ({review.base_commit[:12]})"
         lines = [f"### mailplane plan: `{d.stack}` against {base} on {d.on.isoformat()}", "",
                  "**" + " · ".join(summary(review)) + "**"]
+        if review.scope:
+            lines += ["", f"_{review.scope}._"]
         if review.destroy is not None and review.destroy.triggered:
             check = review.destroy
             mark = "⚠️ Destroys (allowed)" if check.allowed else "⛔ Destroys: blocked"
@@ -436,7 +452,8 @@ class MarkdownFormatter:
             lines += ["", capacity_unchanged(d)]
         chart = f"[warmup chart]({review.chart_url})" if review.chart_url else f"run `{review.chart_command}`"
         lines += ["", f"📈 Warmup chart: {chart}"]
-        findings = ordered_findings(review.findings or ())
+        every = ordered_findings(review.findings or ())
+        findings = [f for f in every if (f.severity == "error" and f.waived is None) or review.in_changed_file(f)]
         lines += ["", f"#### Policy: {policy_summary(review)}"]
         if findings:
             lines.append("")
@@ -446,6 +463,10 @@ class MarkdownFormatter:
                 mark = marks[2 if f.waived is not None else 0 if f.severity == "error" else 1]
                 why = f" — waived: {f.waived}" if f.waived is not None else (f" ({p.hint})" if p.hint else "")
                 lines.append(f"- {mark} `{f.check}` at `{p.file}:{p.line}:{p.col}` {_code(p.path)}: {p.message}{why}")
+        if len(every) > len(findings):
+            rest = len(every) - len(findings)
+            lines += ["", f"{rest} more finding{'s' if rest != 1 else ''} (warnings and waivers) in files this change "
+                      f"does not touch: `mailplane validate {review.stack_dir}` lists them."]
         if d.resources:
             by_action: Counter[str] = Counter(r.action for r in d.resources)
             title = ", ".join(f"{by_action[a]} to {a}" for a in RESOURCE_ACTIONS if by_action[a])
