@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sender_pacing.py
 	$(BIN)/python bench/sender_accept.py
 	$(BIN)/python bench/smtp_submission.py
+	$(BIN)/python bench/plan_base.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
