@@ -51,6 +51,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 schema: $(STAMP)
 	$(BIN)/mailplane schema
 	$(BIN)/python -m mailplane.model.reference README.md
