@@ -22,6 +22,7 @@ MODULE_MARKS = {
     "test_ansible_powermta": "ansible", "test_ansible_sender": "ansible",
     "test_sender_service": "processes", "test_sender_hostile": "processes", "test_sender_openapi": "processes",
     "test_tenant_guard_e2e": "processes", "test_smtp_submission": "processes",
+    "test_ansible_sender_smtp": "ansible",
 }
 """Whole modules of a kind ``make test-fast`` leaves out (markers in pyproject.toml); single tests carry theirs."""
 
