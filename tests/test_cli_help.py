@@ -32,3 +32,12 @@ def test_every_help_renders_without_python_types() -> None:
         text = result.output
         assert not re.search(r"<(bool|str|int|float|path)>|list\[|\{[a-z_]+\}\.\.\.", text), (path, text)
     assert isinstance(app, typer.Typer)
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    for flag in ("--version", "-V"):
+        result = CliRunner().invoke(app, [flag])
+        assert result.exit_code == 0 and result.output == f"mailplane {version('mailplane')}\n"
+    assert CliRunner().invoke(app, ["--no-such-option"]).exit_code == 2  # a usage error
