@@ -41,3 +41,27 @@ def test_version_prints_the_installed_version() -> None:
         result = CliRunner().invoke(app, [flag])
         assert result.exit_code == 0 and result.output == f"mailplane {version('mailplane')}\n"
     assert CliRunner().invoke(app, ["--no-such-option"]).exit_code == 2  # a usage error
+
+
+def test_shell_completion_is_installable_and_completes_commands() -> None:
+    """The script bash sources (what `--install-completion` installs, from the user's own shell); asked as bash
+    asks, mailplane completes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    mailplane = str(Path(sys.executable).parent / "mailplane")
+    script = subprocess.run([mailplane], capture_output=True, text=True, check=False,
+                            env={**os.environ, "_MAILPLANE_COMPLETE": "source_bash"})
+    assert script.returncode == 0, script.stdout + script.stderr
+    assert "_MAILPLANE_COMPLETE=complete_bash" in script.stdout and "complete " in script.stdout
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_MAILPLANE_COMPLETE": "complete_bash", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split()) - 1)}
+        done = subprocess.run([mailplane], capture_output=True, text=True, env=env, check=True)
+        return done.stdout.split()
+
+    assert complete("mailplane val") == ["validate"]
+    assert complete("mailplane admin pa") == ["pauses", "pause"]

@@ -14,7 +14,7 @@ app = typer.Typer(
     help="Control plane for a multi-tenant email sending fleet.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
