@@ -67,6 +67,12 @@ class NewIp:
     streams: Sequence[str] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class NewSender:
+    name: str
+    from_: Sequence[str]
+
+
 def new_tenant(tenant: NewTenant, schema_ref: str = DEFAULT_SCHEMA_REF) -> str:
     """Text of a new tenant file; the schema line lets editors complete and check the keys."""
     data = CommentedMap()
@@ -108,6 +114,14 @@ def ip_entry(ip: NewIp) -> CommentedMap:
     entry["warmup"] = _flow_map({"plan": ip.plan, "started": ip.started})
     if ip.streams:
         entry["streams"] = _flow_seq(ip.streams)
+    return entry
+
+
+def sender_entry(sender: NewSender) -> CommentedMap:
+    """One ``senders:`` item: its From addresses in flow style, like the examples under ``stacks/``."""
+    entry = CommentedMap()
+    entry["name"] = _text(sender.name)
+    entry["from"] = _flow_seq(sender.from_)
     return entry
 
 

@@ -65,3 +65,25 @@ def test_shell_completion_is_installable_and_completes_commands() -> None:
 
     assert complete("mailplane val") == ["validate"]
     assert complete("mailplane admin pa") == ["pauses", "pause"]
+
+
+def test_every_usage_error_exits_2() -> None:
+    """An unknown option, and for commands that take arguments none at all, is a usage error (2) on every
+    command: scripts and CI tell a mistyped command line (2) from a failed check (1)."""
+    root = get_command(app)
+    runner = CliRunner()
+    checked = 0
+    for path in commands(root):
+        result = runner.invoke(app, [*path, "--no-such-option"])
+        assert result.exit_code == 2, (path, result.output)
+        assert "No such option" in result.output, (path, result.output)
+        command = root
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = command.commands[name]
+        required = [p for p in command.params if p.required]
+        if path and required and not isinstance(command, click.Group):
+            bare = runner.invoke(app, list(path))
+            assert bare.exit_code == 2, (path, bare.output)
+            checked += 1
+    assert checked > 15

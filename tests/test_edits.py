@@ -22,6 +22,8 @@ from mailplane.model.problems import StackError
 from mailplane.model.tenant import Stream
 
 REPO = Path(__file__).resolve().parents[1]
+DMARC = ("--dmarc-policy", "none")
+"""What the dmarc-published policy check asks of every new domain."""
 LOCATED = re.compile(r"^\S+\.yaml:\d+:\d+: ", re.MULTILINE)
 
 
@@ -88,19 +90,20 @@ def test_domain_add_survives_quoted_values_and_comments(stack: Path) -> None:
     path = stack / "tenants" / "sos-expat.yaml"
     before = path.read_text()
     assert run("domain", "add", stack, "sos-expat", "more.example.com", "--dkim", "easy",
-               "--zone", "example.com").exit_code == 0
+               "--zone", "example.com", *DMARC).exit_code == 0
     after = path.read_text()
     assert 'from: ["*@news.example.com"]' in after
     assert "# Owned by the SOS Expat team. Changes go through a pull request." in after
     assert "dkim: {mode: easy}                     # SES-managed keys: three CNAMEs" in after
     assert added_lines(before, after) == ["  - name: more.example.com", "    dkim: {mode: easy}",
-                                          "    dns: {zone: example.com}"]
+                                          "    dmarc: {policy: none}", "    dns: {zone: example.com}"]
 
 
 def test_domain_add_idn_written_as_typed_loaded_as_a_label(stack: Path) -> None:
     path = stack / "tenants" / "globex.yaml"
     result = run("domain", "add", stack, "globex", "bücher.example.com", "--dkim", "easy",
-                 "--mail-from", "bounce.bücher.example.com", "--dns-provider", "route53", "--zone", "example.com")
+                 "--mail-from", "bounce.bücher.example.com", "--dns-provider", "route53", "--zone", "example.com",
+                 *DMARC)
     assert result.exit_code == 0, result.output
     text = path.read_text(encoding="utf-8")
     assert "  - name: bücher.example.com\n" in text
@@ -116,11 +119,11 @@ def test_domain_add_creates_domains_key_in_model_order(stack: Path) -> None:
     path.write_text("name: bare\ndisplay_name: Bare  # no domains yet\n# the IPs come next\nips: []\n")
     before = path.read_text()
     result = run("domain", "add", stack, "bare", "bare.example.org", "--dkim", "easy",
-                 "--dns-provider", "external")
+                 "--dns-provider", "external", *DMARC)
     assert result.exit_code == 0, result.output
     after = path.read_text()
     assert added_lines(before, after) == ["domains:", "  - name: bare.example.org", "    dkim: {mode: easy}",
-                                          "    dns: {provider: external}"]
+                                          "    dmarc: {policy: none}", "    dns: {provider: external}"]
     # the comment written above ips: still introduces ips:
     assert after.splitlines()[-2:] == ["# the IPs come next", "ips: []"]
     assert [d.name for d in load_stack(stack).tenant("bare").domains] == ["bare.example.org"]
@@ -297,7 +300,7 @@ def test_tenant_add_creates_loadable_file(stack: Path) -> None:
 def test_tenant_add_then_domain_and_ip(stack: Path) -> None:
     assert run("tenant", "add", stack, "hooli").exit_code == 0
     assert run("domain", "add", stack, "hooli", "hooli.example.com", "--dkim", "easy",
-               "--zone", "example.com").exit_code == 0
+               "--zone", "example.com", *DMARC).exit_code == 0
     result = run("ip", "add", stack, "hooli", "203.0.113.50", "--host", "mta2", "--hostname",
                  "mta2-a.hooli.example.com", "--plan", "ses-45d", "--started", "2026-12-01")
     assert result.exit_code == 0, result.output
@@ -402,7 +405,7 @@ def test_stream_choices_follow_the_model() -> None:
 
 def test_no_temp_files_after_success(stack: Path) -> None:
     assert run("domain", "add", stack, "initech", "y.initech.example.org", "--dkim", "easy",
-               "--zone", "initech.example.org").exit_code == 0
+               "--zone", "initech.example.org", *DMARC).exit_code == 0
     assert sorted(os.listdir(stack / "tenants")) == ["globex.yaml", "initech.yaml", "sos-expat.yaml"]
 
 
@@ -420,3 +423,109 @@ def test_yaml_errors_after_a_document_marker_point_at_the_right_line() -> None:
     with pytest.raises(StackError) as caught:
         edits.add_domain("# head\n---\nname: acme\ndomains: [\n", "acme.yaml", edits.NewDomain("a.example.org", "easy"))
     assert [p.line for p in caught.value.problems] == [5]
+
+
+# --- policy checks and flags --------------------------------------------------------------
+
+
+def test_an_edit_that_validate_would_reject_is_refused_naming_the_flag(stack: Path) -> None:
+    before = snapshot(stack)
+    result = run("domain", "add", stack, "initech", "x.initech.example.org", "--dkim", "easy",
+                 "--zone", "initech.example.org")
+    assert result.exit_code == 1, result.output
+    assert "not written, `mailplane validate` would reject it (--force writes it anyway)" in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if LOCATED.match(line)]
+    assert "domains[1] (--dmarc-policy):" in line and "[error dmarc-published]" in line
+    assert "(pass --dmarc-policy none --rua mailto:dmarc@x.initech.example.org)" in line
+    assert snapshot(stack) == before
+
+
+def test_force_writes_and_warns_and_validate_then_fails(stack: Path) -> None:
+    result = run("domain", "add", stack, "initech", "x.initech.example.org", "--dkim", "easy",
+                 "--zone", "initech.example.org", "--force")
+    assert result.exit_code == 0, result.output
+    assert "wrote " in result.stdout
+    assert "warning: written with 1 policy error (--force)" in result.stderr
+    assert "[error dmarc-published]" in result.stderr
+    assert run("validate", stack).exit_code == 1
+
+
+def test_force_does_not_write_a_stack_that_does_not_load(stack: Path) -> None:
+    before = snapshot(stack)
+    result = run("ip", "add", stack, "initech", "203.0.113.99", "--host", "mta9", "--hostname",
+                 "o.initech.example.org", "--plan", "pmta-6w", "--started", "2026-12-01", "--force")
+    assert result.exit_code == 1 and "ips[2].host (--host): no MTA host 'mta9'" in result.stderr
+    assert snapshot(stack) == before
+
+
+def test_findings_the_stack_already_had_do_not_refuse_an_edit(stack: Path) -> None:
+    """Someone else's policy error (initech's DMARC removed) is not this author's to fix."""
+    path = stack / "tenants" / "initech.yaml"
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if line.lstrip().startswith("dmarc:")]
+    assert lines, text
+    path.write_text(text.replace(lines[0] + "\n", ""))
+    assert run("validate", stack).exit_code == 1
+    result = run("domain", "add", stack, "initech", "x.initech.example.org", "--dkim", "easy",
+                 "--zone", "initech.example.org", *DMARC)
+    assert result.exit_code == 0, result.output
+    assert "[error" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    pytest.param(["ip", "add", "initech", "203.0.113.99", "--host", "mta1", "--hostname", "o.example.net",
+                  "--plan", "pmta-6w", "--started", "2026-12-01"],
+                 ["ips[2].hostname (--hostname):", "(pass a --hostname under one of initech's domains",
+                  "[error ptr-in-tenant-domains]"], id="ptr-outside-the-domains"),
+    pytest.param(["domain", "add", "initech", "x.initech.example.org", "--dkim", "easy", *DMARC],
+                 ["domains[1].dns (--dns-provider): a route53 domain needs its hosted 'zone'",
+                  "(pass --zone with its Route53 hosted zone, e.g. --zone x.initech.example.org; or --dns-provider "
+                  "external)"], id="route53-without-zone"),
+    pytest.param(["domain", "add", "initech", "x.initech.example.org", "--dkim", "byo", "--zone",
+                  "initech.example.org", *DMARC],
+                 ["domains[1].dkim (--dkim): BYODKIM needs a 'selector' (with --dkim byo, pass --selector"],
+                 id="byo-without-selector"),
+    pytest.param(["ip", "add", "initech", "203.0.113.99", "--host", "mta1", "--hostname", "o.initech.example.org",
+                  "--plan", "pmta-7w", "--started", "2026-12-01"],
+                 ["ips[2].warmup.plan (--plan): no warmup plan 'pmta-7w'"], id="unknown-plan"),
+    pytest.param(["sender", "add", "initech", "app", "--from", "app@example.net"],
+                 ["senders[1].from[0] (--from): app@example.net is not in one of this tenant's domains"],
+                 id="sender-outside-the-domains"),
+])
+def test_problems_of_an_edit_name_the_flags_typed(stack: Path, args: list[str], expected: list[str]) -> None:
+    """The author typed flags, not YAML: the problem says which flag, and the hint is a command line."""
+    before = snapshot(stack)
+    noun, verb, *rest = args
+    result = run(noun, verb, stack, *rest)
+    assert result.exit_code == 1, result.output
+    located = "\n".join(line for line in result.stderr.splitlines() if LOCATED.match(line))
+    for text in expected:
+        assert text in located, located
+    assert "dns: {" not in located and "selector: s2026a" not in located  # no YAML advice
+    assert snapshot(stack) == before
+
+
+def test_sender_add_appends_one_entry(stack: Path) -> None:
+    path = stack / "tenants" / "initech.yaml"
+    before = path.read_text()
+    result = run("sender", "add", stack, "initech", "alerts", "--from", "alerts@initech.example.org",
+                 "--from", "*@initech.example.org")
+    assert result.exit_code == 0, result.output
+    assert added_lines(before, path.read_text()) == [
+        "  - name: alerts", '    from: [alerts@initech.example.org, "*@initech.example.org"]']
+    sender = load_stack(stack).tenant("initech").senders[-1]
+    assert sender.from_ == ["alerts@initech.example.org", "*@initech.example.org"]
+    assert run("sender", "add", stack, "initech", "alerts", "--from", "a@initech.example.org").exit_code == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["sender", "add", "initech", "Alerts!", "--from", "a@initech.example.org"], "NAME"),
+    (["sender", "add", "initech", "alerts", "--from", "not-an-address"], "--from"),
+    (["sender", "add", "initech", "alerts"], "--from"),
+])
+def test_sender_add_bad_arguments_exit_2(stack: Path, args: list[str], message: str) -> None:
+    before = snapshot(stack)
+    noun, verb, *rest = args
+    result = run(noun, verb, stack, *rest)
+    assert result.exit_code == 2 and message in result.output
+    assert snapshot(stack) == before

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mailplane.cli import admin, dns, edit, lint, plan, render, schema, serve, ses, validate, warmup
+from mailplane.cli import admin, dns, edit, init, lint, plan, render, schema, serve, ses, validate, warmup
 
 app = typer.Typer(
     name="mailplane",
@@ -30,6 +30,7 @@ def _version(value: bool) -> None:
 def _main(version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
                                                 help="Print mailplane's version and exit.")] = False) -> None:
     """Control plane for a multi-tenant email sending fleet."""
+init.register(app)
 validate.register(app)
 plan.register(app)
 schema.register(app)

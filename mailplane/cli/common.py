@@ -10,6 +10,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from mailplane.model.dates import parse_iso_date
 from mailplane.model.loader import load_stack
 from mailplane.model.problems import StackError, YamlProblem
 from mailplane.model.stack import Fleet
@@ -34,15 +35,16 @@ def load_or_exit(stack_dir: Path) -> Fleet:
         fail(err.problems)
 
 
-def parse_date(value: str | None) -> datetime.date:
+def parse_date(value: str | None, hint: str = "--date") -> datetime.date:
+    """A ``YYYY-MM-DD`` option (default today), refused with what is wrong with it (exit 2)."""
     if value is None:
         return datetime.date.today()
     try:
-        date = datetime.date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+        date = parse_iso_date(value)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint=hint) from None
     if not datetime.date(1970, 1, 1) <= date <= datetime.date(9000, 1, 1):
-        raise typer.BadParameter(f"{value!r} is outside the years 1970 to 9000")
+        raise typer.BadParameter(f"{value!r} is outside the years 1970 to 9000", param_hint=hint)
     return date
 
 

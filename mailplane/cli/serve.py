@@ -12,6 +12,7 @@ import typer
 from mailplane.cli.common import StackDir, fail, load_or_exit, require, usage_error
 from mailplane.model.addresses import normalise_listener
 from mailplane.model.problems import StackError
+from mailplane.model.types import normalise_slug
 
 CONFIG_ENV = "MAILPLANE_SENDER_CONFIG"
 
@@ -64,13 +65,25 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sender-key")
     def sender_key(
-        name: Annotated[str, typer.Argument(help="tenant/sender, as in the stack.", metavar="TENANT/SENDER")],
+        name: Annotated[str, typer.Argument(help="tenant/sender, as in the stack (with --admin: an operator's name).",
+                                            metavar="TENANT/SENDER")],
         stack_dir: Annotated[Path | None, typer.Option(
             "--stack", help="Check that the sender exists in this stack.", show_default=False)] = None,
+        admin: Annotated[bool, typer.Option(
+            "--admin", help="An operator's key for the admin API (`admin_keys`), not a sender's.")] = False,
     ) -> None:
         """Mint an API key: the key goes to the sender's owner, the hash into the sender config."""
         from mailplane.sender.config import hash_api_key, new_api_key
 
+        if admin:
+            try:
+                normalise_slug(name)
+            except ValueError as err:
+                usage_error(f"{name!r}: an operator's name is a slug: {err}")
+            key = new_api_key()
+            typer.echo(f"key:  {key}")
+            typer.echo(f"config line (admin_keys):  {name}: \"{hash_api_key(key)}\"")
+            return
         tenant, _, sender = name.partition("/")
         if not tenant or not sender or "/" in sender:
             usage_error(f"{name!r}: give TENANT/SENDER")

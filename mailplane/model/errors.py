@@ -9,6 +9,7 @@ from typing import Any, Union
 from pydantic import BaseModel, ValidationError
 
 from mailplane.model.checks import did_you_mean
+from mailplane.model.dates import date_problem
 from mailplane.model.problems import YamlProblem
 from mailplane.model.source import SourceDoc
 
@@ -80,8 +81,13 @@ def problems_from(err: ValidationError, root: type[BaseModel], doc: SourceDoc) -
         elif kind == "value_error":
             message = message.removeprefix("Value error, ")
         elif kind in ("date_type", "date_parsing") and isinstance(item["input"], str):
-            message = f"{message}, got {_short(item['input'])}"
-            hint = "write the date unquoted, as YYYY-MM-DD"
+            problem = date_problem(item["input"])
+            if problem is None:
+                message = f"a date, not text: {_short(item['input'])} is quoted"
+                hint = f"remove the quotes: {item['input']}"
+            else:
+                message = f"{_short(item['input'])} is not a date: {problem}"
+                hint = "write YYYY-MM-DD, without quotes"
         elif kind.endswith("_type") or kind in ("greater_than", "greater_than_equal", "less_than",
                                                 "less_than_equal", "string_pattern_mismatch",
                                                 "too_short", "too_long"):

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from mailplane.model.dates import date_problem
 from mailplane.model.problems import StackError, YamlPath, YamlProblem, format_path
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
@@ -336,8 +337,12 @@ class _Walker:
         try:
             return convert(node)
         except (ValueError, OverflowError, yaml.YAMLError):
-            self.fail(node, path, f"cannot read {node.value!r} as {tag.removeprefix(_T)}",
-                      "quote the value if it is meant as text")
+            problem = date_problem(node.value) if tag == _T + "timestamp" else None
+            if problem is not None:  # meant as a date: quoting it would only move the error
+                self.fail(node, path, f"{node.value!r} is not a date: {problem}", "write YYYY-MM-DD")
+            else:
+                self.fail(node, path, f"cannot read {node.value!r} as {tag.removeprefix(_T)}",
+                          "quote the value if it is meant as text")
             return None
 
     def mapping(self, node: MappingNode, path: YamlPath, depth: int) -> dict[Any, Any]:
