@@ -774,3 +774,28 @@ def test_the_guard_pauses_a_tenant_over_its_bounce_rate_on_both_routes_and_alert
     events.ingest_accounting()
     [again] = events.guard()
     assert again.tenant == TENANT and "(12 of 300 sent)" in again.reason
+
+
+def test_the_guard_reads_every_tenant_window_at_once(make_db: Callable[..., Instance], fleet: Fleet) -> None:
+    """``since_each`` sums each tenant's own hours in one query; the oracle is the per-hour rows
+    (``Outcomes.hours``), summed here from each tenant's start."""
+    from mailplane.sender.guard import judged_all
+    from mailplane.sender.outcomes import GUARDED
+
+    clock = Clock()
+    store = make_db(clock=clock).service.store
+    now = int(clock.now // 3600)
+    for back, tenant, counts in ((30, TENANT, {"sent": 50, "bounced": 9}), (20, TENANT, {"sent": 40, "bounced": 1}),
+                                 (3, TENANT, {"sent": 10, "complained": 2}), (20, "globex", {"sent": 7}),
+                                 (1, "globex", {"sent": 5, "bounced": 5}), (40, "initech", {"sent": 1})):
+        store.run(lambda conn, t=tenant, h=now - back, c=counts: store.outcomes.add(conn, t, "ses", h, c))
+    starts = {TENANT: now - 23, "globex": now - 2, "initech": now - 23, "nobody": now}
+    each = store.outcomes.since_each(starts)
+    for tenant, start in starts.items():
+        rows = store.outcomes.hours(tenant, start)
+        assert [getattr(each[tenant], name) for name in GUARDED] == [
+            sum(r.counts[name] for r in rows) for name in GUARDED], tenant
+    assert (each[TENANT].sent, each["globex"].sent, each["initech"].sent) == (50, 5, 0)
+    judged = {j.tenant: j.totals for j in judged_all(fleet, store)}
+    assert judged[TENANT].sent == 50 and judged[TENANT].complained == 2  # the 24 h window of prod's guard
+    assert set(judged) == {t.name for t in fleet.tenants}

@@ -223,13 +223,13 @@ class Pauses:
             return [PauseRow(int(r.id), r.scope, r.tenant, r.key, r.mode, r.reason, r.source, r.until, r.created_at)
                     for r in conn.execute(query)]
 
-    def last_ended(self, tenant: str, source: str) -> float | None:
-        """When the latest ``source`` pause of ``tenant`` was resumed (None: never)."""
-        query = select(func.max(pauses.c.ended_at)).where(pauses.c.tenant == tenant, pauses.c.source == source,
-                                                          pauses.c.scope == "tenant")
+    def last_ended_each(self, source: str) -> dict[str, float]:
+        """Per tenant, when its latest ``source`` pause was resumed (tenants never resumed are absent)."""
+        query = (select(pauses.c.tenant, func.max(pauses.c.ended_at))
+                 .where(pauses.c.source == source, pauses.c.scope == "tenant", pauses.c.ended_at.is_not(None))
+                 .group_by(pauses.c.tenant))
         with self.store.reading() as conn:
-            value = conn.execute(query).scalar()
-        return float(value) if value is not None else None
+            return {tenant: float(ended) for tenant, ended in conn.execute(query)}
 
     def in_force(self) -> InForce:
         return InForce.of(self.active())

@@ -173,17 +173,16 @@ class Service:
 
     def health(self) -> Health:
         """The scrape-time gauges of on-call's dashboard and alerts, read from the shared database."""
-        from mailplane.sender.guard import judged
+        from mailplane.sender.guard import judged_all
 
         day = self.today()
         held = tuple((tenant.name, ip.address, override.held_days) for tenant in self.fleet.tenants
                      for ip in tenant.ips if ip.warmup is not None
                      for override in [self.override(tenant.name, ip.address, day)] if override is not None)
         rates = []
-        for tenant in self.fleet.tenants:
-            now = judged(self.fleet, self.store, tenant.name)
+        for now in judged_all(self.fleet, self.store):
             sent = now.totals.sent
-            rates.append((tenant.name, sent, now.totals.bounced / sent if sent else 0.0, now.guard.bounce_rate,
+            rates.append((now.tenant, sent, now.totals.bounced / sent if sent else 0.0, now.guard.bounce_rate,
                           now.totals.complained / sent if sent else 0.0, now.guard.complaint_rate,
                           now.guard.min_volume))
         oldest = self.store.oldest_queued()

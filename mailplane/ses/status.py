@@ -13,13 +13,16 @@ the exit status is 1 with a fail, so cron can alert on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mailplane.model.stack import Fleet
 from mailplane.sender.account import AccountLimits, effective, read_account
+
+T = TypeVar("T")
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -84,32 +87,46 @@ def gather(fleet: Fleet, sesv2: Any, ses: Any) -> Observed:
     return Observed(sorted(identities, key=lambda i: i.domain), account, error, reasons, tenants)
 
 
-def _ses_tenant(sesv2: Any, name: str) -> SesTenant:
+@dataclass(frozen=True)
+class _Failed:
+    """Why SES did not answer about one item: it has no such resource, or the call failed."""
+
+    missing: bool = False
+    error: str | None = None
+
+
+def _ask(call: Callable[[], T]) -> T | _Failed:
+    """``call()``'s reply, or why there is none (never raised: one unreadable item is reported beside the others)."""
     try:
-        tenant = sesv2.get_tenant(TenantName=name).get("Tenant") or {}
-        entity = sesv2.get_reputation_entity(ReputationEntityType="RESOURCE",
-                                             ReputationEntityReference=tenant.get("TenantArn", "")).get(
-            "ReputationEntity") or {}
+        return call()
     except ClientError as err:
         if err.response.get("Error", {}).get("Code") == "NotFoundException":
-            return SesTenant(name, missing=True)
-        return SesTenant(name, error=str(err))
+            return _Failed(missing=True)
+        return _Failed(error=str(err))
     except BotoCoreError as err:
-        return SesTenant(name, error=str(err))
+        return _Failed(error=str(err))
+
+
+def _ses_tenant(sesv2: Any, name: str) -> SesTenant:
+    def read() -> tuple[dict[str, Any], dict[str, Any]]:
+        tenant = sesv2.get_tenant(TenantName=name).get("Tenant") or {}
+        return tenant, sesv2.get_reputation_entity(
+            ReputationEntityType="RESOURCE", ReputationEntityReference=tenant.get("TenantArn", "")).get(
+            "ReputationEntity") or {}
+
+    answer = _ask(read)
+    if isinstance(answer, _Failed):
+        return SesTenant(name, missing=answer.missing, error=answer.error)
+    tenant, entity = answer
     policy = str(entity.get("ReputationManagementPolicy") or "").rpartition("/")[2] or None
     status = entity.get("SendingStatusAggregate") or tenant.get("SendingStatus")
     return SesTenant(name, sending_status=status, policy=policy)
 
 
 def _identity(sesv2: Any, domain: str) -> Identity:
-    try:
-        reply = sesv2.get_email_identity(EmailIdentity=domain)
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") == "NotFoundException":
-            return Identity(domain, missing=True)
-        return Identity(domain, error=str(err))
-    except BotoCoreError as err:
-        return Identity(domain, error=str(err))
+    reply = _ask(lambda: sesv2.get_email_identity(EmailIdentity=domain))
+    if isinstance(reply, _Failed):
+        return Identity(domain, missing=reply.missing, error=reply.error)
     dkim = reply.get("DkimAttributes") or {}
     mail_from = reply.get("MailFromAttributes") or {}
     return Identity(domain, verified=bool(reply.get("VerifiedForSendingStatus")), dkim_status=dkim.get("Status"),
