@@ -54,10 +54,12 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
 
+# The JSON Schema files and the generated blocks of the docs' reference pages.
 schema: $(STAMP)
 	$(BIN)/mailplane schema
-	$(BIN)/python -m mailplane.model.reference README.md
-	$(BIN)/python -m mailplane.gitops.policy_reference README.md
+	$(BIN)/python -m mailplane.model.reference docs/reference/yaml.md
+	$(BIN)/python -m mailplane.cli_reference docs/reference/cli.md
+	$(BIN)/python -m mailplane.gitops.policy_reference docs/reference/policy.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/validate_large.py

@@ -1,16 +1,20 @@
-"""The README is a contract: its first commands work, its YAML reference matches the model."""
+"""The README and the docs are a contract: the README's first commands work and its links lead to pages,
+the YAML reference matches the model, the command-line reference matches the command."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-import typer
+import pytest
 
-from mailplane.cli import app
+from mailplane import cli_reference
 from mailplane.model.reference import render, update
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+YAML_PAGE = (ROOT / "docs" / "reference" / "yaml.md").read_text(encoding="utf-8")
+CLI_PAGE = (ROOT / "docs" / "reference" / "cli.md").read_text(encoding="utf-8")
 
 
 def test_readme_opens_with_the_two_setup_commands() -> None:
@@ -19,9 +23,22 @@ def test_readme_opens_with_the_two_setup_commands() -> None:
     assert commands == ["make run", "make test"]
 
 
+def test_every_docs_link_of_the_readme_leads_to_a_page() -> None:
+    links = re.findall(r"\]\((docs/[^)#\s]+)(?:#[^)\s]*)?\)", README)
+    assert len(links) >= 10
+    for link in links:
+        assert (ROOT / link).is_file(), link
+
+
+def test_the_readme_links_every_docs_page() -> None:
+    linked = set(re.findall(r"\]\((docs/[^)#\s]+)", README))
+    pages = {str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md")}
+    assert pages <= linked, sorted(pages - linked)
+
+
 def test_yaml_reference_is_current() -> None:
-    assert update(README) == README, "run `make schema` and commit README.md"
-    assert render() in README
+    assert update(YAML_PAGE) == YAML_PAGE, "run `make schema` and commit docs/reference/yaml.md"
+    assert render() in YAML_PAGE
 
 
 def test_every_key_of_the_model_is_in_the_reference() -> None:
@@ -30,18 +47,39 @@ def test_every_key_of_the_model_is_in_the_reference() -> None:
 
     for model in (FleetSettings, Tenant, Domain, Ip):
         for name, field in model.model_fields.items():
-            assert f"| `{field.alias or name}` |" in README
+            assert f"| `{field.alias or name}` |" in YAML_PAGE
 
 
-def _commands(group: typer.Typer, prefix: str = "mailplane") -> list[str]:
-    names = [f"{prefix} {c.name or c.callback.__name__}" for c in group.registered_commands]
-    for sub in group.registered_groups:
-        names += _commands(sub.typer_instance, f"{prefix} {sub.name}")
+def test_cli_reference_is_current() -> None:
+    assert cli_reference.update(CLI_PAGE) == CLI_PAGE, "run `make schema` and commit docs/reference/cli.md"
+
+
+def _commands(command: object, prefix: str = "mailplane") -> list[str]:
+    """Every command path of the click tree, walked here independently of :mod:`mailplane.cli_reference`."""
+    import click
+
+    names = [prefix]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            names += _commands(sub, f"{prefix} {name}")
     return names
 
 
 def test_every_command_is_documented() -> None:
-    commands = _commands(app)
+    import typer.main
+
+    from mailplane.cli import app
+
+    commands = _commands(typer.main.get_command(app))
     assert "mailplane validate" in commands and "mailplane warmup status" in commands
+    headings = set(re.findall(r"^### (mailplane.*)$", CLI_PAGE, flags=re.MULTILINE))
     for command in commands:
-        assert f"`{command} " in README or f"`{command}`" in README, command
+        assert command in headings, command
+    assert sorted(commands) == sorted(cli_reference.command_paths())
+
+
+def test_the_cli_reference_does_not_depend_on_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = cli_reference.render()
+    monkeypatch.setenv("COLUMNS", "40")
+    monkeypatch.setenv("TERM", "dumb")
+    assert cli_reference.render() == first

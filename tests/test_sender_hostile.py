@@ -285,10 +285,10 @@ def test_a_body_that_is_not_json_gets_a_415_saying_what_to_send(served: tuple[In
         assert "application/json" in response.json()["problems"][0]["message"]
 
 
-def test_the_readmes_first_curl_works_as_written(served: tuple[Instance, SmtpSink]) -> None:
+def test_the_sender_pages_first_curl_works_as_written(served: tuple[Instance, SmtpSink]) -> None:
     inst, sink = served
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split("## The sender service", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    page = (ROOT / "docs" / "sender.md").read_text(encoding="utf-8")
+    block = page.split("# The sender service", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     command = block[block.index("curl "):].split("#", 1)[0].replace("\\\n", " ")
     command = command.replace("billing@globex.example.net", "app@acme.example.com")  # this test's stack
     command = command.replace("http://127.0.0.1:8025", inst.url)

@@ -35,7 +35,7 @@ class DomainIdentity(pulumi.ComponentResource):
         # What cannot come back once deleted: the identity (its verification, its Easy DKIM tokens
         # published in DNS, its sending history) and the DKIM keys (they exist in Pulumi's state
         # only).  ``protect`` makes pulumi up refuse to delete or replace them until an operator
-        # runs ``pulumi state unprotect`` (see README, "Reviewing a pull request").
+        # runs ``pulumi state unprotect`` (see docs/review.md, "Plans that refuse to destroy").
         kept = pulumi.ResourceOptions(parent=self, protect=True)
         domain = args.domain
         self.private_key_pem: pulumi.Output[str] | None = None

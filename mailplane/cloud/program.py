@@ -47,7 +47,7 @@ def declare(fleet: Fleet) -> dict[str, Any]:
 
 
 def outputs(fleet: Fleet, tenants: dict[str, TenantEmail]) -> dict[str, Any]:
-    """What Ansible and the sender service read (see README, "Stack outputs")."""
+    """What Ansible and the sender service read (see docs/pulumi.md, "Stack outputs")."""
     external = [component.records for t in fleet.tenants for d in t.domains
                 if fleet.dns_provider(d) == "external"
                 for component in [tenants[t.name].domains[d.name]]]

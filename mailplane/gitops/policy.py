@@ -10,7 +10,7 @@ with its reason, so the exception stays visible in every run; it just does not f
 
 Pure: a fleet (and for the checks that compare two revisions, the base fleet) and a date in, a
 sorted list of located findings out.  ``mailplane validate`` and ``mailplane plan --base`` both
-print them; :data:`CHECKS` is the registry the README's table is generated from.
+print them; :data:`CHECKS` is the registry the table in docs/reference/policy.md is generated from.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ FUTURE_START_DAYS = 14
 
 @dataclass(frozen=True)
 class PolicyCheck:
-    """One policy rule, as the README documents it."""
+    """One policy rule, as docs/reference/policy.md documents it."""
 
     id: str
     severity: Severity

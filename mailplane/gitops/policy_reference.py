@@ -1,8 +1,8 @@
-"""The README's table of policy checks, generated from :data:`~mailplane.gitops.policy.CHECKS`.
+"""The table of policy checks (``docs/reference/policy.md``), generated from :data:`~mailplane.gitops.policy.CHECKS`.
 
 Like the YAML reference (``mailplane.model.reference``): ``python -m mailplane.gitops.policy_reference
-README.md`` (run by ``make schema``) rewrites the block between the markers, and a test fails when
-the committed README differs, so a check cannot be added, renamed or re-graded without its row.
+docs/reference/policy.md`` (run by ``make schema``) rewrites the block between the markers, and a test
+fails when the committed page differs, so a check cannot be added, renamed or re-graded without its row.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The YAML reference in the README, generated from the models so the two cannot drift.
+"""The YAML reference (``docs/reference/yaml.md``), generated from the models so the two cannot drift.
 
-``python -m mailplane.model.reference README.md`` rewrites the block between the markers; a test
-fails when the committed README differs from what the models say.
+``python -m mailplane.model.reference docs/reference/yaml.md`` (run by ``make schema``) rewrites the
+block between the markers; a test fails when the committed page differs from what the models say.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def render() -> str:
         for model in models:
             name = title if model is root else model.__name__
             doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
-            lines += [f"#### {model.__name__}" if model is not root else f"#### {name}", ""]
+            lines += [f"### {model.__name__}" if model is not root else f"### {name}", ""]
             if doc and not doc.startswith(("Usage docs", "A base class")):
                 lines += [doc, ""]
             lines += ["| key | type | default | meaning |", "|---|---|---|---|"]

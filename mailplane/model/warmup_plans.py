@@ -7,7 +7,7 @@ A plan maps a day of the plan (1 = the IP's first day) to a daily cap per IP; da
 does not list keep the previous cap, and after its last step the cap stays at the last value
 (the IP is warm).  The hourly ceiling is the daily cap spread over ``spread_hours`` unless a step
 gives one: mailbox providers punish bursts as much as volume.  Numbers and their sources are
-in the README ("Warmup plans").
+in docs/reference/yaml.md ("Warmup plans").
 """
 
 from __future__ import annotations
