@@ -7,33 +7,21 @@ from __future__ import annotations
 import grp
 import pwd
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ansible_env import build_wheel, remove_accounts, system_account, throwaway_name
+import test_ansible_sender
 from ports import free_port
 from test_ansible_sender import Accounts, Deployment, setup_deployment
 from tls_ca import CaFiles, make_ca
 
 from mailplane.sender.config import load_config
 
+wheel = test_ansible_sender.wheel
+accounts = test_ansible_sender.accounts
+"""The role's module fixtures; module-scoped, so this module gets its own wheel and accounts."""
+
 SMTP_HEALTH_TASK = "TASK [sender : Wait for each SMTP submission listener to answer its health check]"
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_wheel(tmp_path_factory.mktemp("wheel"))
-
-
-@pytest.fixture(scope="module")
-def accounts() -> Iterator[Accounts]:
-    made = Accounts(throwaway_name("ss"), throwaway_name("ss"), throwaway_name("pm"))
-    with system_account(throwaway_name("pm"), made.pmta_group):
-        try:
-            yield made
-        finally:
-            remove_accounts([made.user], [made.group])
 
 
 @pytest.fixture(scope="module")
