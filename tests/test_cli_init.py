@@ -157,3 +157,26 @@ def test_sender_key_for_an_operator() -> None:
     key = result.stdout.split("key:", 1)[1].split()[0]
     assert f'ops: "{hash_api_key(key)}"' in result.stdout
     assert run("sender-key", "Ops Team", "--admin").exit_code == 2
+
+
+@pytest.mark.parametrize("args", [
+    ["warmup", "status", "stacks/prod", "--tenant", "globx"],
+    ["warmup", "chart", "stacks/prod", "--out", "x.svg", "--tenant", "globx"],
+    ["dns", "check", "stacks/prod", "--tenant", "globx"],
+])
+def test_an_unknown_tenant_option_names_the_flag_and_the_close_tenant(args: list[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    result = run(*args)
+    assert result.exit_code == 2
+    assert "--tenant: no tenant 'globx' in stacks/prod (did you mean 'globex'?)" in result.stderr
+
+
+def test_serve_without_its_config_file_is_a_usage_error_that_says_how_to_make_one(tmp_path: Path) -> None:
+    missing = tmp_path / "sender.yaml"
+    result = run("serve", REPO / "stacks" / "prod", "--config", missing)
+    assert result.exit_code == 2
+    assert f"--config: {missing} is not a file (`mailplane sender-config" in result.stderr
+    result = CliRunner().invoke(app, ["serve", str(REPO / "stacks" / "prod")],
+                                env={"MAILPLANE_SENDER_CONFIG": str(missing)})
+    assert result.exit_code == 2 and "$MAILPLANE_SENDER_CONFIG: " in result.stderr

@@ -10,6 +10,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from mailplane.model.checks import did_you_mean
 from mailplane.model.dates import parse_iso_date
 from mailplane.model.loader import load_stack
 from mailplane.model.problems import StackError, YamlProblem
@@ -64,6 +65,16 @@ def require(extra: str, command: str) -> None:
         print(f"error: `mailplane {command}` needs the {extra!r} extra, which is not installed: "
               f"pip install 'mailplane[{extra}]'", file=sys.stderr)
         raise typer.Exit(1)
+
+
+def check_tenant_option(fleet: Fleet, tenant: str | None, stack_dir: Path) -> None:
+    """Exit 2 when ``--tenant`` names no tenant of the stack, saying which are there (or the close one)."""
+    if tenant is None:
+        return
+    names = [t.name for t in fleet.tenants]
+    if tenant not in names:
+        hint = did_you_mean(tenant, names) or "no tenants yet"
+        usage_error(f"--tenant: no tenant {tenant!r} in {stack_dir} ({hint})")
 
 
 def usage_error(message: str) -> NoReturn:

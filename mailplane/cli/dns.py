@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mailplane.cli import common
-from mailplane.cli.common import StackDir, load_or_exit, require, usage_error
+from mailplane.cli.common import StackDir, check_tenant_option, load_or_exit, require, usage_error
 
 if TYPE_CHECKING:
     from mailplane.dns.checks import StackOutputs
@@ -66,8 +66,7 @@ def check(
     if output not in FORMATS:
         usage_error(f"--format must be text or json, not {output!r}")
     fleet = load_or_exit(stack_dir)
-    if tenant is not None and tenant not in {t.name for t in fleet.tenants}:
-        usage_error(f"no tenant {tenant!r} in {stack_dir}")
+    check_tenant_option(fleet, tenant, stack_dir)
     # dnspython and the checks load only for this command.
     require("dns", "dns check")
     from mailplane.dns import report

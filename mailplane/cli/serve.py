@@ -39,6 +39,10 @@ def register(app: typer.Typer) -> None:
         path = config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
         if path is None:
             usage_error(f"give --config FILE or set {CONFIG_ENV}")
+        if not path.is_file():
+            where = "--config" if config else f"${CONFIG_ENV}"
+            usage_error(f"{where}: {path} is not a file (`mailplane sender-config {stack_dir} --out {path}` "
+                        "writes a starter one)")
         try:
             settings = load_config(path)
         except StackError as err:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from mailplane.cli import common
-from mailplane.cli.common import StackDir, load_or_exit, parse_date, require, usage_error
+from mailplane.cli.common import StackDir, check_tenant_option, load_or_exit, parse_date, require, usage_error
 from mailplane.files import write_atomic
 from mailplane.model.stack import Fleet
 from mailplane.warmup.status import IpStatus, TenantCapacity, fleet_ip_status, forecast
@@ -95,8 +95,7 @@ def status(
         usage_error(f"--format must be text or json, not {output!r}")
     on = parse_date(date)
     fleet = load_or_exit(stack_dir)
-    if tenant is not None and tenant not in {t.name for t in fleet.tenants}:
-        usage_error(f"no tenant {tenant!r} in {stack_dir}")
+    check_tenant_option(fleet, tenant, stack_dir)
     data = status_data(fleet, on, tenant, days)
     if output == "json":
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -132,8 +131,7 @@ def chart(
         usage_error(f"--out must end in .svg or .png, not {out.name!r}")
     start = parse_date(date)
     fleet = load_or_exit(stack_dir)
-    if tenant is not None and tenant not in {t.name for t in fleet.tenants}:
-        usage_error(f"no tenant {tenant!r} in {stack_dir}")
+    check_tenant_option(fleet, tenant, stack_dir)
     # matplotlib loads here only: `warmup status` and every other command stay fast.
     require("chart", "warmup chart")
     from mailplane.warmup import chart as charts
