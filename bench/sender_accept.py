@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -91,6 +93,37 @@ async def post_all(url: str, key: str, batches: int, size: int, clients: int) ->
     return batches * size / (time.perf_counter() - start)
 
 
+@contextlib.contextmanager
+def serving(root: Path, db: str, key: str, *,
+            edit: Callable[[Path, Path], None] | None = None) -> Iterator[tuple[Path, Path, str]]:
+    """An SMTP sink and ``mailplane serve`` on a one-tenant stack under ``root``, until the block ends.
+
+    ``edit(stack, config)`` changes the files before the service starts; the block gets the stack,
+    the config and the API's URL once ``/healthz`` answers.
+    """
+    sink = subprocess.Popen([sys.executable, str(ROOT / "tests" / "smtp_sink.py"), "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    assert sink.stdout is not None
+    stack, config, url = write_files(root, int(sink.stdout.readline()), db, key)
+    if edit is not None:
+        edit(stack, config)
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mailplane"), "serve", str(stack), "--config",
+                               str(config), "--log-level", "warning"])
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield stack, config, url
+    finally:
+        server.terminate()
+        server.wait(60)
+        sink.terminate()
+        sink.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=40)
@@ -102,25 +135,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         db = args.db or f"sqlite:///{root / 'queue.db'}"
-        sink = subprocess.Popen([sys.executable, str(ROOT / "tests" / "smtp_sink.py"), "--port", "0"],
-                                stdout=subprocess.PIPE, text=True)
-        assert sink.stdout is not None
-        stack, config, url = write_files(root, int(sink.stdout.readline()), db, key)
-        server = subprocess.Popen([str(Path(sys.executable).parent / "mailplane"), "serve", str(stack), "--config",
-                                   str(config), "--log-level", "warning"])
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+        with serving(root, db, key) as (_, _, url):
             rate = asyncio.run(post_all(url, key, args.batches, args.batch_size, args.clients))
-        finally:
-            server.terminate()
-            server.wait(60)
-            sink.terminate()
-            sink.wait(30)
         store = Store(db, create=False)
         queued = sum(store.counts().values())
         store.close()

@@ -41,7 +41,7 @@ from mailplane.sender.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from sender_accept import free_port, write_files  # noqa: E402  (the same stack and config as that bench)
+from sender_accept import free_port, serving  # noqa: E402  (the same stack and config as that bench)
 
 BARE_SERVER = textwrap.dedent("""\
     import os, sys, time
@@ -121,41 +121,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         db = args.db or f"sqlite:///{root / 'queue.db'}"
-        sink = subprocess.Popen([sys.executable, str(ROOT / "tests" / "smtp_sink.py"), "--port", "0"],
-                                stdout=subprocess.PIPE, text=True)
-        assert sink.stdout is not None
-        stack, config, url = write_files(root, int(sink.stdout.readline()), db, key)
-        if not args.deliver:  # an IP early in its warmup: 50 a day, so delivery soon waits, as a campaign's does
-            fleet = stack / "fleet.yaml"
-            fleet.write_text(fleet.read_text().replace("daily: 10000000, hourly: 10000000", "daily: 50, hourly: 50"))
         smtp_port, bare_port = free_port(), free_port()
-        with config.open("a") as out:
-            out.write(f'submission:\n  listeners: [{{listen: "127.0.0.1:{smtp_port}", tls: none}}]\n'
-                      "  max_connections_per_client: 64\n")
-        server = subprocess.Popen([str(Path(sys.executable).parent / "mailplane"), "serve", str(stack), "--config",
-                                   str(config), "--log-level", "warning"])
+
+        def edit(stack: Path, config: Path) -> None:
+            if not args.deliver:  # an IP early in its warmup: 50 a day, so delivery soon waits, as a campaign's does
+                fleet = stack / "fleet.yaml"
+                fleet.write_text(fleet.read_text().replace("daily: 10000000, hourly: 10000000",
+                                                           "daily: 50, hourly: 50"))
+            with config.open("a") as out:
+                out.write(f'submission:\n  listeners: [{{listen: "127.0.0.1:{smtp_port}", tls: none}}]\n'
+                          "  max_connections_per_client: 64\n")
+
         (root / "bare").mkdir()
         bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(root / "bare"), str(bare_port)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert bare.stdout is not None
         try:
             assert bare.stdout.readline().strip() == "ready"
-            for _ in range(300):
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            smtp_rate = asyncio.run(smtp_clients(smtp_port, args.clients, args.messages, ("bench/app", key)))
-            bare_rate = asyncio.run(smtp_clients(bare_port, args.clients, args.messages, None))
-            api_rate = asyncio.run(api_clients(url, key, args.clients, args.messages))
+            with serving(root, db, key, edit=edit) as (_, _, url):
+                smtp_rate = asyncio.run(smtp_clients(smtp_port, args.clients, args.messages, ("bench/app", key)))
+                bare_rate = asyncio.run(smtp_clients(bare_port, args.clients, args.messages, None))
+                api_rate = asyncio.run(api_clients(url, key, args.clients, args.messages))
         finally:
-            server.terminate()
-            server.wait(60)
             bare.terminate()
             bare.wait(30)
-            sink.terminate()
-            sink.wait(30)
         store = Store(db, create=False)
         queued = sum(store.counts().values())
         store.close()
