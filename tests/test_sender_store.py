@@ -490,3 +490,31 @@ def test_instances_judging_at_once_make_one_guard_pause(db_url: str) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def test_queueing_searches_the_idempotency_index_never_scans_the_queue(store: Store) -> None:
+    """Every statement that enqueuing and its checks run against ``messages``, asked of SQLite's own planner
+    (EXPLAIN QUERY PLAN): a look-up of idempotency keys that does not name the tenant and sender scans
+    the whole queue at each batch, which a queue of millions cannot afford."""
+    from sqlalchemy import event
+
+    store.enqueue([msg(t, n, key=f"k{n}") for t in ("alpha", "gamma") for n in range(50)])
+    statements: list[tuple[str, object]] = []
+
+    def seen(conn: object, cursor: object, statement: str, parameters: object, context: object,
+             executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "messages" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        store.enqueue([msg("alpha", 7, key="k7"), msg("gamma", 99, key="k99"), msg("alpha", 100, key="new")])
+        assert store.known_keys("alpha", "app", ["k1", "x"]) == {"k1"}
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert len(statements) >= 2
+    with store.engine.connect() as conn:
+        for statement, parameters in statements:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()  # type: ignore[arg-type]
+            details = " / ".join(str(row[-1]) for row in plan)
+            assert "SCAN messages" not in details, (statement, details)

@@ -30,6 +30,7 @@ import base64
 import email.policy
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email._policybase import Compat32
@@ -38,6 +39,7 @@ from email.headerregistry import Address
 from email.message import Message as Mail
 from email.parser import BytesParser
 from io import BytesIO
+from typing import Any
 
 from mailplane.model.names import STREAM_HEADER
 from mailplane.sender.compose import RESERVED_HEADERS, RESERVED_PREFIXES, is_7bit_clean
@@ -84,8 +86,8 @@ class Submission:
     fingerprint: str = field(default="")
 
 
-def _single_address(mail: Mail, name: str) -> Address | None:
-    header = mail[name]
+def _single_address(read: Mapping[str, Any], name: str) -> Address | None:
+    header = read[name]
     if header is None:
         return None
     addresses = list(getattr(header, "addresses", ()))
@@ -142,7 +144,8 @@ def read_submission(raw: bytes) -> Submission:
         raise Refused(550, "5.6.0", "the message header does not parse cleanly: "
                       + ", ".join(sorted({type(d).__name__ for d in head.defects})))
     headers: dict[str, str] = {}
-    for name, value in head.items():
+    names = head.keys()  # names only: a value is parsed (the costly part) only where it is read, once
+    for name in names:
         kind = _classify(name)
         if kind == "refused":
             hint = " (turn off DKIM signing in the application: mailplane's routes sign)" \
@@ -152,19 +155,20 @@ def read_submission(raw: bytes) -> Submission:
         if kind == "kept":
             if name.lower() in {n.lower() for n in headers}:
                 raise Refused(550, "5.6.0", f"header {name} given twice")
-            headers[name] = str(value)
+            headers[name] = str(head[name])
     for name in ("From", "Subject", "Reply-To", STREAM_HEADER):
-        if len(head.get_all(name) or []) > 1:
+        if sum(n.lower() == name.lower() for n in names) > 1:
             raise Refused(550, "5.6.0", f"header {name} given more than once")
-    sender = _single_address(head, "From")
+    read = {name: head[name] for name in ("From", "Reply-To", "Subject", "To", "Message-ID", STREAM_HEADER)}
+    sender = _single_address(read, "From")
     if sender is None:
         raise Refused(550, "5.6.0", "the message has no From header")
-    reply_to = _single_address(head, "Reply-To")
-    subject = str(head.get("Subject", "")).strip()
+    reply_to = _single_address(read, "Reply-To")
+    subject = str(read["Subject"] or "").strip()
     if not subject:
         raise Refused(550, "5.6.0", "the message has no Subject")
-    to_names = {a.addr_spec.lower(): a.display_name for a in getattr(head["To"], "addresses", ()) if a.display_name}
-    stream = str(head[STREAM_HEADER]).strip().lower() if head[STREAM_HEADER] is not None else None
+    to_names = {a.addr_spec.lower(): a.display_name for a in getattr(read["To"], "addresses", ()) if a.display_name}
+    stream = str(read[STREAM_HEADER]).strip().lower() if read[STREAM_HEADER] is not None else None
 
     body = message_from_bytes(raw, policy=_ENTITY_POLICY)
     for name in {n for n in body if not n.lower().startswith("content-")}:
@@ -173,7 +177,7 @@ def read_submission(raw: bytes) -> Submission:
     out = BytesIO()
     BytesGenerator(out, mangle_from_=False, policy=_ENTITY_POLICY).flatten(body)
     entity = out.getvalue()
-    message_id = str(head["Message-ID"]).strip() if head["Message-ID"] is not None else None
+    message_id = str(read["Message-ID"]).strip() if read["Message-ID"] is not None else None
     submission = Submission(
         from_addr=sender.addr_spec, from_name=sender.display_name or None, subject=subject, stream=stream,
         reply_to=reply_to.addr_spec if reply_to else None,
