@@ -421,3 +421,46 @@ def test_a_queue_that_cannot_commit_is_a_451_and_nothing_is_queued(in_process: t
     assert code == 451 and text.startswith("4.3.0 the queue could not take the message now")
     monkeypatch.undo()
     assert service.store.counts() == {}
+
+
+def test_a_large_message_is_checked_off_the_listeners_loop_with_the_same_answers(
+        in_process: tuple[Any, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over ``INLINE_CHECK_BYTES`` the checks run in a worker thread (lowered here to 4 KiB, under the
+    listener's SIZE): the same queued message, attachment intact, and the same refusal as inline."""
+    import base64
+    import email.policy
+    import threading
+    from email.parser import BytesParser
+
+    from mailplane.sender import smtp_submission
+
+    service, port = in_process
+    monkeypatch.setattr(smtp_submission, "INLINE_CHECK_BYTES", 4096)
+    threads: list[str] = []
+    check = smtp_submission.SubmissionHandler._check
+
+    def spy(self: Any, raw: bytes, *args: Any) -> Any:
+        threads.append(f"{'large' if len(raw) > 4096 else 'small'}:{threading.get_ident()}")
+        return check(self, raw, *args)
+
+    monkeypatch.setattr(smtp_submission.SubmissionHandler, "_check", spy)
+    report = bytes(range(256)) * 64  # 16 KiB of every byte value
+    big = mail(subject="large report")
+    big.add_attachment(report, maintype="application", subtype="octet-stream", filename="report.bin")
+    signed = mail(subject="signed and large")
+    signed["DKIM-Signature"] = "v=1; a=rsa-sha256; d=acme.example.com; s=x; b=abc"
+    signed.add_attachment(report, maintype="application", subtype="octet-stream", filename="report.bin")
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=30) as smtp:
+        smtp.login("acme/app", KEYS["acme"])
+        smtp.send_message(mail(subject="small"))
+        smtp.send_message(big)
+        code, text = _reply(lambda: smtp.send_message(signed))
+    assert code == 550 and text.startswith("5.7.1 header DKIM-Signature is not allowed")
+    loop_thread = next(t.split(":", 1)[1] for t in threads if t.startswith("small:"))
+    large_threads = {t.split(":", 1)[1] for t in threads if t.startswith("large:")}
+    assert len(threads) == 3 and loop_thread not in large_threads  # the listener's loop never ran a large check
+    queued = [m for m in map(service.store.get, (1, 2, 3)) if m]
+    assert [m.payload["subject"] for m in queued] == ["small", "large report"]
+    entity = BytesParser(policy=email.policy.default).parsebytes(base64.b64decode(queued[1].payload["mime"]))
+    [attachment] = list(entity.iter_attachments())
+    assert attachment.get_filename() == "report.bin" and attachment.get_content() == report
