@@ -180,3 +180,14 @@ def test_serve_without_its_config_file_is_a_usage_error_that_says_how_to_make_on
     result = CliRunner().invoke(app, ["serve", str(REPO / "stacks" / "prod")],
                                 env={"MAILPLANE_SENDER_CONFIG": str(missing)})
     assert result.exit_code == 2 and "$MAILPLANE_SENDER_CONFIG: " in result.stderr
+
+
+def test_init_outside_a_pulumi_project_says_where_the_stack_config_went(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("init", "stacks/x")
+    assert result.exit_code == 0, result.output
+    assert "note: no Pulumi.yaml above stacks/x" in result.stdout
+    config = yaml.safe_load((tmp_path / "stacks" / "Pulumi.x.yaml").read_text())["config"]
+    assert config == {"aws:region": "us-east-1", "mailplane:fleet": "stacks/x"}
+    assert "workflows" not in result.stdout  # no .github/workflows to speak of

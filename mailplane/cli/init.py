@@ -105,6 +105,9 @@ def register(app: typer.Typer) -> None:
         print(f"  mailplane tenant add {stack_dir} NAME, then `domain add`, `ip add`, `sender add`")
         print(f"  mailplane validate {stack_dir} && mailplane plan {stack_dir}")
         print(f"  pulumi stack init {name}   (Pulumi reads {stack_config})")
+        if project is None:
+            print(f"note: no {PULUMI_PROJECT} above {stack_dir}: {stack_config.name} went beside the stack folder, "
+                  "with mailplane:fleet as given; move it to the project's stackConfigDir")
         if project is not None and (project / ".github" / "workflows").is_dir():
             for line in starter.workflow_advice(name, region, _matrix(project)):
                 print(line)
