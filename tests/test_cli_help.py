@@ -34,6 +34,37 @@ def test_every_help_renders_without_python_types() -> None:
     assert isinstance(app, typer.Typer)
 
 
+def test_every_argument_and_option_shows_its_help() -> None:
+    """What each parameter is for reaches ``--help``: a typer release and a click release that disagree drop
+    an argument's help silently (typer 0.25 with click 8.5 did), leaving a bare name and type."""
+    root = get_command(app)
+    runner = CliRunner()
+    checked = 0
+    for path in commands(root):
+        command = root
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = command.commands[name]
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "400"})  # wide: one line per parameter
+        flat = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+        for param in command.params:
+            meant = getattr(param, "help", None)
+            if meant and not getattr(param, "hidden", False):
+                words = " ".join(meant.split()[:4])
+                assert words in flat, (path, param.name, words)
+                checked += 1
+    arguments = [p for path in commands(root) for p in _command(root, path).params if isinstance(p, click.Argument)]
+    assert arguments and all(getattr(p, "help", None) for p in arguments if p.name == "stack_dir")
+    assert checked > 100
+
+
+def _command(root: click.Command, path: tuple[str, ...]) -> click.Command:
+    for name in path:
+        assert isinstance(root, click.Group)
+        root = root.commands[name]
+    return root
+
+
 def test_version_prints_the_installed_version() -> None:
     from importlib.metadata import version
 
