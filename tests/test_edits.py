@@ -529,3 +529,27 @@ def test_sender_add_bad_arguments_exit_2(stack: Path, args: list[str], message: 
     result = run(noun, verb, stack, *rest)
     assert result.exit_code == 2 and message in result.output
     assert snapshot(stack) == before
+
+
+def test_flags_apply_to_the_added_entry_only() -> None:
+    """``domains[1]`` is not ``domains[10]``; a finding whose line moved is the same finding."""
+    from mailplane.edit_flags import Flags, for_flags, new_findings
+    from mailplane.gitops.policy import Finding
+    from mailplane.model.problems import YamlProblem
+
+    flags = Flags("domains[1]", {"": "DOMAIN", "dns": "--dns-provider", "dns.zone": "--zone"},
+                  hints={"dns": "pass --zone"})
+
+    def problem(path: str, line: int = 5) -> YamlProblem:
+        return YamlProblem("t.yaml", line, 3, path, "bad", "yaml hint")
+
+    assert for_flags(problem("domains[10].dns"), flags).path == "domains[10].dns"
+    assert for_flags(problem("domains[1].dns"), flags) == YamlProblem("t.yaml", 5, 3, "domains[1].dns (--dns-provider)",
+                                                                      "bad", "pass --zone")
+    assert for_flags(problem("domains[1].dns.zone"), flags).path == "domains[1].dns.zone (--zone)"
+    assert for_flags(problem("domains[1].dns.zone"), flags).hint == "yaml hint"  # no flag hint for it: kept
+    assert for_flags(problem("domains[1]"), flags).path == "domains[1] (DOMAIN)"
+    before = [Finding("dmarc-published", "error", problem("domains[0]", line=5))]
+    after = [Finding("dmarc-published", "error", problem("domains[0]", line=9)),
+             Finding("dmarc-published", "error", problem("domains[1]", line=12))]
+    assert new_findings(before, after) == after[1:]
