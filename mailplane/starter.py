@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mailplane.model.fleet import SesAccount
-
 SANDBOX_RATE = 1
 SANDBOX_QUOTA = 200
 """What a new SES account allows (the sandbox): the sender paces by the lower of this file and SES."""
@@ -21,7 +19,6 @@ ACCOUNT_PLACEHOLDER = "<your AWS account id, 12 digits>"
 
 def fleet_yaml(region: str, schema_ref: str) -> str:
     """A fleet.yaml that validates as it is, with the settings a new stack must think about next."""
-    SesAccount(region=region, max_send_rate=SANDBOX_RATE, daily_quota=SANDBOX_QUOTA)  # refuses a bad region
     return f"""\
 # yaml-language-server: $schema={schema_ref}
 # Shared by every tenant of this stack; tenants live in tenants/<name>.yaml (`mailplane tenant add`).

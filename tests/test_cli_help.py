@@ -41,10 +41,7 @@ def test_every_argument_and_option_shows_its_help() -> None:
     runner = CliRunner()
     checked = 0
     for path in commands(root):
-        command = root
-        for name in path:
-            assert isinstance(command, click.Group)
-            command = command.commands[name]
+        command = _command(root, path)
         result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "400"})  # wide: one line per parameter
         flat = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
         for param in command.params:
@@ -108,10 +105,7 @@ def test_every_usage_error_exits_2() -> None:
         result = runner.invoke(app, [*path, "--no-such-option"])
         assert result.exit_code == 2, (path, result.output)
         assert "No such option" in result.output, (path, result.output)
-        command = root
-        for name in path:
-            assert isinstance(command, click.Group)
-            command = command.commands[name]
+        command = _command(root, path)
         required = [p for p in command.params if p.required]
         if path and required and not isinstance(command, click.Group):
             bare = runner.invoke(app, list(path))

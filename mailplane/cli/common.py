@@ -77,6 +77,12 @@ def check_tenant_option(fleet: Fleet, tenant: str | None, stack_dir: Path) -> No
         usage_error(f"--tenant: no tenant {tenant!r} in {stack_dir} ({hint})")
 
 
+def refuse(message: str) -> NoReturn:
+    """Exit 1 with ``error: message``: a well-formed request the stack cannot take."""
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
 def usage_error(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(2)

@@ -18,13 +18,13 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal, NoReturn
+from typing import Annotated, Literal
 
 import typer
 from ruamel.yaml.comments import CommentedMap
 
 from mailplane import edits
-from mailplane.cli.common import StackDir, fail, parse_date, usage_error
+from mailplane.cli.common import StackDir, fail, parse_date, refuse, usage_error
 from mailplane.edit_flags import Flags, finding_for_flags, for_flags, new_findings
 from mailplane.files import write_atomic
 from mailplane.gitops.policy import check_policies
@@ -80,7 +80,7 @@ def tenant_add(
     _require_stack(stack_dir)
     path = stack_dir / TENANTS_DIR / f"{name}.yaml"
     if path.exists():
-        _refuse(f"{display_path(path)} already exists; add to it with `mailplane domain add` or `mailplane ip add`")
+        refuse(f"{display_path(path)} already exists; add to it with `mailplane domain add` or `mailplane ip add`")
     text = edits.new_tenant(edits.NewTenant(name, display_name, _streams(stream)), schema_ref(path))
     flags = Flags("", {"name": "NAME", "display_name": "--display-name", "streams": "--stream"})
     _validate_and_write(stack_dir, path, text.encode("utf-8"), f"new tenant {name}", flags, force)
@@ -257,7 +257,7 @@ def _read_tenant(stack_dir: Path, tenant: str) -> tuple[Path, str, bytes]:
     known = [p.stem for p in tenant_files(stack_dir)]
     if tenant not in known:
         listed = ", ".join(known) if known else "none yet; create one with `mailplane tenant add`"
-        _refuse(f"no tenant {tenant!r} in {display_path(stack_dir)} (tenants: {listed})")
+        refuse(f"no tenant {tenant!r} in {display_path(stack_dir)} (tenants: {listed})")
     path = stack_dir / TENANTS_DIR / f"{tenant}.yaml"
     raw = path.read_bytes()
     try:
@@ -284,11 +284,6 @@ def _append(stack_dir: Path, tenant: str, key: str, item: CommentedMap, what: st
 def _require_stack(stack_dir: Path) -> None:
     if not stack_dir.is_dir():
         usage_error(f"{stack_dir} is not a folder (pass a stack folder holding fleet.yaml and tenants/)")
-
-
-def _refuse(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(1)
 
 
 def _checked(value: str, check: Callable[[str], str], hint: str) -> None:

@@ -17,9 +17,10 @@ import typer
 import yaml
 
 from mailplane import starter
-from mailplane.cli.common import StackDir, load_or_exit, usage_error
+from mailplane.cli.common import StackDir, load_or_exit, refuse, usage_error
 from mailplane.cli.edit import schema_ref
 from mailplane.files import write_atomic
+from mailplane.model.fleet import REGION_PATTERN
 from mailplane.model.loader import TENANTS_DIR
 from mailplane.model.types import normalise_slug
 
@@ -61,11 +62,6 @@ def _matrix(project: Path) -> starter.WorkflowMatrix:
     return starter.WorkflowMatrix(stacks, regions)
 
 
-def _refuse(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(1)
-
-
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init(
@@ -81,15 +77,15 @@ def register(app: typer.Typer) -> None:
             normalise_slug(name)
         except ValueError as err:
             raise typer.BadParameter(f"the folder's name is the stack's name: {err}", param_hint="STACK_DIR") from None
-        if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", region):
+        if not re.fullmatch(REGION_PATTERN, region):
             raise typer.BadParameter(f"{region!r} is not an AWS region (e.g. eu-west-1)", param_hint="--region")
         if stack_dir.exists() and (not stack_dir.is_dir() or any(stack_dir.iterdir())):
-            _refuse(f"{stack_dir} exists and is not an empty folder; `mailplane init` writes only new stacks")
+            refuse(f"{stack_dir} exists and is not an empty folder; `mailplane init` writes only new stacks")
         project = _pulumi_project(stack_dir.resolve().parent)
         config_dir = _stack_config_dir(project) if project else stack_dir.resolve().parent
         stack_config = config_dir / f"Pulumi.{name}.yaml"
         if stack_config.exists():
-            _refuse(f"{stack_config} exists: stack {name!r} is already a Pulumi stack of this project")
+            refuse(f"{stack_config} exists: stack {name!r} is already a Pulumi stack of this project")
         fleet_path = Path(os.path.relpath(stack_dir.resolve(), project)).as_posix() if project else str(stack_dir)
 
         (stack_dir / TENANTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -125,9 +121,9 @@ def register(app: typer.Typer) -> None:
             "--out", help="Write to this new file, mode 0600 (default: stdout).", show_default=False)] = None,
     ) -> None:
         """Print a starter config for `mailplane serve`: SQLite, the API on loopback, a fresh unsubscribe key."""
-        from mailplane.sender.config import hash_api_key, new_api_key
+        from mailplane.sender.config import ACCOUNT_ID_PATTERN, hash_api_key, new_api_key
 
-        if account_id is not None and not re.fullmatch(r"\d{12}", account_id):
+        if account_id is not None and not re.fullmatch(ACCOUNT_ID_PATTERN, account_id):
             raise typer.BadParameter(f"{account_id!r} is not an AWS account id (12 digits)", param_hint="--account-id")
         if out is not None and out.exists():
             usage_error(f"--out: {out} exists; mailplane does not overwrite a sender config")

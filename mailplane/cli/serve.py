@@ -84,18 +84,15 @@ def register(app: typer.Typer) -> None:
                 normalise_slug(name)
             except ValueError as err:
                 usage_error(f"{name!r}: an operator's name is a slug: {err}")
-            key = new_api_key()
-            typer.echo(f"key:  {key}")
-            typer.echo(f"config line (admin_keys):  {name}: \"{hash_api_key(key)}\"")
-            return
-        tenant, _, sender = name.partition("/")
-        if not tenant or not sender or "/" in sender:
-            usage_error(f"{name!r}: give TENANT/SENDER")
-        if stack_dir is not None:
-            fleet = load_or_exit(stack_dir)
-            known = {f"{t.name}/{s.name}" for t in fleet.tenants for s in t.senders}
-            if name not in known:
-                usage_error(f"{name!r} is not a sender of {stack_dir} (known: {', '.join(sorted(known))})")
+        else:
+            tenant, _, sender = name.partition("/")
+            if not tenant or not sender or "/" in sender:
+                usage_error(f"{name!r}: give TENANT/SENDER")
+            if stack_dir is not None:
+                fleet = load_or_exit(stack_dir)
+                known = {f"{t.name}/{s.name}" for t in fleet.tenants for s in t.senders}
+                if name not in known:
+                    usage_error(f"{name!r} is not a sender of {stack_dir} (known: {', '.join(sorted(known))})")
         key = new_api_key()
         typer.echo(f"key:  {key}")
-        typer.echo(f"config line (api_keys):  {name}: \"{hash_api_key(key)}\"")
+        typer.echo(f"config line ({'admin_keys' if admin else 'api_keys'}):  {name}: \"{hash_api_key(key)}\"")

@@ -16,10 +16,14 @@ bounce or complaint findings are bad (``strict`` soonest; ``none`` never, leavin
 guard and to the account-wide review)."""
 
 
+REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
+"""An AWS region's name (eu-north-1, us-gov-west-1)."""
+
+
 class SesAccount(Model):
     """The Amazon SES account of the stack; the sender service paces all tenants within it."""
 
-    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region, e.g. eu-north-1.")
+    region: str = Field(pattern=REGION_PATTERN, description="AWS region, e.g. eu-north-1.")
     max_send_rate: float = Field(gt=0, description="Account limit in messages per second.")
     daily_quota: int = Field(gt=0, description="Account limit in messages per 24 hours.")
     reputation_policy: ReputationPolicy = Field(

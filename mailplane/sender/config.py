@@ -39,8 +39,11 @@ def hash_api_key(key: str) -> str:
     return HASH_PREFIX + hashlib.sha256(key.encode()).hexdigest()
 
 
+ACCOUNT_ID_PATTERN = r"^\d{12}$"
+
+
 class AwsSettings(Model):
-    account_id: StrictStr = Field(pattern=r"^\d{12}$", description="Account of the fleet's SNS topics.")
+    account_id: StrictStr = Field(pattern=ACCOUNT_ID_PATTERN, description="Account of the fleet's SNS topics.")
     partition: Literal["aws", "aws-cn", "aws-us-gov"] = "aws"
     endpoint_url: StrictStr | None = Field(
         None, description="Another endpoint for SES and SNS (a test double such as moto); unset in production.")

@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,6 +36,7 @@ from typing import Any, Literal
 from sqlalchemy import (
     Connection,
     Engine,
+    Row,
     Table,
     and_,
     create_engine,
@@ -95,6 +96,22 @@ class IdempotencyConflict(Exception):
         where = f"message {original}" if original is not None else f"message {earlier_index} of this batch"
         super().__init__(f"idempotency key {key!r} was used for {where} with another message")
         self.index, self.key, self.original, self.earlier_index = index, key, original, earlier_index
+
+
+def _rows_under_keys(conn: Connection, tenant: str, sender: str, keys: Iterable[str],
+                     *columns: Any) -> list[Row[Any]]:
+    """The sender's queued messages under ``keys`` (their key and ``columns``), 500 keys a query.
+
+    The tenant and sender are always named: the unique index leads with them, so each look-up is a
+    search of the index, never a scan of every message the queue holds.
+    """
+    ordered = sorted(set(keys))
+    found: list[Row[Any]] = []
+    for start in range(0, len(ordered), 500):
+        found += conn.execute(select(messages.c.idempotency_key, *columns).where(
+            messages.c.tenant == tenant, messages.c.sender == sender,
+            messages.c.idempotency_key.in_(ordered[start:start + 500]))).all()
+    return found
 
 
 def _fingerprint(payload: Any) -> str | None:
@@ -277,25 +294,14 @@ class Store:
 
     def _existing_keys(self, conn: Connection,
                        batch: Sequence[NewMessage]) -> dict[tuple[str, str, str], tuple[int, str | None]]:
-        """(tenant, sender, key) to (id, fingerprint) of the messages already queued under the batch's keys.
-
-        Asked per sender, with its tenant and sender named: the unique index leads with them, so each
-        look-up is a search of the index, not a scan of every message the queue holds.
-        """
+        """(tenant, sender, key) to (id, fingerprint) of the messages already queued under the batch's keys."""
         wanted: dict[tuple[str, str], set[str]] = {}
         for m in batch:
             if m.idempotency_key is not None:
                 wanted.setdefault((m.tenant, m.sender), set()).add(m.idempotency_key)
-        found: dict[tuple[str, str, str], tuple[int, str | None]] = {}
-        for (tenant, sender), key_set in sorted(wanted.items()):
-            keys = sorted(key_set)
-            for start in range(0, len(keys), 500):
-                rows = conn.execute(select(messages.c.id, messages.c.idempotency_key, messages.c.payload).where(
-                    messages.c.tenant == tenant, messages.c.sender == sender,
-                    messages.c.idempotency_key.in_(keys[start:start + 500])))
-                for r in rows:
-                    found[(tenant, sender, r.idempotency_key)] = (int(r.id), _fingerprint(r.payload))
-        return found
+        return {(tenant, sender, r.idempotency_key): (int(r.id), _fingerprint(r.payload))
+                for (tenant, sender), keys in sorted(wanted.items())
+                for r in _rows_under_keys(conn, tenant, sender, keys, messages.c.id, messages.c.payload)}
 
     def _enqueue_bulk(self, conn: Connection, batch: Sequence[NewMessage]) -> list[Enqueued]:
         now = self.clock()
@@ -367,10 +373,7 @@ class Store:
         if not keys:
             return set()
         with self.reading() as conn:
-            rows = conn.execute(select(messages.c.idempotency_key).where(
-                messages.c.tenant == tenant, messages.c.sender == sender,
-                messages.c.idempotency_key.in_(sorted(set(keys)))))
-            return {row.idempotency_key for row in rows}
+            return {row.idempotency_key for row in _rows_under_keys(conn, tenant, sender, keys)}
 
     def get(self, message_id: int) -> Message | None:
         with self.reading() as conn:
