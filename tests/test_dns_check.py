@@ -96,7 +96,7 @@ def easy_pmta(fleet: Fleet) -> Domain:
 def expected_checks(tenant: Tenant, domain: Domain) -> set[str]:
     """The checks the good zone gives a domain: the records the fleet declares for it."""
     return ({"dkim"} | ({"dkim-powermta"} if rec.has_powermta_key(tenant, domain) else set())
-            | ({"dmarc"} if domain.dmarc else set())
+            | {"dmarc"}  # declared, compared; undeclared, the published record's reports still judged
             | ({"mail-from-mx", "mail-from-spf"} if domain.mail_from else set())
             | ({"spf", "spf-lookups", "spf-void-lookups", "spf-eval"} if domain.spf else set())
             | ({"return-path-mx", "return-path-spf", "return-path-spf-eval"}
@@ -661,6 +661,42 @@ def test_missing_external_report_authorisation_fails(dns_data: DnsTestData, stac
     code, results = json_check(stack, serve_zone(zone).address, "--outputs", str(outputs_file))
     assert code == 1
     assert not_ok(results) == {(domain.name, "dmarc-report-auth", auth, "fail")}
+
+
+def test_a_domain_without_declared_dmarc_still_has_the_published_records_reports_authorised(
+        dns_data: DnsTestData, stack_copy: Callable[[str], Path], serve_zone: Callable[[Zone], KnotServer]) -> None:
+    """DMARC kept outside the tenant file (dmarc-published waived): its rua and ruf mailboxes are judged all the same."""
+    stack = stack_copy("prod")
+    fleet = load_stack(stack)
+    domain, tenant = easy(fleet), next(t for t in fleet.tenants if easy(fleet) in t.domains)
+    path = stack / "tenants" / f"{tenant.name}.yaml"
+    text = path.read_text()
+    line = next(x for x in text.splitlines() if x.strip().startswith("dmarc:") and x in text.split(domain.name, 1)[1])
+    path.write_text(text.replace(line + "\n", "", 1))
+    fleet = load_stack(stack)
+    assert next(d for t in fleet.tenants for d in t.domains if d.name == domain.name).dmarc is None
+    outputs = stack_outputs(fleet, dns_data.keys)
+    outputs_file = stack.parent / "outputs.json"
+    outputs_file.write_text(json.dumps(outputs))
+    zone = good_zone([fleet], {fleet.stack: outputs})
+    name = f"_dmarc.{domain.name}"
+    assert zone.get(name, "TXT") == []
+
+    code, results = json_check(stack, serve_zone(zone).address, "--outputs", str(outputs_file))
+    assert code == 0
+    assert [(r["status"], r["message"]) for r in results if r["check"] == "dmarc" and r["name"] == name] == [
+        ("skip", "not declared in the tenant file; no DMARC record published")]
+
+    zone.add(name, "TXT", "v=DMARC1; p=none; rua=mailto:agg@reports.example.net,mailto:d@" + domain.name
+             + "; ruf=mailto:f@forensics.example.com")
+    agg, forensic = (rec.dmarc_report_auth_name(domain.name, h) for h in ("reports.example.net", "forensics.example.com"))
+    zone.add(agg, "TXT", "v=DMARC1")
+    code, results = json_check(stack, serve_zone(zone).address, "--outputs", str(outputs_file))
+    assert code == 1
+    assert not_ok(results) == {(domain.name, "dmarc-report-auth", forensic, "fail")}
+    assert {(r["name"], r["status"]) for r in results if r["check"] == "dmarc-report-auth"} == {
+        (agg, "ok"), (forensic, "fail")}
+    assert [r["status"] for r in results if r["check"] == "dmarc" and r["name"] == name] == ["skip"]
 
 
 def test_warnings_are_printed_but_exit_0(dns_data: DnsTestData, serve_zone: Callable[[Zone], KnotServer]) -> None:

@@ -15,7 +15,8 @@ been) published and what is sent.  Per domain:
   ``redirect=`` is equal; ``+all``, ``?all`` or a missing tenant IP fails), and *evaluated*: each
   of the tenant's IPs must pass for ``postmaster@<domain>``;
 - DMARC: syntax, policy and alignment modes against the fleet's, and the report authorisation of
-  every ``rua``/``ruf`` domain of another organisation that the published record names;
+  every ``rua``/``ruf`` domain of another organisation that the published record names -- also
+  where the tenant file declares no DMARC and the record is kept elsewhere;
 - SES's custom MAIL FROM: its MX and SPF (``include:amazonses.com``: SES's addresses are not ours
   to evaluate);
 - per PowerMTA route, the return path ``<stream>.rp.<domain>``: its MX (every route IP's host, or
@@ -196,6 +197,9 @@ def domain_checks(fleet: Fleet, tenant: Tenant, domain: Domain, outputs: StackOu
             name = rec.dmarc_report_auth_name(domain.name, host)
             checks.append(Check(subject, (("dmarc-report-auth", name),),
                                 partial(check_report_auth, subject, domain.name, host, name)))
+    elif domain.dmarc is None:
+        name = f"_dmarc.{domain.name}"
+        checks.append(Check(subject, (("dmarc", name),), partial(check_undeclared_dmarc, subject, domain.name, name)))
     if mx := static.get(("mail-from", "MX")):
         checks.append(Check(subject, (("mail-from-mx", mx.name),), partial(check_mail_from_mx, subject, mx)))
     if txt := static.get(("mail-from", "TXT")):
@@ -617,12 +621,39 @@ async def check_dmarc(subject: Subject, domain: Domain, expected: rec.Record, de
         results = [result(Status.WARN, "; ".join(notes) + f": '{found[0]}'")]
     else:
         results = [result(Status.OK, found[0])]
-    uris = [u for tag in ("rua", "ruf") for u in have.get(tag, "").split(",")]
-    for host in report_hosts(uris, domain.name):
+    return results + await published_report_auth(subject, domain.name, have, declared_hosts, lookup)
+
+
+async def check_undeclared_dmarc(subject: Subject, domain: str, name: str, lookup: Lookup) -> list[Result]:
+    """A domain whose tenant file declares no DMARC (``dmarc-published`` waived: the record is kept elsewhere).
+
+    Nothing to compare with, but what is published still sends receivers' reports somewhere: each
+    other organisation's mailbox it names must have authorised them, or the reports are lost.
+    """
+    answer = await lookup.query(name, "TXT")
+    found = [t for t in answer.records if "v=dmarc" in t.lower().replace(" ", "")]
+    if len(found) != 1:
+        what = "no DMARC record" if not found else f"{len(found)} DMARC records, which receivers ignore"
+        return [subject.result("dmarc", name, Status.SKIP, f"not declared in the tenant file; {what} published")]
+    record = parse_dmarc(found[0])
+    if record.errors:
+        return [subject.result("dmarc", name, Status.SKIP, "not declared in the tenant file; the published record "
+                                                           f"is invalid, receivers ignore it: '{found[0]}'")]
+    results = [subject.result("dmarc", name, Status.SKIP, f"not declared in the tenant file; published: '{found[0]}'")]
+    return results + await published_report_auth(subject, domain, record.tags, [], lookup)
+
+
+async def published_report_auth(subject: Subject, domain: str, tags: dict[str, str], declared_hosts: list[str],
+                                lookup: Lookup) -> list[Result]:
+    """The report authorisation of each other organisation's mailbox a published record's ``rua``/``ruf`` names,
+    but for ``declared_hosts`` (the tenant file's, which have checks of their own)."""
+    results: list[Result] = []
+    uris = [u for tag in ("rua", "ruf") for u in tags.get(tag, "").split(",")]
+    for host in report_hosts(uris, domain):
         if host not in declared_hosts:
-            name = rec.dmarc_report_auth_name(domain.name, host)
+            name = rec.dmarc_report_auth_name(domain, host)
             try:
-                results += await check_report_auth(subject, domain.name, host, name, lookup)
+                results += await check_report_auth(subject, domain, host, name, lookup)
             except DnsError as err:
                 results.append(subject.result("dmarc-report-auth", name, Status.ERROR, str(err)))
     return results
