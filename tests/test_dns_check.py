@@ -665,7 +665,7 @@ def test_missing_external_report_authorisation_fails(dns_data: DnsTestData, stac
 
 def test_a_domain_without_declared_dmarc_still_has_the_published_records_reports_authorised(
         dns_data: DnsTestData, stack_copy: Callable[[str], Path], serve_zone: Callable[[Zone], KnotServer]) -> None:
-    """DMARC kept outside the tenant file (dmarc-published waived): its rua and ruf mailboxes are judged all the same."""
+    """DMARC kept outside the tenant file (dmarc-published waived): its rua and ruf mailboxes are judged alike."""
     stack = stack_copy("prod")
     fleet = load_stack(stack)
     domain, tenant = easy(fleet), next(t for t in fleet.tenants if easy(fleet) in t.domains)
@@ -689,7 +689,8 @@ def test_a_domain_without_declared_dmarc_still_has_the_published_records_reports
 
     zone.add(name, "TXT", "v=DMARC1; p=none; rua=mailto:agg@reports.example.net,mailto:d@" + domain.name
              + "; ruf=mailto:f@forensics.example.com")
-    agg, forensic = (rec.dmarc_report_auth_name(domain.name, h) for h in ("reports.example.net", "forensics.example.com"))
+    agg, forensic = (rec.dmarc_report_auth_name(domain.name, h)
+                     for h in ("reports.example.net", "forensics.example.com"))
     zone.add(agg, "TXT", "v=DMARC1")
     code, results = json_check(stack, serve_zone(zone).address, "--outputs", str(outputs_file))
     assert code == 1
