@@ -161,22 +161,28 @@ def test_temporary_failure_after_the_content_is_not_refunded(code: int) -> None:
     assert isinstance(outcomes[2], Delivered)
 
 
-def test_unknown_mailbox_is_a_hard_bounce_and_the_connection_survives() -> None:
+def test_a_refusal_at_rcpt_is_powermtas_so_the_message_waits_and_the_connection_survives() -> None:
+    """PowerMTA queues mail for remote domains: a 550 5.1.1 at the hand-over is its own decision (relaying, a
+    rule), not the mailbox's, so the message is retried with its reservation back and nobody is suppressed."""
     with SmtpSink(Faults(reject=r"^nobody@")) as sink:
         outcomes = run(send_all(pool_for(sink), ["nobody@example.org", "jane@example.org"]))
         assert sink.sessions == 1
-    assert isinstance(outcomes[0], PermanentFailure) and outcomes[0].hard_bounce
+    assert outcomes[0] == TemporaryFailure(outcomes[0].error, refund=True, mta_config=True)
     assert outcomes[0].error.startswith("rcpt: 550 5.1.1")
     assert isinstance(outcomes[1], Delivered)
 
 
-@pytest.mark.parametrize(("code", "hard"), [(554, False), (550, False), (552, False)])
-def test_content_refusals_are_permanent_but_no_hard_bounce(code: int, hard: bool) -> None:
-    # The sink's 550 after DATA says 5.7.1 (policy): the enhanced code wins over the basic one.
+@pytest.mark.parametrize(("code", "final"), [(554, True), (550, False), (552, True)])
+def test_content_refusals_fail_only_when_final_for_the_message(code: int, final: bool) -> None:
+    # The sink's 554 says 5.6.0 (the content) and its 552 5.3.4 (the size): final for that message.  Its 550
+    # says 5.7.1 (a policy): PowerMTA refuses every message so until its config changes, so the message waits.
     with SmtpSink(Faults(data_every=1, data_code=code)) as sink:
         [outcome] = run(send_all(pool_for(sink), ["jane@example.org"]))
         assert sink.received == 0
-    assert outcome == PermanentFailure(outcome.error, hard_bounce=hard)
+    if final:
+        assert outcome == PermanentFailure(outcome.error)
+    else:
+        assert outcome == TemporaryFailure(outcome.error, refund=True, mta_config=True)
 
 
 def test_connection_refused_is_refunded() -> None:
@@ -275,7 +281,7 @@ def test_the_sink_runs_as_a_process_for_benchmarks() -> None:
     finally:
         sink.terminate()
         out, _ = sink.communicate(timeout=10)
-    assert [type(o) for o in outcomes] == [Delivered, PermanentFailure, Delivered]
+    assert [type(o) for o in outcomes] == [Delivered, TemporaryFailure, Delivered]
     assert out.strip() == "received=2 sessions=1"
     assert sink.returncode == 0
 
@@ -286,24 +292,40 @@ def test_unknown_host_is_a_programming_error() -> None:
         run(pool.send("mta9", mail_for(), SENDER, "jane@example.org"))
 
 
+def _config(error: str) -> TemporaryFailure:
+    return TemporaryFailure(error, refund=True, mta_config=True)
+
+
 @pytest.mark.parametrize(("stage", "code", "text", "expected"), [
     ("content", 250, "2.0.0 Ok", Delivered("250 2.0.0 Ok")),
     ("mail", 451, "4.3.0 try later", TemporaryFailure("mail: 451 4.3.0 try later", refund=True)),
     ("rcpt", 452, "4.2.2 mailbox full", TemporaryFailure("rcpt: 452 4.2.2 mailbox full", refund=True)),
     ("data", 421, "4.3.2 bye", TemporaryFailure("data: 421 4.3.2 bye", refund=True)),
     ("content", 451, "4.3.0 later", TemporaryFailure("content: 451 4.3.0 later", refund=False)),
-    ("connect", 554, "no service", TemporaryFailure("connect: 554 no service", refund=True)),
-    ("mail", 550, "5.1.8 bad sender domain", PermanentFailure("mail: 550 5.1.8 bad sender domain", False)),
-    ("rcpt", 550, "no such user", PermanentFailure("rcpt: 550 no such user", True)),
-    ("rcpt", 551, "user not local", PermanentFailure("rcpt: 551 user not local", True)),
-    ("rcpt", 553, "mailbox name not allowed", PermanentFailure("rcpt: 553 mailbox name not allowed", True)),
-    ("rcpt", 554, "5.1.2 bad domain", PermanentFailure("rcpt: 554 5.1.2 bad domain", True)),
-    ("rcpt", 550, "5.0.0 unknown user", PermanentFailure("rcpt: 550 5.0.0 unknown user", True)),
-    ("rcpt", 550, "5.7.1 blocked by policy", PermanentFailure("rcpt: 550 5.7.1 blocked by policy", False)),
-    ("rcpt", 552, "5.2.2 over quota", PermanentFailure("rcpt: 552 5.2.2 over quota", False)),
-    ("content", 550, "5.1.1 user unknown", PermanentFailure("content: 550 5.1.1 user unknown", True)),
-    ("content", 554, "5.6.0 spam", PermanentFailure("content: 554 5.6.0 spam", False)),
-    ("data", 554, "5.5.1 no valid recipients", PermanentFailure("data: 554 5.5.1 no valid recipients", False)),
+    # PowerMTA's configuration: the message waits, its reservation back, and the IP counts a refusal
+    ("connect", 554, "no service", _config("connect: 554 no service")),
+    ("rcpt", 550, "5.7.1 relaying denied", _config("rcpt: 550 5.7.1 relaying denied")),
+    ("rcpt", 451, "4.7.1 relaying denied, try later", _config("rcpt: 451 4.7.1 relaying denied, try later")),
+    ("content", 550, "5.7.1 invalid virtual MTA acme-203-0-113-5",
+     _config("content: 550 5.7.1 invalid virtual MTA acme-203-0-113-5")),
+    ("content", 550, "5.1.1 unknown virtual-mta x", _config("content: 550 5.1.1 unknown virtual-mta x")),
+    ("content", 451, "4.3.0 no such vmta", _config("content: 451 4.3.0 no such vmta")),
+    ("mail", 550, "5.1.8 bad sender domain", _config("mail: 550 5.1.8 bad sender domain")),
+    ("rcpt", 550, "no such user", _config("rcpt: 550 no such user")),
+    ("rcpt", 551, "user not local", _config("rcpt: 551 user not local")),
+    ("rcpt", 554, "5.1.2 bad domain", _config("rcpt: 554 5.1.2 bad domain")),
+    ("rcpt", 550, "5.7.1 blocked by policy", _config("rcpt: 550 5.7.1 blocked by policy")),
+    ("content", 550, "5.1.1 user unknown", _config("content: 550 5.1.1 user unknown")),
+    ("data", 554, "5.5.1 no valid recipients", _config("data: 554 5.5.1 no valid recipients")),
+    # final for this message alone: it fails, nobody is suppressed
+    ("content", 554, "5.6.0 spam", PermanentFailure("content: 554 5.6.0 spam")),
+    ("content", 552, "5.3.4 message too big", PermanentFailure("content: 552 5.3.4 message too big")),
+    ("mail", 552, "message size exceeds fixed limit", PermanentFailure("mail: 552 message size exceeds fixed limit")),
+    ("content", 554, "5.2.3 message length exceeds administrative limit",
+     PermanentFailure("content: 554 5.2.3 message length exceeds administrative limit")),
+    ("rcpt", 501, "5.1.3 bad recipient address syntax", PermanentFailure("rcpt: 501 5.1.3 bad recipient address syntax")),
+    ("rcpt", 550, "5.1.1 recipient is on the suppression list",
+     PermanentFailure("rcpt: 550 5.1.1 recipient is on the suppression list")),
 ])
 def test_reply_classification(stage: Any, code: int, text: str, expected: Outcome) -> None:
     assert classify_reply(stage, code, text) == expected
@@ -358,7 +380,7 @@ def test_ses_sends_the_raw_mail_from_a_verified_domain(moto: MotoServer) -> None
 
 def test_ses_refuses_an_unverified_sender_permanently(moto: MotoServer) -> None:
     outcome = run(ses_send(SesTransport(REGION, endpoint_url=moto.url), sender="someone@unverified.example.net"))
-    assert isinstance(outcome, PermanentFailure) and not outcome.hard_bounce
+    assert isinstance(outcome, PermanentFailure)
     assert "MessageRejected" in outcome.error
 
 
@@ -419,7 +441,7 @@ def test_ses_error_classification(error: Exception, kind: type, refund_or_hard: 
     if isinstance(outcome, TemporaryFailure):
         assert (outcome.refund, outcome.retry_after) == (refund_or_hard, retry_after)
     else:
-        assert isinstance(outcome, PermanentFailure) and outcome.hard_bounce is refund_or_hard
+        assert isinstance(outcome, PermanentFailure) and not refund_or_hard
 
 
 def test_ses_sends_as_the_senders_own_iam_user_when_its_keys_are_configured(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 
 from mailplane.model.addresses import canonical_ip
 from mailplane.model.tenant import Domain
@@ -115,3 +116,10 @@ def parse_verp(address: str) -> tuple[str, str] | None:
         return parts[1], str(ipaddress.ip_address(bytes.fromhex(parts[2])))
     except ValueError:
         return None
+
+
+def dkim_key_covers(key_domains: Iterable[str], identity: str) -> bool:
+    """Whether one of PowerMTA's ``domain-key`` domains signs mail whose signing identity is ``identity``:
+    PowerMTA takes a key whose domain equals the identity's or is a parent of it (its guide's key choice)."""
+    identity = identity.lower().rstrip(".")
+    return any(identity == d or identity.endswith("." + d) for d in key_domains)

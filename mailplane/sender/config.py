@@ -150,10 +150,23 @@ class SenderConfig(Model):
     smtp_endpoints: dict[StrictStr, Listener] = Field(
         default_factory=dict,
         description="MTA host name to the ADDRESS:PORT to submit to, where not the fleet's `smtp_listener`.")
+    deployed_records: dict[StrictStr, StrictStr] = Field(
+        default_factory=dict,
+        description="MTA host name to the file where `roles/powermta` records what PowerMTA there runs (its VMTAs and "
+        "their DKIM domains), written after each successful reload: the sender hands a VMTA mail only once that "
+        "record has it. A host of this instance without one is not judged: its VMTAs are named as the fleet "
+        "says, with a warning at start.")
+    handover_refusals_before_hold: StrictInt = Field(
+        3, ge=1, le=1000, description="PowerMTA refusals about its configuration (an unknown VMTA, relaying "
+        "denied) in a row on one IP before the IP is held; its mail waits meanwhile, nothing is failed.")
+    handover_hold_seconds: float = Field(
+        300.0, ge=1, le=86400, description="How long such a hold lasts before mail is tried on the IP again; the "
+        "first hand-over PowerMTA accepts ends it.")
     accounting_files: list[StrictStr] = Field(
         default_factory=list, description="Glob patterns of PowerMTA accounting CSV files to ingest.")
     alert_webhook_url: StrictStr | None = Field(None, description="POSTed a JSON alert when an IP is held "
-                                                "or a tenant paused by the guard.")
+                                                "(its rates, or PowerMTA refusing its mail), a tenant paused by the "
+                                                "guard, or a VMTA named by the fleet is not deployed on its host.")
     events_interval_seconds: float = Field(
         30.0, ge=0.5, le=3600, description="How often the accounting files are read and the tenant guard judges "
         "the tenants' rates: the longest a tenant over its thresholds goes on sending.")

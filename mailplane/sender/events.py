@@ -37,10 +37,8 @@ from __future__ import annotations
 import datetime
 import glob
 import hashlib
-import json
 import logging
 import threading
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailplane.model.addresses import ip_key
 from mailplane.sender.accounting import AccountingEvent, Batch, Cursor, VmtaIndex, read_file
+from mailplane.sender.alerts import ALERT_TIMEOUT, Post, post_json
 from mailplane.sender.guard import GuardPause, guard_tenants
 from mailplane.sender.outcomes import SES_ROUTE
 from mailplane.sender.pacing import IpOverride
@@ -95,7 +94,6 @@ ALERTED_PREFIX = "alerted:"
 SOURCE_SES = "ses-event"
 CONFIRM_TIMEOUT = 5.0
 """Seconds to GET a SubscribeURL: SNS waits for our answer, so this must stay short."""
-ALERT_TIMEOUT = 5.0
 HOLD_REFRESH = 60.0
 """Seconds the hold answers are trusted without reading the stats again: another instance may
 have ingested meanwhile (this instance's own ingests refresh at once)."""
@@ -108,18 +106,8 @@ MAX_LOGGED_PROBLEMS = 20
 """Row problems logged per file and ingest; the rest are only counted (a broken file would
 otherwise flood the log every poll)."""
 
-Post = Callable[[str, Mapping[str, Any], float], None]
-"""POST a JSON body to a URL with a timeout; raises on any failure (the alert webhook)."""
 Get = Callable[[str], Any]
 """GET a URL, raising on failure (confirming an SNS subscription)."""
-
-
-def post_json(url: str, payload: Mapping[str, Any], timeout: float) -> None:
-    """Default alert delivery: urllib POST of JSON; a non-2xx status raises ``HTTPError``."""
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # the operator's configured URL
-        response.read(1024)
 
 
 @dataclass

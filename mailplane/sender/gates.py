@@ -14,6 +14,9 @@ The gates, per message:
 * a stream whose IPs are all on other instances' hosts goes back to the queue for them;
 * a pause in force (:class:`Pause`: an operator's, or the tenant guard's) on the tenant, the stream
   or the recipient's domain keeps the message waiting; a paused IP is passed over;
+* through PowerMTA, an IP whose VMTA the host's PowerMTA does not run (or runs without a DKIM key
+  for the From domain) is passed over too (:attr:`IpGate.missing`): PowerMTA would refuse the mail,
+  or send it unsigned;
 * the tenant's own ``daily_quota``;
 * through PowerMTA: among the route's IPs, one with warmup quota left today and room under its
   hourly ceiling -- the one with the most left, then the least used, then the lowest address;
@@ -31,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mailplane.model.names import vmta_name
+from mailplane.model.names import dkim_key_covers, vmta_name
 
 SES = "ses"
 """Counter kind, and rate schedule name, of the SES account."""
@@ -41,6 +44,10 @@ PAUSED = "paused: "
 """How the reason of a message waiting under a pause begins (a resume finds them by it)."""
 PAUSE_RECHECK = 60.0
 """Seconds a paused message waits before it is asked about again: a resume takes effect within this."""
+NOT_DEPLOYED = "not deployed: "
+"""How the reason of a message waiting for PowerMTA to get its VMTA begins."""
+DEPLOY_RECHECK = 60.0
+"""Seconds a message waiting for a VMTA to be deployed waits before it is asked about again."""
 DEFAULT_CATCH_UP = 0.25
 """Seconds of lateness the SES schedule makes up (see ``RateSchedule``)."""
 
@@ -155,6 +162,14 @@ class IpGate:
     hourly_cap: int | None
     pause: Pause | None = None
     """A pause of this IP in force: it is passed over."""
+    missing: str | None = None
+    """Why the host's PowerMTA cannot take the IP's mail now (its VMTA is not deployed there): passed over."""
+    signs: frozenset[str] | None = None
+    """The domains the deployed VMTA has a DKIM key for; None: not known (no deployed record)."""
+
+    def takes(self, from_domain: str) -> bool:
+        """Whether mail From ``from_domain`` may be handed to this IP's VMTA as deployed."""
+        return self.missing is None and (self.signs is None or dkim_key_covers(self.signs, from_domain))
 
 
 @dataclass(frozen=True)
@@ -204,6 +219,8 @@ class Ask:
     plan: RoutePlan
     pause: Pause | None = None
     """A pause of the recipient's domain in force (a mailbox provider refusing mail): the message waits."""
+    from_domain: str = ""
+    """The From address's domain: the VMTA it goes through must have a DKIM key for it."""
 
 
 def midnight_after(day: datetime.date) -> float:
@@ -215,16 +232,21 @@ def _defer(locked: Locked, until: float, reason: str, keep_within: float) -> Def
     return Deferred(until, reason, kept=until - locked.now <= keep_within)
 
 
-def _pick_ip(plan: RoutePlan, locked: Locked) -> IpGate | tuple[float, str]:
+def _pick_ip(plan: RoutePlan, locked: Locked, from_domain: str) -> IpGate | tuple[float, str]:
     """The IP to send on -- the most left today, then the least used, then the lowest address -- or, when
     none may send, when one may again and why."""
 
     def remaining(g: IpGate) -> float:
         return float("inf") if g.daily_cap is None else g.daily_cap - locked.daily[("ip", g.address)]
 
-    sending = [g for g in plan.gates if g.pause is None]
+    deployed = [g for g in plan.gates if g.takes(from_domain)]
+    if not deployed:
+        gate = plan.gates[0]
+        why = gate.missing or f"the VMTA of {gate.address} runs without a DKIM key for {from_domain}"
+        return locked.now + DEPLOY_RECHECK, f"{NOT_DEPLOYED}{why}"
+    sending = [g for g in deployed if g.pause is None]
     if not sending:
-        pauses = [g.pause for g in plan.gates if g.pause is not None]
+        pauses = [g.pause for g in deployed if g.pause is not None]
         return min(p.wait(locked.now) for p in pauses), f"{PAUSED}every IP of the route: {pauses[0].reason}"
     open_today = [g for g in sending if remaining(g) > 0]
     if not open_today:
@@ -250,7 +272,7 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
     if quota is not None and locked.daily[("tenant", plan.tenant)] >= quota:
         return _defer(locked, tomorrow, f"tenant {plan.tenant} daily quota {quota} reached", keep_within)
     if plan.gates:
-        picked = _pick_ip(plan, locked)
+        picked = _pick_ip(plan, locked, ask.from_domain)
         if isinstance(picked, tuple):
             return _defer(locked, *picked, keep_within)
         locked.daily[("ip", picked.address)] += 1

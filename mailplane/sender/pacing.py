@@ -32,10 +32,12 @@ import functools
 from collections.abc import Callable, Collection, Sequence
 
 from mailplane.model.addresses import ip_key
+from mailplane.model.names import vmta_name
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Ip, Tenant
 from mailplane.sender.account import AccountLimits, Limits, effective
 from mailplane.sender.counters import DailyKey, HourlyKey, Scope
+from mailplane.sender.deployed import UNKNOWN, DeployedConfigs
 from mailplane.sender.gates import (
     DEFAULT_CATCH_UP,
     ELSEWHERE_RETRY,
@@ -69,10 +71,13 @@ class Pacer:
     """The send gates of one fleet over one store; shared by all the workers of an instance."""
 
     def __init__(self, store: Store, fleet: Fleet, *, overrides: Overrides | None = None,
-                 catch_up: float = DEFAULT_CATCH_UP, hosts: Collection[str] | None = None):
+                 catch_up: float = DEFAULT_CATCH_UP, hosts: Collection[str] | None = None,
+                 deployed: DeployedConfigs | None = None):
         self.store = store
         self.fleet = fleet
         self.overrides = overrides
+        self.deployed = deployed
+        """What PowerMTA runs on each host (its VMTAs and their DKIM domains); None: not known, not judged."""
         self.catch_up = catch_up
         self.hosts = frozenset(hosts) if hosts is not None else None
         """The MTA hosts this instance submits to (PowerMTA accepts only its own host's sender);
@@ -109,7 +114,9 @@ class Pacer:
         override = self.overrides(tenant.name, ip.address, day) if self.overrides else None
         status = ip_status(tenant, ip, self.fleet.plan_for(ip), day, override.held_days if override else 0)
         daily, hourly = apply_override(status.daily_cap, status.hourly_cap, override)
-        return IpGate(ip.address, daily, hourly, in_force.ip(ip_key(ip.address)) if in_force else None)
+        verdict = self.deployed.about(ip.host, vmta_name(tenant.name, ip.address)) if self.deployed else UNKNOWN
+        return IpGate(ip.address, daily, hourly, in_force.ip(ip_key(ip.address)) if in_force else None,
+                      missing=verdict.missing, signs=verdict.domains)
 
     def plan(self, tenant_name: str, stream: str, day: datetime.date, in_force: InForce | None = None) -> RoutePlan:
         """What a (tenant, stream) is subject to on ``day``, on this instance, under the pauses in force."""
@@ -161,7 +168,8 @@ class Pacer:
             key = (message.tenant, message.stream)
             if key not in plans:
                 plans[key] = self.plan(message.tenant, message.stream, day, in_force)
-        asks = [Ask(m.id, plans[(m.tenant, m.stream)], in_force.domain(m.tenant, _domain(m.to_addr))) for m in batch]
+        asks = [Ask(m.id, plans[(m.tenant, m.stream)], in_force.domain(m.tenant, _domain(m.to_addr)),
+                    _domain(m.from_addr)) for m in batch]
         limits = self.limits()
         return self.store.counters.reserve(
             worker, [m.id for m in batch], self.scope(plans.values(), day, hour),

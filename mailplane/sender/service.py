@@ -11,16 +11,20 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from mailplane.model.names import vmta_name
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
 from mailplane.sender.account import Limits
+from mailplane.sender.alerts import ALERT_TIMEOUT, Post, post_json
 from mailplane.sender.config import SenderConfig, hash_api_key
+from mailplane.sender.deployed import DeployedConfigs
+from mailplane.sender.handover import HandoverHolds
 from mailplane.sender.metrics import Health, Metrics
 from mailplane.sender.pacing import IpOverride, Pacer
 from mailplane.sender.render_pool import RenderBudget, RenderPool
@@ -39,8 +43,8 @@ def mismatches(fleet: Fleet, config: SenderConfig) -> list[str]:
     senders = {f"{t.name}/{s.name}" for t in fleet.tenants for s in t.senders}
     problems = [f"mta_hosts: {h!r} is not an MTA host of stack {fleet.stack}" for h in config.mta_hosts or ()
                 if h not in hosts]
-    problems += [f"smtp_endpoints: {h!r} is not an MTA host of stack {fleet.stack}" for h in config.smtp_endpoints
-                 if h not in hosts]
+    for field_name, named in (("smtp_endpoints", config.smtp_endpoints), ("deployed_records", config.deployed_records)):
+        problems += [f"{field_name}: {h!r} is not an MTA host of stack {fleet.stack}" for h in named if h not in hosts]
     for field, names in (("api_keys", config.api_keys), ("ses_credentials", config.ses_credentials)):
         problems += [f"{field}: {n!r} is not a sender of stack {fleet.stack}" for n in sorted(names)
                      if n not in senders]
@@ -61,7 +65,13 @@ class Service:
         problems = mismatches(fleet, config)
         if problems:
             raise ValueError("; ".join(problems))
-        self.pacer = Pacer(self.store, fleet, overrides=self.override, hosts=config.mta_hosts)
+        self.deployed = DeployedConfigs(config.deployed_records, fleet.stack)
+        self.pacer = Pacer(self.store, fleet, overrides=self.override, hosts=config.mta_hosts, deployed=self.deployed)
+        self.post_alert: Post = post_json
+        """How alerts reach ``alert_webhook_url`` (tests may point it elsewhere)."""
+        self.holds = HandoverHolds(self.store, after=config.handover_refusals_before_hold,
+                                   hold_seconds=config.handover_hold_seconds, alert=self.alert, stack=stack_name)
+        self._undeployed_reported: dict[tuple[str, str], str] = {}
         self.events: Events | None = None
         """The event side, once :meth:`attach_events` built it (an instance may run without one)."""
         self._keys = [(name, stored) for name, stored in sorted(config.api_keys.items())]
@@ -70,6 +80,9 @@ class Service:
         self._render_pool: RenderPool | None = None
         self.render_limiter: anyio.CapacityLimiter | None = None
         self.metrics.watch(self.store.counts, self.ip_remaining, self._paused, self.health)
+        for host in self.unjudged_hosts():
+            log.warning("no deployed record for MTA host %s (deployed_records): its VMTAs are named as the fleet says, "
+                        "without knowing that PowerMTA there has them", host)
 
     @classmethod
     def open(cls, stack_dir: Path | str, config: SenderConfig, **kwargs: object) -> Service:
@@ -157,6 +170,49 @@ class Service:
         """The pauses in force, for the ``mailplane_sender_paused`` gauge."""
         for row in self.store.pauses.active():
             yield row.scope, row.tenant or "*", row.key, row.mode, row.source, row.reason
+
+    # -- what PowerMTA runs --------------------------------------------------------------
+
+    def alert(self, payload: Mapping[str, Any]) -> None:
+        """POST one alert to ``alert_webhook_url``; a failure is logged, never raised (the state it reports holds)."""
+        url = self.config.alert_webhook_url
+        if url is None:
+            return
+        try:
+            self.post_alert(url, payload, ALERT_TIMEOUT)
+        except Exception as exc:
+            log.error("alert webhook failed for %s: %s", payload.get("kind"), exc)
+
+    def unjudged_hosts(self) -> list[str]:
+        """This instance's MTA hosts with IPs but no deployed record configured."""
+        mine = self.config.mta_hosts if self.config.mta_hosts is not None else self.fleet.settings.mta_hosts
+        return sorted(h for h in mine if self.fleet.ips_by_host.get(h) and not self.deployed.judged(h))
+
+    def undeployed(self) -> list[tuple[str, str, str, str, str]]:
+        """(tenant, IP, host, VMTA, why) of every IP on this instance's hosts that may send today but whose VMTA
+        the host's PowerMTA does not run: the gauge, the alerts and the log say these."""
+        day, found = self.today(), []
+        for tenant in self.fleet.tenants:
+            for ip in tenant.ips:
+                if self.pacer.hosts is not None and ip.host not in self.pacer.hosts:
+                    continue
+                gate = self.pacer.ip_gate(tenant, ip, day)
+                if gate.missing is not None and (gate.daily_cap is None or gate.daily_cap > 0):
+                    found.append((tenant.name, ip.address, ip.host, vmta_name(tenant.name, ip.address), gate.missing))
+        return found
+
+    def check_deployed(self) -> None:
+        """Log and alert each IP whose VMTA went missing from its host's PowerMTA, and each that came back."""
+        now = {(t, ip): (host, vmta, why) for t, ip, host, vmta, why in self.undeployed()}
+        for (tenant, ip), (host, vmta, why) in sorted(now.items()):
+            if (tenant, ip) not in self._undeployed_reported:
+                log.warning("IP %s of %s: %s; its mail waits", ip, tenant, why)
+                self.alert({"kind": "vmta-not-deployed", "stack": self.stack_name, "tenant": tenant, "ip": ip,
+                            "host": host, "vmta": vmta, "reason": why,
+                            "text": f"mailplane: IP {ip} of {tenant} may send today but {why}; its mail waits"})
+        for (tenant, ip) in sorted(set(self._undeployed_reported) - set(now)):
+            log.info("IP %s of %s: its VMTA is deployed; its mail goes", ip, tenant)
+        self._undeployed_reported = {key: value[2] for key, value in now.items()}
 
     def today(self) -> datetime.date:
         return datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).date()

@@ -9,10 +9,16 @@ depends on more than success or failure:
   quota.  Once the content has been sent, a 4xx to the final dot, a timeout awaiting that reply or
   a lost connection may all hide a delivered message, so the reservation keeps counting: a cap may
   then be under-used, never overshot.
-* ``PermanentFailure.hard_bounce`` says whether the recipient address itself is bad (550, 551,
-  553, or an enhanced status 5.1.x, at RCPT or after DATA), which suppresses it for the tenant.
-  A more specific enhanced status wins over the basic code: ``550 5.7.1`` is a policy or content
-  block, and suppressing the address for it would lose a reader who exists.
+* ``TemporaryFailure.mta_config`` says PowerMTA refused the hand-over for its own configuration
+  (an unknown virtual MTA, relaying denied, a source or listener rule): the message waits, its
+  reservation is given back, and the IP is held after a few such refusals in a row
+  (:mod:`mailplane.sender.handover`).
+* No outcome of a hand-over is a recipient's bounce.  PowerMTA queues mail for remote domains and
+  reports the remote verdict later (accounting ``b`` and ``rb`` records, the bounce and
+  feedback-loop processors), so a reply it gives at the hand-over is its own decision and says
+  nothing of the mailbox; through SES a refused call is SES's verdict on the request.  Only remote
+  evidence suppresses an address (:mod:`mailplane.sender.events`).  A ``PermanentFailure`` fails
+  the message alone: a size or content refusal, PowerMTA's own suppression list.
 
 The SMTP side keeps persistent connections per MTA host (PowerMTA listens on loopback or a
 private network, so there is no TLS and no login): connecting per message would cost a round
@@ -67,13 +73,14 @@ class TemporaryFailure:
     """True only when the provider certainly did not take the message (give the reservation back)."""
     retry_after: float | None = None
     """Seconds the transport suggests waiting; None leaves it to the worker's backoff."""
+    mta_config: bool = False
+    """PowerMTA refused the hand-over for its configuration: counts towards holding the IP."""
 
 
 @dataclass(frozen=True)
 class PermanentFailure:
     error: str
-    hard_bounce: bool
-    """The recipient address is bad (suppress it); False for refusals about the sender or content."""
+    """What was said: the message fails with it, and nobody is suppressed for it."""
 
 
 Outcome = Delivered | TemporaryFailure | PermanentFailure
@@ -84,26 +91,60 @@ Stage = Literal["connect", "mail", "rcpt", "data", "content"]
 """Where a session stopped: ``data`` is the DATA command (before 354), ``content`` the final dot."""
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?!\d)")
-_BAD_MAILBOX_CODES = frozenset({550, 551, 553})
+_CONFIGURATION_TEXT = re.compile(r"relay|virtual[- ]?mta|\bvmta\b|\bsource\b", re.I)
+"""Words of PowerMTA's refusals about its own configuration: relaying, the VMTA named, a source rule."""
+_SUPPRESSION_TEXT = re.compile(r"suppress", re.I)
+"""PowerMTA's own suppression list refused the recipient: final for this message, not ours to suppress."""
+_FINAL_FOR_MESSAGE = frozenset({("1", "3"), ("3", "4"), ("2", "3")})
+"""Enhanced status (subject, detail) final for one message: bad address syntax (5.1.3), too big for
+the system (5.3.4) or over the length limit (5.2.3); the whole of 5.6.x (the content) is too."""
 
 
-def _bad_mailbox(code: int, text: str) -> bool:
-    """Does a 5xx reply say the address does not exist (as opposed to policy, content, or size)?"""
-    enhanced = _ENHANCED.match(text.lstrip())
-    if enhanced is None or (enhanced.group(2), enhanced.group(3)) == ("0", "0"):
-        return code in _BAD_MAILBOX_CODES  # no specific detail: trust the basic code
-    return enhanced.group(2) == "1"  # 5.1.x: addressing status (bad mailbox, bad domain)
+def _enhanced(text: str) -> tuple[str, str] | None:
+    found = _ENHANCED.match(text.lstrip())
+    return None if found is None or (found.group(2), found.group(3)) == ("0", "0") else (found.group(2),
+                                                                                        found.group(3))
+
+
+def _final_for_message(code: int, text: str) -> bool:
+    """Does a 5xx of PowerMTA refuse this message only (its size, its content, its address's form, PowerMTA's own
+    suppression list) rather than every message the same way (its configuration)?"""
+    if _SUPPRESSION_TEXT.search(text):
+        return True
+    if _CONFIGURATION_TEXT.search(text):
+        return False
+    enhanced = _enhanced(text)
+    if enhanced is None:
+        return code == 552  # no detail: 552 is "exceeded storage allocation", the size refusal
+    return enhanced in _FINAL_FOR_MESSAGE or enhanced[0] == "6"
+
+
+def _configuration(code: int, text: str) -> bool:
+    """A refusal about PowerMTA's configuration: any 5xx not final for the message, and a 4xx about
+    security or policy (x.7.x) or naming relaying or the VMTA (``relay-debug`` answers 4xx to relaying)."""
+    if 500 <= code < 600:
+        return True
+    enhanced = _enhanced(text)
+    return (enhanced is not None and enhanced[0] == "7") or bool(_CONFIGURATION_TEXT.search(text))
 
 
 def classify_reply(stage: Stage, code: int, text: str) -> Outcome:
-    """Map a refusal (or the final 250) to an outcome; see the module docstring for the rules."""
+    """Map PowerMTA's reply at the hand-over (or its final 250) to an outcome; see the module docstring.
+
+    * 2xx to the content: handed over;
+    * a 5xx final for this message (:func:`_final_for_message`): failed, nobody suppressed;
+    * a refusal about PowerMTA's configuration (:func:`_configuration`), a 5xx greeting included:
+      temporary, reservation given back, counted towards the IP's hold;
+    * any other 4xx (a busy host, a spool short of space, a reload under way): temporary, refunded
+      unless the content was already sent.
+    """
     error = f"{stage}: {code} {text}".strip()
     if stage == "content" and 200 <= code < 300:
         return Delivered(f"{code} {text}".strip())
-    if 500 <= code < 600 and stage != "connect":
-        return PermanentFailure(error, hard_bounce=stage in ("rcpt", "content") and _bad_mailbox(code, text))
-    # 4xx, an unexpected code, or a host that refuses sessions (a 5xx greeting is the host's
-    # problem, not the message's): retry; refund unless the content was already sent.
+    if 500 <= code < 600 and stage != "connect" and _final_for_message(code, text):
+        return PermanentFailure(error)
+    if _configuration(code, text):
+        return TemporaryFailure(error, refund=True, mta_config=True)
     return TemporaryFailure(error, refund=stage != "content")
 
 
@@ -336,7 +377,7 @@ def classify_ses_error(exc: BotoCoreError | ClientError) -> Outcome:
         # Could not connect (refused, DNS, TLS handshake, connect timeout) or could not sign: never sent.
         return TemporaryFailure(f"SES: {exc}", refund=True)
     if isinstance(exc, ParamValidationError):
-        return PermanentFailure(f"SES: {exc}", hard_bounce=False)
+        return PermanentFailure(f"SES: {exc}")
     # HTTPClientError (read timeout, connection closed) and anything else: the request may have arrived.
     kind = "after the request was sent" if isinstance(exc, HTTPClientError) else "unclassified"
     return TemporaryFailure(f"SES ({kind}): {exc}", refund=False)
@@ -360,7 +401,7 @@ def _classify_client_error(exc: ClientError) -> Outcome:
             "`pulumi up` for the stack (it associates each tenant's identities and configuration set with "
             "its SES tenant); the mail waits and is retried", refund=True, retry_after=NOT_ASSOCIATED_RETRY)
     if code in _REFUSED:
-        return PermanentFailure(detail, hard_bounce=False)
+        return PermanentFailure(detail)
     if status >= 500 or status == 0:
         return TemporaryFailure(detail, refund=False)  # SES failed while handling it: it may have sent
     # Another 4xx (access denied, bad signature...): SES refused the request, so nothing was sent,

@@ -11,10 +11,17 @@ pace.
 Outcomes (``transports``) map to the queue like this:
 
 * delivered: ``sent``;
-* permanent failure: ``failed``; a hard bounce also suppresses the address for the tenant;
+* permanent failure: ``failed``, with one log line (id, tenant, route, IP, reply); nobody is
+  suppressed for it: only remote evidence suppresses (accounting records, SES events), never a
+  reply at the hand-over (:mod:`mailplane.sender.transports`);
 * temporary failure: back in the queue after an exponential backoff (or the provider's hint),
   with the reservation refunded only when the provider certainly did not take the message
   (``pacing.Pacer.release``); still failing ``give_up_after_seconds`` after acceptance: ``failed``.
+  A refusal about PowerMTA's configuration also counts towards holding the IP, and an accepted
+  hand-over ends that count (:mod:`mailplane.sender.handover`).
+
+Every ``DEPLOYED_CHECK`` seconds the loop also asks which IPs may send today but have no VMTA on
+their host's PowerMTA, to log and alert them (:meth:`Service.check_deployed`).
 
 A worker that dies leaves its claims to expire (``store``); one that stops gives back what it
 has not reserved and finishes what it has.  A payload that cannot be composed fails alone; an
@@ -54,6 +61,8 @@ KEEP_WITHIN = 2.0
 of putting it back in the queue: see ``Pacer.reserve_many``."""
 IDLE_POLL = 0.5
 """Seconds between two looks at an empty queue."""
+DEPLOYED_CHECK = 30.0
+"""Seconds between two looks at which VMTAs the hosts' PowerMTA lacks (for the log and the alerts)."""
 MIN_ATTEMPTS_TO_GIVE_UP = 5
 """A message that waited days for warmup room is not failed on its first temporary error."""
 
@@ -119,7 +128,8 @@ class Delivery:
                                 credentials={name: (key.access_key_id, key.secret_access_key)
                                              for name, key in self.config.ses_credentials.items()})
         try:
-            await asyncio.gather(*(self._claim_loop(f"{self.node}:{n}") for n in range(self.config.workers)))
+            await asyncio.gather(self._watch_deployed(),
+                                 *(self._claim_loop(f"{self.node}:{n}") for n in range(self.config.workers)))
         finally:
             await self.smtp.close()
             await self.ses.close()
@@ -129,6 +139,14 @@ class Delivery:
         assert self._wake is not None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
+
+    async def _watch_deployed(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.to_thread(self.service.check_deployed)
+            except Exception:  # a look that failed: the gates judge every reservation anyway
+                log.exception("checking the deployed VMTAs failed")
+            await self._sleep(DEPLOYED_CHECK)
 
     # -- one claim loop ----------------------------------------------------------------
 
@@ -228,8 +246,7 @@ class Delivery:
             mail = await asyncio.to_thread(self._compose, message, granted)
         except Exception as err:  # whatever the payload does, it fails alone and is never retried
             log.warning("message %s cannot be built: %r", message.id, err)
-            return _Result(message, granted, PermanentFailure(f"cannot build the message: {err!r}"[:500],
-                                                              hard_bounce=False))
+            return _Result(message, granted, PermanentFailure(f"cannot build the message: {err!r}"[:500]))
         try:
             if granted.transport == "pmta":
                 assert granted.ip is not None
@@ -274,16 +291,18 @@ class Delivery:
         now = service.clock()
         final: list[tuple[int, State, str | None]] = []
         counted: list[tuple[str, Message, str]] = []
+        handovers: list[tuple[_Result, Outcome]] = []
         for r in results:
             m, transport, outcome = r.message, r.granted.transport, r.outcome
+            if transport == "pmta" and (isinstance(outcome, Delivered)
+                                        or (isinstance(outcome, TemporaryFailure) and outcome.mta_config)):
+                handovers.append((r, outcome))
             if isinstance(outcome, Delivered):
                 final.append((m.id, "sent", None))
                 counted.append(("sent", m, transport))
             elif isinstance(outcome, PermanentFailure):
                 final.append((m.id, "failed", outcome.error[:1000]))
                 counted.append(("failed", m, transport))
-                if outcome.hard_bounce and service.store.suppress(m.tenant, m.to_addr, "hard_bounce", transport):
-                    counted.append(("suppressed", m, "hard_bounce"))
             elif m.attempts + 1 >= MIN_ATTEMPTS_TO_GIVE_UP and now - m.created_at > config.give_up_after_seconds:
                 final.append((m.id, "failed", f"gave up after {config.give_up_after_seconds:.0f} s: {outcome.error}"))
                 counted.append(("failed", m, transport))
@@ -293,6 +312,17 @@ class Delivery:
                                          error=outcome.error[:1000]):
                     counted.append(("retried", m, transport))
         service.store.complete_many(worker, final)
+        failed = {i: error or "" for i, state, error in final if state == "failed"}
+        for r in results:
+            if r.message.id in failed:
+                _log_failed(r, failed[r.message.id])
+        for r, outcome in handovers:  # after the outcomes are safe: a hold is a row of its own
+            assert r.granted.ip is not None
+            host = self.host_of_ip[r.granted.ip]
+            if isinstance(outcome, Delivered):
+                service.holds.succeeded(r.message.tenant, r.granted.ip, host)
+            else:
+                service.holds.refused(r.message.tenant, r.granted.ip, host, outcome.error)
         return counted
 
     def _count(self, counted: list[tuple[str, Message, str]]) -> None:
@@ -303,7 +333,12 @@ class Delivery:
                 metrics.latency.labels(label).observe(max(now - m.created_at, 0.0))
             elif what == "failed":
                 metrics.failed.labels(m.tenant, label).inc()
-            elif what == "suppressed":
-                metrics.suppressed.labels(m.tenant, label).inc()
             else:
                 metrics.retried.labels(m.tenant, label).inc()
+
+
+def _log_failed(result: _Result, error: str) -> None:
+    """One line per message that fails: what an operator greps for when a sender asks where a mail went."""
+    m, granted = result.message, result.granted
+    log.warning("message %s failed: tenant %s, route %s/%s via %s, IP %s: %s", m.id, m.tenant, m.tenant, m.stream,
+                granted.transport, granted.ip or "-", error)
