@@ -28,7 +28,8 @@ DOCUMENTATION = r"""
         - Sets the host variables C(mailplane_stack), C(mailplane_date), C(mailplane_pmta) (the per-host
           PowerMTA view that C(mailplane.mta.view.host_view) computes, as plain data) and
           C(mailplane_dkim_domains) (the selector, domain and key file name of every DKIM key the host
-          signs with).
+          signs with) and C(mailplane_deployed) (the record of the config's VMTAs and their DKIM domains
+          that the powermta role writes once PowerMTA reloaded it, for the sender on the host).
         - A stack with errors fails the inventory with every located problem.
         - The inventory file name must end in C(mailplane.yml) or C(mailplane.yaml).
     extends_documentation_fragment:
@@ -116,7 +117,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         self._read_config_data(path)
         on = self._date()
         fleet = self._load(self.get_option("stack"))
-        host_view = _host_view_function()
+        host_view, deployed_record = _mailplane_functions()
         trust = _trust_function()
         strict = self.get_option("strict")
         self.inventory.add_group(MTA_GROUP)
@@ -133,6 +134,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 "mailplane_date": on.isoformat(),
                 "mailplane_pmta": pmta,
                 "mailplane_dkim_domains": dkim_domains(pmta),
+                "mailplane_deployed": deployed_record(pmta),
             }
             for name, value in host_vars.items():
                 self.inventory.set_variable(host, name, trusted(value, trust))
@@ -176,11 +178,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 f"mailplane inventory: stack {stack} has {count} error{'s' if count != 1 else ''}:\n{lines}") from None
 
 
-def _host_view_function() -> Callable[..., Any]:
-    """Import the view lazily: Ansible loads this module for every inventory source it tries."""
+def _mailplane_functions() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Import the view and the deployed record lazily: Ansible loads this module for every inventory source
+    it tries."""
+    from mailplane.mta.deployed import record
     from mailplane.mta.view import host_view
 
-    return host_view
+    return host_view, record
 
 
 def dkim_domains(pmta: dict[str, Any]) -> list[dict[str, str]]:

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ansible_env import (
@@ -45,7 +46,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailplane.model.loader import load_stack
 from mailplane.model.names import dkim_key_file
+from mailplane.mta.deployed import record
 from mailplane.mta.render import render_host
+from mailplane.mta.view import host_view
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -588,6 +591,40 @@ def test_missing_dkim_key_fails_before_any_change(deployed: tuple[Deployment, Ru
     assert f"No private key in powermta_dkim_keys for {missing}" in run.output
     assert deployment.calls() == calls
     assert deployment.snapshot() == before
+
+
+def test_the_record_of_what_powermta_runs_follows_successful_reloads_only(deployed: tuple[Deployment, Run]) -> None:
+    """Each host has the record of the config PowerMTA runs (its VMTAs and their DKIM domains) for the sender
+    there; a reload PowerMTA refuses leaves the previous record, as it leaves the previous config, and the next
+    run that reloads writes the new one.  initech's IP on mta2 starts on 2026-12-01: with the default lead its
+    VMTA is deployed from 2026-11-29."""
+    deployment, _ = deployed
+    fleet = load_stack(deployment.stack)
+
+    def record_of(host: str) -> dict[str, Any]:
+        path = deployment.config(host).parent / "mailplane-deployed.json"
+        assert (path.stat().st_mode & 0o777) == 0o644  # names only: the sender's user reads it
+        found: dict[str, Any] = json.loads(path.read_text())
+        return found
+
+    for host in HOSTS:
+        assert record_of(host) == record(host_view(fleet, host, datetime.date.fromisoformat(DATE)).to_vars())
+    ahead, new_vmta = "2026-11-29", "initech-192-0-2-42"
+    assert new_vmta not in record_of("mta2")["vmtas"]
+    try:
+        deployment.write_inventory(deployment.inventory, ahead)
+        (deployment.control / "mta2.reload-fails-once").write_text("Error in line 1: refused\n")
+        refused = deployment.playbook("--limit", "mta2")
+        assert refused.rc != 0 and "Error in line 1: refused" in refused.output
+        assert new_vmta not in record_of("mta2")["vmtas"]
+        run = deployment.playbook("--limit", "mta2")
+        assert run.rc == 0, run.output
+        assert record_of("mta2") == record(host_view(fleet, "mta2", datetime.date.fromisoformat(ahead)).to_vars())
+        assert record_of("mta2")["vmtas"][new_vmta]["dkim_domains"] == sorted(
+            d.name for d in fleet.tenant("initech").domains)
+    finally:
+        deployment.write_inventory(deployment.inventory, DATE)
+        assert deployment.playbook("--limit", "mta2").rc == 0
 
 
 def test_inventory_lists_the_mta_hosts_and_tenant_groups_of_prod(tmp_path: Path) -> None:

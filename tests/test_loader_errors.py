@@ -265,6 +265,26 @@ def test_a_deeper_alias_bomb_is_no_slower(stack_copy: Callable[[str | Path], Pat
     assert time.perf_counter() - start < 1
 
 
+@pytest.mark.parametrize(("value", "message"), [("31", "less than or equal to 30"),
+                                               ("-1", "greater than or equal to 0"), ("two", "valid integer")])
+def test_vmta_lead_days_out_of_bounds_is_located(stack_copy: Callable[[str | Path], Path],
+                                                 monkeypatch: pytest.MonkeyPatch, value: str, message: str) -> None:
+    """0 to 30 days: more would deploy a VMTA (and want its keys) a month before its IP may send."""
+    stack = stack_copy(BASE)
+    monkeypatch.chdir(stack)
+    fleet = stack / "fleet.yaml"
+    text = fleet.read_text()
+    fleet.write_text(text + f"powermta:\n  postmaster: postmaster@example.com\n  vmta_lead_days: {value}\n")
+    line = len(text.splitlines()) + 3
+    with pytest.raises(StackError) as info:
+        load_stack(".")
+    assert _located(info.value.problems) == [("fleet.yaml", line, 19, "powermta.vmta_lead_days")]
+    assert message in info.value.problems[0].message
+    for good in ("0", "30"):
+        fleet.write_text(text + f"powermta:\n  postmaster: postmaster@example.com\n  vmta_lead_days: {good}\n")
+        assert load_stack(".").settings.vmta_lead_days == int(good)
+
+
 # --- all at once -----------------------------------------------------------------------
 
 

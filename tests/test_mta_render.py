@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 import pytest
@@ -34,9 +34,11 @@ import mailplane.cli.render as cli_render
 from mailplane.cli import app
 from mailplane.mailwizz import delivery_servers
 from mailplane.model import names
+from mailplane.model.fleet import DEFAULT_VMTA_LEAD_DAYS
 from mailplane.model.loader import load_stack
 from mailplane.model.stack import Fleet
 from mailplane.mta import providers as pv
+from mailplane.mta.deployed import parse as parse_deployed
 from mailplane.mta.render import (
     CONFIG_TEMPLATE,
     DEFAULT_PATHS,
@@ -47,6 +49,8 @@ from mailplane.mta.render import (
     template_environment,
 )
 from mailplane.mta.view import ceiling, host_view
+from mailplane.sender.pacing import Pacer
+from mailplane.sender.store import Store
 from mailplane.warmup.status import ip_status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,7 +216,7 @@ def test_an_ip_not_yet_started_has_no_vmta_and_is_in_no_pool(prod: Fleet) -> Non
     assert vmta not in text  # no pool, no route, no header can reach it
     assert "smtp-source-host 192.0.2.42" not in text
     assert "# initech 192.0.2.42: no VMTA today, so nothing can send from it: warmup plan pmta-6w starts on " \
-           "2026-12-01." in text
+           "2026-12-01; its VMTA is deployed from 2026-11-29 (vmta_lead_days 2)." in text
     # on its first day it may send: the smallest real rates
     first = vmta_throttles(render_host(prod, "mta2", datetime.date(2026, 12, 1)))[vmta]
     status = ip_status(initech, ip, prod.plan_for(ip), datetime.date(2026, 12, 1))
@@ -223,6 +227,218 @@ def test_an_ip_not_yet_started_has_no_vmta_and_is_in_no_pool(prod: Fleet) -> Non
     assert "/h" in pv.rate_text(1) and "0/h" not in text
     with pytest.raises(ValueError, match="no PowerMTA rate"):
         pv.rate_text(0)
+
+
+# --- the lead: an IP's VMTA is deployed before its first plan day ---------------------------------
+
+INITECH_B = ("initech", "192.0.2.42", "mta2", datetime.date(2026, 12, 1))
+"""initech's IP on mta2 and its first day of pmta-6w."""
+
+
+def _set_lead(stack: Path, lead: int) -> None:
+    fleet = stack / "fleet.yaml"
+    text = fleet.read_text(encoding="utf-8")
+    assert "\npowermta:\n  postmaster: " in text
+    fleet.write_text(text.replace("\npowermta:\n", f"\npowermta:\n  vmta_lead_days: {lead}\n"), encoding="utf-8")
+
+
+def test_an_ip_starting_within_the_lead_has_its_vmta_with_keys_and_first_day_rates_in_no_pool(prod: Fleet) -> None:
+    """The sender names the VMTA from 00:00 UTC of the first day; the config of any of the
+    ``vmta_lead_days`` days before already has it, so a reload later that morning (or a missed run)
+    never leaves PowerMTA refusing it."""
+    tenant_name, address, host, first_day = INITECH_B
+    tenant = prod.tenant(tenant_name)
+    ip = next(i for i in tenant.ips if i.address == address)
+    vmta = names.vmta_name(tenant_name, address)
+    lead = prod.settings.vmta_lead_days
+    assert lead == 2
+    first = ip_status(tenant, ip, prod.plan_for(ip), first_day)
+    assert first.day == 1 and first.hourly_cap is not None
+    on_the_day = render_host(prod, host, first_day)
+    for before in range(1, lead + 1):
+        day = first_day - datetime.timedelta(days=before)
+        assert ip_status(tenant, ip, prod.plan_for(ip), day).state == "scheduled"
+        text = render_host(prod, host, day)
+        own = dict(blocks(text, "virtual-mta")[vmta])
+        assert own["smtp-source-host"] == f"{address} {ip.hostname}"
+        ceiling_ = math.ceil(Fraction(first.hourly_cap) * Fraction(11, 10)) + 2
+        assert own["max-smtp-msg-rate"] == f"{ceiling_}/h"
+        assert [v for d, v in blocks(text, "virtual-mta")[vmta] if d == "domain-key"] == [
+            "pmta1,initech.example.org,/etc/pmta/dkim/pmta1.initech.example.org.pem"]
+        throttles = vmta_throttles(text)[vmta]
+        assert {d: int(v["max-msg-rate"].removesuffix("/h")) for d, v in throttles.items()} == _expected_rates(
+            first.hourly_cap)
+        assert throttles == vmta_throttles(on_the_day)[vmta], "the first day's numbers, not 0 and not another day's"
+        assert vmta not in pool_members(text), "idle until its first day: no pool may pick it"
+        assert f"# Deployed ahead of its first plan day ({first_day.isoformat()})" in text
+        assert f"# {tenant_name} {address}: no VMTA today" not in text
+        view = host_view(prod, host, day)
+        found = next(v for v in view.vmtas if v.name == vmta)
+        assert found.starts == first_day and found.status.day == 1
+        assert next(v for v in view.to_vars()["vmtas"] if v["name"] == vmta)["starts"] == first_day.isoformat()
+        assert pytest.importorskip("mailplane.mta.lint").lint(text, f"{host}.config") == []
+    assert vmta in pool_members(on_the_day) and "# Deployed ahead" not in on_the_day
+    assert all(v["starts"] is None for v in host_view(prod, host, first_day).to_vars()["vmtas"])
+    too_early = render_host(prod, host, first_day - datetime.timedelta(days=lead + 1))
+    assert vmta not in blocks(too_early, "virtual-mta") and vmta not in too_early
+    assert f"# {tenant_name} {address}: no VMTA today, so nothing can send from it: warmup plan pmta-6w starts " \
+           f"on 2026-12-01; its VMTA is deployed from 2026-11-29 (vmta_lead_days 2)." in too_early
+
+
+@pytest.mark.parametrize("lead", [0, 5])
+def test_vmta_lead_days_sets_how_early_the_vmta_appears(stack_copy: Callable[[str], Path], lead: int) -> None:
+    stack = stack_copy("prod")
+    _set_lead(stack, lead)
+    fleet = load_stack(stack)
+    assert fleet.settings.vmta_lead_days == lead
+    tenant_name, address, host, first_day = INITECH_B
+    vmta = names.vmta_name(tenant_name, address)
+    for before in range(-1, lead + 3):
+        day = first_day - datetime.timedelta(days=before)
+        text = render_host(fleet, host, day)
+        assert (vmta in blocks(text, "virtual-mta")) == (before <= lead), (lead, day)
+        assert (vmta in pool_members(text)) == (before <= 0), (lead, day)
+    assert f"(vmta_lead_days {lead})" in render_host(fleet, host, first_day - datetime.timedelta(days=lead + 1))
+
+
+def test_without_a_powermta_section_the_lead_is_the_default(stack_copy: Callable[[str], Path]) -> None:
+    stack = stack_copy("dev")
+    fleet_file = stack / "fleet.yaml"
+    text = fleet_file.read_text(encoding="utf-8")
+    fleet_file.write_text(text[:text.index("powermta:")], encoding="utf-8")
+    fleet = load_stack(stack)
+    assert fleet.settings.powermta is None and fleet.settings.vmta_lead_days == DEFAULT_VMTA_LEAD_DAYS == 2
+    started = datetime.date(2026, 11, 16)  # acme's IP
+    assert "acme-192-0-2-21" in blocks(render_host(fleet, "mta-dev", started - datetime.timedelta(days=2)),
+                                       "virtual-mta")
+    assert "acme-192-0-2-21" not in render_host(fleet, "mta-dev", started - datetime.timedelta(days=3))
+
+
+# --- a fake clock: what the sender names each day is in the config PowerMTA runs ----------------
+
+class GeneratedIp(NamedTuple):
+    tenant: str
+    address: str
+    host: str
+    started: datetime.date | None
+
+
+VMTA_LINE = re.compile(r"^<virtual-mta ([^\s>]+)>$", re.MULTILINE)
+"""A VMTA as PowerMTA loads it, read from the rendered text (pools are ``<virtual-mta-pool``)."""
+
+
+def _named_by_sender(pacer: Pacer, fleet: Fleet, day: datetime.date) -> dict[str, set[str]]:
+    """Per host, the VMTAs the sender may name in X-Virtual-MTA on ``day``: its own gate, cap above 0 or none."""
+    out: dict[str, set[str]] = {host: set() for host in fleet.settings.mta_hosts}
+    for ref in fleet.ips():
+        gate = pacer.ip_gate(ref.tenant, ref.ip, day)
+        if gate.daily_cap is None or gate.daily_cap > 0:
+            out[ref.ip.host].add(names.vmta_name(ref.tenant.name, ref.ip.address))
+    return out
+
+
+def _simulate(fleet: Fleet, store: Store, first: datetime.date, days: int) -> tuple[list[str], int]:
+    """Day by day from ``first``: every VMTA the sender names on D missing from the config of D-1
+    (what PowerMTA runs from 00:00 until D's Ansible run) or of D-k, k in 0..lead (runs missed);
+    and how many first days (a VMTA named on D, not on D-1) the window saw."""
+    pacer = Pacer(store, fleet)
+    lead = fleet.settings.vmta_lead_days
+    texts: dict[tuple[str, datetime.date], str] = {}
+
+    def config(host: str, day: datetime.date) -> str:
+        if (host, day) not in texts:
+            texts[host, day] = render_host(fleet, host, day)
+        return texts[host, day]
+
+    misses: list[str] = []
+    firsts = 0
+    for offset in range(days):
+        day = first + datetime.timedelta(days=offset)
+        named = _named_by_sender(pacer, fleet, day)
+        before = _named_by_sender(pacer, fleet, day - datetime.timedelta(days=1))
+        for host, vmtas in named.items():
+            firsts += len(vmtas - before[host])
+            for k in sorted({1, *range(lead + 1)}):
+                rendered = day - datetime.timedelta(days=k)
+                missing = vmtas - set(VMTA_LINE.findall(config(host, rendered)))
+                misses += [f"{host} {name}: named on {day}, not in the config of {rendered}"
+                           for name in sorted(missing)]
+            # the other way round: no pool lists a VMTA the sender does not name on that day
+            assert pool_members(config(host, day)) <= vmtas, (host, day)
+    return misses, firsts
+
+
+def _generated_stack(root: Path, ips: list[GeneratedIp]) -> Path:
+    """Two hosts, two tenants, IPs starting on different days (None: no plan, declared warm); no
+    ``powermta:`` section, so the default lead."""
+    stack = root / "generated"
+    (stack / "tenants").mkdir(parents=True)
+    (stack / "fleet.yaml").write_text(
+        "ses: {region: eu-west-1, max_send_rate: 10, daily_quota: 10000}\n"
+        "dns: {default_provider: external}\n"
+        "warmup_plans:\n"
+        "  ramp:\n"
+        "    schedule: [{day: 1, daily: 20}, {day: 2, daily: 40}, {day: 4, daily: 200}, {day: 9, daily: 2000}]\n"
+        "mta_hosts:\n"
+        "  mta-a: {ansible_host: 198.51.100.1}\n"
+        "  mta-b: {ansible_host: 198.51.100.2}\n", encoding="utf-8")
+    for tenant in sorted({ip.tenant for ip in ips}):
+        lines = [f"name: {tenant}", "streams: [transactional, marketing]",
+                 f"domains: [{{name: {tenant}.example.com, dkim: {{mode: easy}}}}]", "ips:"]
+        for n, ip in enumerate(ips):
+            if ip.tenant == tenant:
+                warmup = f", warmup: {{plan: ramp, started: {ip.started.isoformat()}}}" if ip.started else ""
+                lines.append(f"  - {{address: '{ip.address}', hostname: o{n}.{tenant}.example.com, "
+                             f"host: {ip.host}{warmup}}}")
+        lines.append(f"senders: [{{name: app, from: [app@{tenant}.example.com]}}]")
+        (stack / "tenants" / f"{tenant}.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return stack
+
+
+GENERATED = [
+    GeneratedIp("north", "192.0.2.1", "mta-a", datetime.date(2027, 3, 1)),
+    GeneratedIp("north", "192.0.2.2", "mta-b", datetime.date(2027, 3, 2)),
+    GeneratedIp("south", "192.0.2.3", "mta-a", datetime.date(2027, 3, 2)),
+    GeneratedIp("south", "192.0.2.4", "mta-a", datetime.date(2027, 3, 4)),
+    GeneratedIp("north", "192.0.2.5", "mta-b", datetime.date(2027, 3, 11)),
+    GeneratedIp("south", "192.0.2.6", "mta-b", datetime.date(2027, 3, 12)),
+    GeneratedIp("north", "192.0.2.7", "mta-a", datetime.date(2026, 1, 1)),  # warm long since
+    GeneratedIp("south", "192.0.2.8", "mta-b", None),  # no plan: declared warm
+    GeneratedIp("south", "2001:db8::9", "mta-b", datetime.date(2027, 3, 20)),
+]
+
+
+def test_every_vmta_the_sender_names_is_in_the_config_powermta_runs(prod: Fleet, tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'sender.db'}")
+    try:
+        misses, firsts = _simulate(prod, store, datetime.date(2026, 10, 1), 70)  # every prod IP's start
+        assert misses == []
+        assert firsts == len(list(prod.ips())) == 7
+        generated = load_stack(_generated_stack(tmp_path, GENERATED))
+        assert generated.settings.powermta is None and len(list(generated.ips())) == len(GENERATED)
+        misses, firsts = _simulate(generated, store, datetime.date(2027, 2, 10), 60)
+        assert misses == []
+        assert firsts == len([ip for ip in GENERATED if ip.started and ip.started.year == 2027]) == 7
+    finally:
+        store.close()
+
+
+def test_the_fake_clock_finds_the_gap_a_config_made_on_the_first_day_leaves(
+        stack_copy: Callable[[str], Path], tmp_path: Path) -> None:
+    """With no lead (a VMTA only from its first day's run on) the same simulation finds every first
+    day: the check above is not vacuous."""
+    stack = stack_copy("prod")
+    _set_lead(stack, 0)
+    fleet = load_stack(stack)
+    store = Store(f"sqlite:///{tmp_path / 'sender.db'}")
+    try:
+        misses, firsts = _simulate(fleet, store, datetime.date(2026, 10, 1), 70)
+    finally:
+        store.close()
+    expected = sorted(f"{r.ip.host} {names.vmta_name(r.tenant.name, r.ip.address)}: named on {r.ip.warmup.started}, "
+                      f"not in the config of {r.ip.warmup.started - datetime.timedelta(days=1)}"
+                      for r in fleet.ips() if r.ip.warmup)
+    assert sorted(misses) == expected and firsts == 7
 
 
 def test_an_ip_without_a_plan_gets_generous_fixed_rates(stack_copy: Callable[[str], Path]) -> None:
@@ -453,24 +669,41 @@ def _changed_lines(old: str, new: str) -> list[tuple[str, str]]:
     return [(a, b) for a, b in zip(before, after, strict=True) if a != b]
 
 
+def pool_members(text: str) -> set[str]:
+    """Every VMTA some ``<virtual-mta-pool>`` of the rendered config lists."""
+    return {value for body in blocks(text, "virtual-mta-pool").values() for d, value in body if d == "virtual-mta"}
+
+
 def test_consecutive_days_differ_only_in_warmup_numbers(prod: Fleet) -> None:
-    """Day to day only the throttles move, except on the day an IP's plan starts: its VMTA appears."""
-    start = datetime.date(2026, 10, 10)  # before every plan starts, through initech's start on 12-01
-    changed_days = starts = 0
+    """Day to day only the throttles move, except around an IP's first plan day: its VMTA appears
+    ``vmta_lead_days`` before it (with that day's numbers, in no pool) and joins its pools on the day."""
+    lead = prod.settings.vmta_lead_days
+    assert lead == 2  # prod's fleet.yaml sets none: the default
+    start = datetime.date(2026, 10, 1)  # before every plan's lead, through initech's start on 12-01
+    changed_days = deployed = joined = 0
     seen: set[str] = set()
     for host, refs in prod.ips_by_host.items():
         previous = render_host(prod, host, start)
-        for offset in range(1, 90):
+        for offset in range(1, 100):
             day = start + datetime.timedelta(days=offset)
             text = render_host(prod, host, day)
+            ahead = [r for r in refs if r.ip.warmup and r.ip.warmup.started == day + datetime.timedelta(days=lead)]
+            for r in ahead:
+                vmta = names.vmta_name(r.tenant.name, r.ip.address)
+                assert vmta not in blocks(previous, "virtual-mta") and vmta in blocks(text, "virtual-mta")
+                assert f"# {r.tenant.name} {r.ip.address}: no VMTA today" in previous
+                assert f"# {r.tenant.name} {r.ip.address}: no VMTA today" not in text
+                assert vmta not in pool_members(text)
+                deployed += 1
             starting = [r for r in refs if r.ip.warmup and r.ip.warmup.started == day]
-            if starting:
-                starts += 1
-                for r in starting:
-                    vmta = names.vmta_name(r.tenant.name, r.ip.address)
-                    assert vmta not in blocks(previous, "virtual-mta") and vmta in blocks(text, "virtual-mta")
-                    assert f"# {r.tenant.name} {r.ip.address}: no VMTA today" in previous
-                    assert f"# {r.tenant.name} {r.ip.address}: no VMTA today" not in text
+            for r in starting:
+                vmta = names.vmta_name(r.tenant.name, r.ip.address)
+                assert vmta not in pool_members(previous) and vmta in pool_members(text)
+                # deployed ahead with the first day's numbers: nothing of it changes on the day but the pools
+                assert vmta_throttles(previous)[vmta] == vmta_throttles(text)[vmta]
+                assert blocks(previous, "virtual-mta")[vmta] == blocks(text, "virtual-mta")[vmta]
+                joined += 1
+            if ahead or starting:
                 previous = text
                 continue
             pairs = _changed_lines(previous, text)
@@ -482,7 +715,7 @@ def test_consecutive_days_differ_only_in_warmup_numbers(prod: Fleet) -> None:
             changed_days += bool(pairs)
             previous = text
     assert changed_days > 60  # not vacuous: the plans move most days
-    assert starts == len([r for r in prod.ips() if r.ip.warmup and r.ip.warmup.started > start])
+    assert deployed == joined == len([r for r in prod.ips() if r.ip.warmup and r.ip.warmup.started > start])
     assert seen == WARMUP_DIRECTIVES
 
 
@@ -581,7 +814,8 @@ def test_render_command_writes_every_host_and_tenant_atomically(
     (out / "powermta" / "mta1.config").chmod(0o600)
     result = _render(PROD, "--out", out, "--date", "2026-11-25")
     assert result.exit_code == 0, result.output
-    expected = {Path("powermta") / f"{h}.config" for h in ("mta1", "mta2", "mta3")}
+    expected = {Path("powermta") / f"{h}{suffix}" for h in ("mta1", "mta2", "mta3")
+                for suffix in (".config", ".deployed.json")}
     expected |= {Path("mailwizz") / f"{t}.json" for t in ("globex", "initech", "sos-expat")}
     files = {p.relative_to(out) for p in out.rglob("*") if p.is_file()}
     assert files == expected, "exactly these files, and no temporary file left behind"
@@ -593,7 +827,11 @@ def test_render_command_writes_every_host_and_tenant_atomically(
     servers = delivery_servers(prod, DAY)
     for tenant in ("globex", "initech", "sos-expat"):
         assert json.loads((out / "mailwizz" / f"{tenant}.json").read_text(encoding="utf-8")) == servers[tenant]
-    assert "wrote 3 PowerMTA configs and 3 MailWizz server files" in result.stdout
+    for host in ("mta1", "mta2", "mta3"):  # the record of each config: the VMTAs it runs and their DKIM domains
+        deployed = parse_deployed((out / "powermta" / f"{host}.deployed.json").read_text(encoding="utf-8"))
+        assert (deployed.stack, deployed.host) == ("prod", host)
+        assert sorted(deployed.vmtas) == sorted(v.name for v in host_view(prod, host, DAY).vmtas)
+    assert "wrote 3 PowerMTA configs (each with its deployed record) and 3 MailWizz server files" in result.stdout
 
 
 def test_render_command_refuses_an_invalid_stack_and_writes_nothing(

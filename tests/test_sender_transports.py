@@ -323,7 +323,8 @@ def _config(error: str) -> TemporaryFailure:
     ("mail", 552, "message size exceeds fixed limit", PermanentFailure("mail: 552 message size exceeds fixed limit")),
     ("content", 554, "5.2.3 message length exceeds administrative limit",
      PermanentFailure("content: 554 5.2.3 message length exceeds administrative limit")),
-    ("rcpt", 501, "5.1.3 bad recipient address syntax", PermanentFailure("rcpt: 501 5.1.3 bad recipient address syntax")),
+    ("rcpt", 501, "5.1.3 bad recipient address syntax",
+     PermanentFailure("rcpt: 501 5.1.3 bad recipient address syntax")),
     ("rcpt", 550, "5.1.1 recipient is on the suppression list",
      PermanentFailure("rcpt: 550 5.1.1 recipient is on the suppression list")),
 ])

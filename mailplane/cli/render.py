@@ -4,6 +4,9 @@ What the Ansible role would deploy on that date, for review (``git diff`` two re
 hosts managed without Ansible.  Layout under ``--out``:
 
     powermta/<host>.config     PowerMTA's /etc/pmta/config of each MTA host
+    powermta/<host>.deployed.json
+                               the record of its VMTAs and their DKIM domains, for the sender on the
+                               host to read (``deployed_records``) once PowerMTA runs that config
     mailwizz/<tenant>.json     the tenant's MailWizz SMTP delivery servers
 
 Everything is rendered in memory first and written only when all of it rendered, each file
@@ -23,18 +26,23 @@ from mailplane import mailwizz
 from mailplane.cli.common import StackDir, load_or_exit, parse_date
 from mailplane.files import write_atomic
 from mailplane.model.stack import Fleet
-from mailplane.mta.render import render_host
+from mailplane.mta.deployed import dumps, record
+from mailplane.mta.render import render_vars
+from mailplane.mta.view import host_view
 
 POWERMTA_DIR = "powermta"
 MAILWIZZ_DIR = "mailwizz"
 CONFIG_SUFFIX = ".config"
+DEPLOYED_SUFFIX = ".deployed.json"
 
 
 def render_files(fleet: Fleet, on: datetime.date) -> dict[Path, str]:
     """Relative path to text of every file ``mailplane render`` writes, in a fixed order (pure)."""
     files: dict[Path, str] = {}
     for host in sorted(fleet.settings.mta_hosts):
-        files[Path(POWERMTA_DIR) / f"{host}{CONFIG_SUFFIX}"] = render_host(fleet, host, on)
+        pmta = host_view(fleet, host, on).to_vars()
+        files[Path(POWERMTA_DIR) / f"{host}{CONFIG_SUFFIX}"] = render_vars(pmta)
+        files[Path(POWERMTA_DIR) / f"{host}{DEPLOYED_SUFFIX}"] = dumps(record(pmta))
     for tenant, servers in mailwizz.delivery_servers(fleet, on).items():
         files[Path(MAILWIZZ_DIR) / f"{tenant}.json"] = json.dumps(servers, indent=2) + "\n"
     return files
@@ -55,6 +63,7 @@ def register(app: typer.Typer) -> None:
         files = render_files(fleet, on)
         for relative, text in files.items():
             write_atomic(out / relative, text)
-        hosts = sum(1 for p in files if p.parts[0] == POWERMTA_DIR)
-        print(f"wrote {hosts} PowerMTA configs and {len(files) - hosts} MailWizz server files "
+        hosts = sum(1 for p in files if p.name.endswith(CONFIG_SUFFIX))
+        print(f"wrote {hosts} PowerMTA configs (each with its deployed record) and "
+              f"{len(files) - 2 * hosts} MailWizz server files "
               f"to {out} for {on.isoformat()}")

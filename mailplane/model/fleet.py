@@ -91,11 +91,23 @@ class MtaHost(Model):
         None, description="Private address the sender service may also submit from.")
 
 
+DEFAULT_VMTA_LEAD_DAYS = 2
+"""Days before an IP's first plan day its VMTA is in the rendered PowerMTA config, when fleet.yaml
+has no ``powermta.vmta_lead_days``: the sender names the VMTA from 00:00 UTC of that day, the
+daily Ansible run reloads PowerMTA only later that morning, and two days survive one missed run."""
+
+
 class PowerMta(Model):
     """What every MTA host's PowerMTA shares."""
 
     postmaster: EmailAddress = Field(
         description="Where PowerMTA sends its own crash and licence-expiry notices (`postmaster`).")
+    vmta_lead_days: int = Field(
+        DEFAULT_VMTA_LEAD_DAYS, ge=0, le=30, description="Days before an IP's first warmup plan day that its "
+        "VMTA and DKIM keys are in the deployed PowerMTA config (in no pool, so idle until that day). The "
+        "sender names the VMTA from 00:00 UTC of the first day, before that day's Ansible run reloads "
+        "PowerMTA; a lead of 2 still has it there in time when one daily run is missed. 0: only from the "
+        "first day's run on (mail handed over before it is refused).")
 
 
 class SenderService(Model):
@@ -128,3 +140,9 @@ class FleetSettings(Model):
                                "(a tenant's own `guard:` replaces them).")
     powermta: PowerMta | None = Field(None, description="PowerMTA settings of every MTA host; without "
                                       "`postmaster` PowerMTA's own notices go nowhere.")
+
+    @property
+    def vmta_lead_days(self) -> int:
+        """``powermta.vmta_lead_days``, or its default when fleet.yaml has no ``powermta:`` section:
+        the one value the PowerMTA view reads, so the section's absence never changes the lead."""
+        return self.powermta.vmta_lead_days if self.powermta else DEFAULT_VMTA_LEAD_DAYS

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailplane.model.names import dkim_key_covers
-from mailplane.mta.view import HostView
 
 FORMAT = 1
 """Version of the record's shape; a reader refuses another (a newer role than its sender)."""
@@ -54,14 +53,15 @@ class Deployed:
         return dkim_key_covers(self.vmtas.get(vmta, ()), domain)
 
 
-def record(view: HostView) -> dict[str, Any]:
-    """The record of the config rendered from ``view``: what the role writes after reloading it."""
+def record(pmta: Mapping[str, Any]) -> dict[str, Any]:
+    """The record of the config rendered from ``pmta`` (the template's variable,
+    :meth:`~mailplane.mta.view.HostView.to_vars`): what the role writes once PowerMTA reloaded it."""
     return {
         "format": FORMAT,
-        "stack": view.stack,
-        "host": view.host,
-        "vmtas": {v.name: {"address": v.address, "dkim_domains": sorted({k.domain for k in v.dkim})}
-                  for v in view.vmtas},
+        "stack": pmta["stack"],
+        "host": pmta["host"],
+        "vmtas": {v["name"]: {"address": v["address"], "dkim_domains": sorted({k["domain"] for k in v["dkim"]})}
+                  for v in pmta["vmtas"]},
     }
 
 

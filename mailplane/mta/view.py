@@ -15,15 +15,23 @@ What the view decides, each in documented PowerMTA syntax (``docs/powermta.md``)
   and inside it each provider group's share of that ceiling; an IP that may not send yet (its plan
   starts later, or its cap is 0) gets **no VMTA at all**, so no pool, header or route can reach it
   (the guide documents no switch that blocks a VMTA, and a rate of 0 is undefined);
-- one pool per (tenant, stream) route with the route's VMTAs on this host, so marketing mail never
-  leaves from a transactional IP;
+- except an IP whose plan starts within the lead (fleet.yaml's ``powermta.vmta_lead_days``, default
+  :data:`~mailplane.model.fleet.DEFAULT_VMTA_LEAD_DAYS`): the sender names an IP's VMTA from 00:00
+  UTC of its first plan day, but the host's PowerMTA gets a new config only when that day's Ansible
+  run reloads it, and a message naming a VMTA PowerMTA does not know is refused.  So the VMTA is
+  deployed that many days ahead, with its keys and its first day's numbers, and in **no pool**: a
+  VMTA outside every pool is idle, only the sender's source (``process-x-virtual-mta``) could pick
+  it by header, and the sender does not name it before its first day;
+- one pool per (tenant, stream) route with the route's VMTAs on this host that may send today, so
+  marketing mail never leaves from a transactional IP;
 - the return path domains of the routes with an IP here, and the feedback-loop addresses of their
   tenants, which PowerMTA accepts on port 25 of the host's IPs and parses (bounce and feedback-loop
   processors) into accounting records the sender reads.
 
 The output is deterministic (VMTAs by tenant then address, pools by name, keys and domains sorted)
-and nothing in it depends on the date except the throttle numbers and which IPs have begun, so the
-diff between two days' configs is exactly the warmup numbers that changed.
+and nothing in it depends on the date except the throttle numbers, which IPs are deployed (from the
+lead on) and which have begun (pool members), so the diff between two days' configs is the warmup
+numbers that changed, plus a VMTA on the first day of its lead and its pool lines on its first day.
 """
 
 from __future__ import annotations
@@ -64,13 +72,14 @@ class DkimKey:
 
 @dataclass(frozen=True)
 class Vmta:
-    """One virtual MTA per dedicated IP that may send on the view's date."""
+    """One virtual MTA per dedicated IP that may send on the view's date or starts within the lead."""
 
     name: str
     tenant: str
     address: str
     ptr: str
     status: IpStatus
+    """The status its numbers are for: on the view's date, or on ``starts`` for a VMTA deployed ahead."""
     ceiling: int | None
     """PowerMTA's hourly ceiling for the IP (see :func:`ceiling`); None for an IP without a plan."""
     max_msg_per_hour: int
@@ -78,6 +87,9 @@ class Vmta:
     dkim: tuple[DkimKey, ...]
     """One key for every domain of the tenant, each for its own domain only (no ``*`` key)."""
     throttles: tuple[Throttle, ...]
+    starts: datetime.date | None = None
+    """The IP's first plan day when it is after the view's date (deployed ahead, within the lead):
+    in no pool, and with that day's numbers, what it will send at; None when it may send today."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,7 @@ class HeldIp:
 
 @dataclass(frozen=True)
 class Pool:
-    """One pool per (tenant, stream) route with a sending IP on the host."""
+    """One pool per (tenant, stream) route with an IP on the host that may send today."""
 
     name: str
     tenant: str
@@ -122,6 +134,8 @@ class HostView:
     """Return path domains of the routes with an IP here: the bounce processor's addresses."""
     feedback_addresses: tuple[str, ...]
     """Feedback-loop addresses of the tenants with an IP here: the feedback-loop processor's."""
+    vmta_lead_days: int
+    """Days before its first plan day that an IP's VMTA is deployed (see the module's docstring)."""
 
     @property
     def relay_domains(self) -> tuple[str, ...]:
@@ -131,15 +145,16 @@ class HostView:
     def to_vars(self) -> dict[str, Any]:
         """The ``pmta`` variable of ``templates/powermta/config.j2``: plain JSON data, fixed order.
 
-        Only str, int, list and dict (and null for an IP without a plan), so Ansible can carry it
-        in inventory host vars and template it exactly as the Python renderer does.  Keys avoid
-        the names of dict methods (``items``, ``keys``, ``values``): ``pmta.items`` in Jinja would
-        be the method, not the data.
+        Only str, int, list and dict (and null: an IP without a plan, an IP not deployed ahead), so
+        Ansible can carry it in inventory host vars and template it exactly as the Python renderer
+        does.  Keys avoid the names of dict methods (``items``, ``keys``, ``values``): ``pmta.items``
+        in Jinja would be the method, not the data.
         """
         return {
             "stack": self.stack,
             "host": self.host,
             "postmaster": self.postmaster,
+            "vmta_lead_days": self.vmta_lead_days,
             "listeners": list(self.listeners),
             "inbound_listeners": list(self.inbound_listeners),
             "sources": {"submit_from": list(self.submit_from), "anyone": list(self.anyone),
@@ -160,6 +175,7 @@ class HostView:
                 {"name": v.name, "tenant": v.tenant, "address": v.address, "ptr": v.ptr,
                  "plan": v.status.plan,
                  "started": v.status.started.isoformat() if v.status.started else None,
+                 "starts": v.starts.isoformat() if v.starts else None,
                  "max_smtp_msg_rate": pv.rate_text(v.max_msg_per_hour),
                  "max_smtp_out": sum(t.smtp_out for t in v.throttles),
                  "dkim": [{"selector": k.selector, "domain": k.domain, "key_file": k.key_file} for k in v.dkim],
@@ -235,7 +251,18 @@ def may_send(status: IpStatus) -> bool:
     return status.hourly_cap is None or status.hourly_cap > 0
 
 
-def _vmta(ref: IpRef, status: IpStatus) -> Vmta:
+def deployed_ahead(status: IpStatus, on: datetime.date, lead: int) -> datetime.date | None:
+    """The IP's first plan day when it is 1 to ``lead`` days after ``on``: its VMTA goes out ahead.
+
+    The sender names the VMTA from 00:00 UTC of that day, hours before that day's Ansible run
+    reloads PowerMTA; configs rendered the ``lead`` days before already carry it.
+    """
+    if status.state != "scheduled" or status.started is None:
+        return None
+    return status.started if 0 < (status.started - on).days <= lead else None
+
+
+def _vmta(ref: IpRef, status: IpStatus, starts: datetime.date | None = None) -> Vmta:
     keys = tuple(DkimKey(selector, d.name, names.dkim_key_file(selector, d.name))
                  for d in sorted(ref.tenant.domains, key=lambda d: d.name)
                  for selector in [names.powermta_selector(d)])
@@ -251,15 +278,33 @@ def _vmta(ref: IpRef, status: IpStatus) -> Vmta:
         max_msg_per_hour=top if top is not None else sum(t.msg_per_hour for t in found),
         dkim=keys,
         throttles=found,
+        starts=starts,
     )
 
 
-def _held(ref: IpRef, status: IpStatus) -> HeldIp:
+def _held(ref: IpRef, status: IpStatus, lead: int) -> HeldIp:
     if status.started and status.day < 1:
-        reason = f"warmup plan {status.plan} starts on {status.started.isoformat()}"
+        deployed = status.started - datetime.timedelta(days=lead)
+        reason = (f"warmup plan {status.plan} starts on {status.started.isoformat()}; its VMTA is deployed "
+                  f"from {deployed.isoformat()} (vmta_lead_days {lead})")
     else:
         reason = f"its cap today is 0 ({status.state})"
     return HeldIp(ref.tenant.name, ref.ip.address, reason)
+
+
+def _ip_vmta(fleet: Fleet, ref: IpRef, on: datetime.date, lead: int) -> Vmta | HeldIp:
+    """The IP's VMTA on ``on``: with today's numbers, or deployed ahead with its first day's; else why not."""
+    plan = fleet.plan_for(ref.ip)
+    status = ip_status(ref.tenant, ref.ip, plan, on)
+    if may_send(status):
+        return _vmta(ref, status)
+    starts = deployed_ahead(status, on, lead)
+    if starts is not None:
+        first = ip_status(ref.tenant, ref.ip, plan, starts)
+        if may_send(first):
+            return _vmta(ref, first, starts)
+        return HeldIp(ref.tenant.name, ref.ip.address, f"its cap on its first plan day, {starts.isoformat()}, is 0")
+    return _held(ref, status, lead)
 
 
 def host_view(fleet: Fleet, host: str, on: datetime.date) -> HostView:
@@ -268,7 +313,8 @@ def host_view(fleet: Fleet, host: str, on: datetime.date) -> HostView:
     Listeners: the host's ``smtp_listener``, plus the same port on its ``private_address`` when it
     has one, since the sender may submit from that address and a loopback-only listener would
     not accept it; and port 25 of each of the host's dedicated IPs, for bounces and reports.
-    Submit addresses: both loopbacks and the private address.
+    Submit addresses: both loopbacks and the private address.  An IP whose plan starts within
+    the fleet's VMTA lead gets its VMTA now, in no pool (:func:`deployed_ahead`).
     """
     try:
         settings = fleet.settings.mta_hosts[host]
@@ -280,15 +326,16 @@ def host_view(fleet: Fleet, host: str, on: datetime.date) -> HostView:
         listeners.append(format_listener(settings.private_address, parse_listener(settings.smtp_listener)[1]))
         submit.append(settings.private_address)
     refs = sorted(fleet.ips_by_host.get(host, ()), key=_address_key)
+    lead = fleet.settings.vmta_lead_days
     vmtas: list[Vmta] = []
     held: list[HeldIp] = []
     for ref in refs:
-        status = ip_status(ref.tenant, ref.ip, fleet.plan_for(ref.ip), on)
-        if may_send(status):
-            vmtas.append(_vmta(ref, status))
+        found = _ip_vmta(fleet, ref, on, lead)
+        if isinstance(found, Vmta):
+            vmtas.append(found)
         else:
-            held.append(_held(ref, status))
-    sending = {(v.tenant, v.address): v.name for v in vmtas}
+            held.append(found)
+    sending = {(v.tenant, v.address): v.name for v in vmtas if v.starts is None}  # pool members
     here = {(ref.tenant.name, ref.ip.address) for ref in refs}
     pools, bounce, feedback = [], set(), set()
     for (tenant_name, stream), route in fleet.routes.items():
@@ -320,6 +367,7 @@ def host_view(fleet: Fleet, host: str, on: datetime.date) -> HostView:
         pools=tuple(sorted(pools, key=lambda p: p.name)),
         bounce_domains=tuple(sorted(bounce)),
         feedback_addresses=tuple(sorted(feedback)),
+        vmta_lead_days=lead,
     )
 
 

@@ -31,6 +31,8 @@ class Health:
     ses_sent_today: int = 0
     ses_daily_quota: int = 0
     ses_max_send_rate: float = 0.0
+    undeployed: tuple[tuple[str, str, str, str], ...] = ()
+    """(tenant, IP, MTA host, VMTA) of each IP that may send today whose VMTA its host's PowerMTA does not run."""
 
 
 class _Gauges(Collector):
@@ -90,6 +92,12 @@ class _Gauges(Collector):
             threshold.add_metric([tenant, "bounce"], bounce_max)
             threshold.add_metric([tenant, "complaint"], complaint_max)
         yield from (window, minimum, rate, threshold)
+        undeployed = GaugeMetricFamily("mailplane_sender_vmta_undeployed", "IPs that may send today whose VMTA the "
+                                       "host's PowerMTA does not run (1 each): their mail waits.",
+                                       labels=["tenant", "ip", "host", "vmta"])
+        for labels in health.undeployed:
+            undeployed.add_metric(list(labels), 1)
+        yield undeployed
         yield GaugeMetricFamily("mailplane_sender_ses_sent_today", "Messages handed to SES this UTC day (the "
                                 "account's 24-hour quota counts a rolling day).", value=health.ses_sent_today)
         yield GaugeMetricFamily("mailplane_sender_ses_daily_quota", "The SES daily quota the sender paces by: the "

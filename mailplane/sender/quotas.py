@@ -39,6 +39,8 @@ class IpQuota(BaseModel):
     held_days: int = Field(description="Days the ramp was held for bad bounce, complaint or deferral rates.")
     paused: bool = Field(description="The IP sends nothing now: an operator's pause, or the reputation side's.")
     paused_because: str | None = Field(None, description="Why, for an operator's or the guard's pause.")
+    not_deployed: str | None = Field(None, description="Why PowerMTA on the IP's host cannot take its mail now "
+                                     "(its VMTA is not in the config running there): the mail waits; null: it can.")
     daily_cap: int | None = Field(description="Messages the IP may send today; null: no warmup cap.")
     hourly_cap: int | None
     sent: int
@@ -79,9 +81,10 @@ def _left(cap: int | None, sent: int) -> int | None:
 def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Counter, *,
                  held_days: Mapping[str, int] | None = None,
                  overrides: Mapping[str, IpOverride] | None = None,
-                 in_force: InForce | None = None, ses_limits: Limits | None = None) -> QuotaReport:
-    """The report for ``tenant`` on ``day``; ``held_days`` and ``overrides`` are keyed by IP address;
-    ``in_force``: the pauses and drains in force."""
+                 in_force: InForce | None = None, ses_limits: Limits | None = None,
+                 not_deployed: Mapping[str, str] | None = None) -> QuotaReport:
+    """The report for ``tenant`` on ``day``; ``held_days``, ``overrides`` and ``not_deployed`` (why an IP's VMTA
+    cannot take mail) are keyed by IP address; ``in_force``: the pauses and drains in force."""
     held_days = held_days or {}
     overrides = overrides or {}
     ips: list[IpQuota] = []
@@ -97,6 +100,7 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
         ips.append(IpQuota(address=ip.address, host=ip.host, streams=ip.streams, plan=status.plan,
                            plan_day=status.day, state=status.state, held_days=held, paused=paused,
                            paused_because=pause.reason if pause else None,
+                           not_deployed=(not_deployed or {}).get(ip.address),
                            daily_cap=daily, hourly_cap=hourly, sent=sent, remaining=_left(daily, sent)))
     tenant_sent = counter("tenant", tenant.name)
     ses = fleet.settings.ses

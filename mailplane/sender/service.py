@@ -72,6 +72,7 @@ class Service:
         self.holds = HandoverHolds(self.store, after=config.handover_refusals_before_hold,
                                    hold_seconds=config.handover_hold_seconds, alert=self.alert, stack=stack_name)
         self._undeployed_reported: dict[tuple[str, str], str] = {}
+        self._undeployed_lock = threading.Lock()
         self.events: Events | None = None
         """The event side, once :meth:`attach_events` built it (an instance may run without one)."""
         self._keys = [(name, stored) for name, stored in sorted(config.api_keys.items())]
@@ -203,7 +204,10 @@ class Service:
 
     def check_deployed(self) -> None:
         """Log and alert each IP whose VMTA went missing from its host's PowerMTA, and each that came back."""
-        now = {(t, ip): (host, vmta, why) for t, ip, host, vmta, why in self.undeployed()}
+        with self._undeployed_lock:
+            self._report_undeployed({(t, ip): (host, vmta, why) for t, ip, host, vmta, why in self.undeployed()})
+
+    def _report_undeployed(self, now: dict[tuple[str, str], tuple[str, str, str]]) -> None:
         for (tenant, ip), (host, vmta, why) in sorted(now.items()):
             if (tenant, ip) not in self._undeployed_reported:
                 log.warning("IP %s of %s: %s; its mail waits", ip, tenant, why)
@@ -246,7 +250,8 @@ class Service:
         return Health(oldest_queued_seconds=max(self.clock() - oldest, 0.0) if oldest is not None else 0.0,
                       ip_held_days=held, tenant_rates=tuple(rates),
                       ses_sent_today=self.store.counter("ses", self.fleet.settings.ses.region, day),
-                      ses_daily_quota=limits.daily_quota, ses_max_send_rate=limits.max_send_rate)
+                      ses_daily_quota=limits.daily_quota, ses_max_send_rate=limits.max_send_rate,
+                      undeployed=tuple((t, ip, host, vmta) for t, ip, host, vmta, _ in self.undeployed()))
 
     def renderer(self) -> RenderPool:
         """The render workers, started at the first template (a service that never renders starts none)."""

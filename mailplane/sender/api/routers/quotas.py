@@ -29,4 +29,5 @@ def quotas(who: Authenticated, tenant: str, service: ServiceDep) -> QuotaReport:
             overrides[ip.address] = override
     return quota_report(service.fleet, who.tenant, day, lambda kind, key: service.store.counter(kind, key, day),
                         held_days=held, overrides=overrides, in_force=service.store.pauses.in_force(),
-                        ses_limits=service.pacer.limits())
+                        ses_limits=service.pacer.limits(),
+                        not_deployed={ip: why for t, ip, _, _, why in service.undeployed() if t == tenant})
