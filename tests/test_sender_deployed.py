@@ -127,3 +127,24 @@ def test_a_record_for_a_host_the_stack_lacks_stops_the_start() -> None:
     config = SenderConfig(aws=AwsSettings(account_id="123456789012"), unsubscribe_keys=["k" * 32],
                           deployed_records={"mta9": "/etc/pmta/mailplane-deployed.json"})
     assert mismatches(fleet, config) == ["deployed_records: 'mta9' is not an MTA host of stack prod"]
+
+
+def test_a_host_without_a_record_keeps_todays_behaviour_with_a_warning_at_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from mailplane.sender.service import Service
+
+    fleet = load_stack(ROOT / "stacks" / "prod")
+    config = SenderConfig(database_url=f"sqlite:///{tmp_path / 'q.db'}", aws=AwsSettings(account_id="123456789012"),
+                          unsubscribe_keys=["k" * 32], mta_hosts=["mta1", "mta2"],
+                          deployed_records={"mta1": str(tmp_path / "none.json")})
+    with caplog.at_level("WARNING", logger="mailplane.sender.service"):
+        service = Service(fleet, config, stack_name="prod")
+    try:
+        warned = [r.getMessage() for r in caplog.records if "no deployed record" in r.getMessage()]
+        assert warned == ["no deployed record for MTA host mta2 (deployed_records): its VMTAs are named as the "
+                          "fleet says, without knowing that PowerMTA there has them"]
+        tenant = next(t for t in fleet.tenants if any(ip.host == "mta2" for ip in t.ips))
+        ip = next(ip for ip in tenant.ips if ip.host == "mta2")
+        assert service.pacer.ip_gate(tenant, ip, DAY).missing is None
+    finally:
+        service.close()

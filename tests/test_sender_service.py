@@ -435,8 +435,10 @@ def _service(tmp_path: Path, sink_port: int) -> Any:
     return Service(load_stack(stack), config)
 
 
-def test_a_message_that_cannot_be_built_or_has_no_tenant_fails_alone(tmp_path: Path) -> None:
-    """A poisoned payload or a tenant removed from the stack must not hold its batch hostage."""
+def test_a_message_that_cannot_be_built_or_has_no_tenant_fails_alone(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A poisoned payload or a tenant removed from the stack must not hold its batch hostage; each message that
+    fails at the hand-over says so in one log line: its id, tenant, route, IP and the reason."""
     from mailplane.sender.store import NewMessage
     from mailplane.sender.worker import Delivery
 
@@ -465,6 +467,11 @@ def test_a_message_that_cannot_be_built_or_has_no_tenant_fails_alone(tmp_path: P
     assert [states[i].state for i in ids] == ["sent", "failed", "sent", "failed", "sent"]  # type: ignore[union-attr]
     assert "cannot build" in (states[ids[1]].last_error or "")  # type: ignore[union-attr]
     assert "no longer in the stack" in (states[ids[3]].last_error or "")  # type: ignore[union-attr]
+    failed = [r.getMessage() for r in caplog.records if r.name == "mailplane.sender.worker" and " failed: " in
+              r.getMessage()]
+    assert len(failed) == 1 and failed[0].startswith(f"message {ids[1]} failed: tenant bravo, route bravo/"
+                                                     "transactional via pmta, IP 192.0.2.")
+    assert "cannot build the message" in failed[0]
     assert sorted(m.rcpt_tos[0] for m in sink.messages) == ["rcpt1@example.org", "rcpt3@example.org",
                                                            "rcpt5@example.org"]
 

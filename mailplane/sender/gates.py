@@ -239,19 +239,19 @@ def _pick_ip(plan: RoutePlan, locked: Locked, from_domain: str) -> IpGate | tupl
     def remaining(g: IpGate) -> float:
         return float("inf") if g.daily_cap is None else g.daily_cap - locked.daily[("ip", g.address)]
 
-    deployed = [g for g in plan.gates if g.takes(from_domain)]
-    if not deployed:
-        gate = plan.gates[0]
-        why = gate.missing or f"the VMTA of {gate.address} runs without a DKIM key for {from_domain}"
-        return locked.now + DEPLOY_RECHECK, f"{NOT_DEPLOYED}{why}"
-    sending = [g for g in deployed if g.pause is None]
+    sending = [g for g in plan.gates if g.pause is None]
     if not sending:
-        pauses = [g.pause for g in deployed if g.pause is not None]
+        pauses = [g.pause for g in plan.gates if g.pause is not None]
         return min(p.wait(locked.now) for p in pauses), f"{PAUSED}every IP of the route: {pauses[0].reason}"
     open_today = [g for g in sending if remaining(g) > 0]
     if not open_today:
         return midnight_after(locked.day), "every IP reached its warmup cap for the day"
-    open_now = [g for g in open_today if g.hourly_cap is None or locked.hourly[g.address] < g.hourly_cap]
+    deployed = [g for g in open_today if g.takes(from_domain)]
+    if not deployed:  # asked again soon: the record changes when the host's next run reloads PowerMTA
+        gate = open_today[0]
+        why = gate.missing or f"the VMTA of {gate.address} runs without a DKIM key for {from_domain}"
+        return locked.now + DEPLOY_RECHECK, f"{NOT_DEPLOYED}{why}"
+    open_now = [g for g in deployed if g.hourly_cap is None or locked.hourly[g.address] < g.hourly_cap]
     if not open_now:
         return (locked.hour + 1) * 3600.0, "every IP reached its hourly ceiling"
     return min(open_now, key=lambda g: (-remaining(g), locked.daily[("ip", g.address)], g.address))
