@@ -68,7 +68,28 @@ def _service(fleet: Fleet, db_url: str) -> tuple[Service, dict[str, str]]:
     config = SenderConfig(database_url=db_url, aws=AwsSettings(account_id="123456789012"),
                           api_keys={name: hash_api_key(key) for name, key in keys.items()},
                           unsubscribe_keys=[UNSUB_KEY])
-    return Service(fleet, config, stack_name="prod", clock=lambda: NOW), keys
+    return Service(fleet, config, stack_name="prod", clock=CLOCK), keys
+
+
+class _Clock:
+    """Fixed at ``NOW`` unless a test moves it on (past an IP's paced send)."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, seconds: float) -> None:
+        self.now += seconds
+
+
+CLOCK = _Clock()
+
+
+@pytest.fixture(autouse=True)
+def _clock_at_now() -> None:
+    CLOCK.now = NOW
 
 
 @pytest.fixture
@@ -456,6 +477,7 @@ def test_quotas_match_the_counters(api: Api, fleet: Fleet) -> None:
     for message in store.claim("test-worker", 10):
         granted = pacer.reserve("test-worker", message)
         assert granted.ip == "203.0.113.21"  # type: ignore[union-attr]  # the only transactional IP
+        CLOCK.step(60)  # past the IP's next paced send
     store.counters.ensure(Scope((("ses", "eu-north-1", TODAY),), (), schedule=False))
     with store.transaction() as conn:
         conn.execute(update(daily_counters).where(daily_counters.c.kind == "ses").values(sent=1234))
@@ -540,6 +562,7 @@ def test_stats_give_per_day_and_route_what_the_guard_judges(api: Api) -> None:
     claimed = store.claim("w", 10)
     for message in claimed[:3]:  # the fourth is found suppressed before it is paced, as the worker does
         assert isinstance(pacer.reserve("w", message), Granted)
+        CLOCK.step(60)  # past the IP's next paced send
     assert store.complete_many("w", [(m.id, "sent", None) for m in claimed[:3]]
                                + [(claimed[3].id, "suppressed", "recipient suppressed")]) == 4
     store.outcomes.record("sos-expat", "203.0.113.21", {"bounced": 1, "delivered": 2, "deferred": 1})

@@ -41,7 +41,7 @@ BIG = 100_000
 def write_stack(root: Path, caps: dict[str, int] = CAPS, *, acme_quota: int | None = ACME_QUOTA) -> Path:
     stack = root / "stack"
     (stack / "tenants").mkdir(parents=True)
-    plans = "\n".join(f"  cap{n}:\n    schedule: [{{day: 1, daily: {n}, hourly: {n}}}]"
+    plans = "\n".join(f"  cap{n}:\n    burst_seconds: 3600\n    schedule: [{{day: 1, daily: {n}, hourly: {n}}}]"
                       for n in sorted(set(caps.values())))
     (stack / "fleet.yaml").write_text(textwrap.dedent(f"""\
         ses: {{region: {REGION}, max_send_rate: 50, daily_quota: {SES_QUOTA}}}

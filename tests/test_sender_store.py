@@ -44,7 +44,7 @@ SES_QUOTA = 30  # beta has no IP: SES
 def write_stack(root: Path, *, rate: float = 1000, ses_quota: int = SES_QUOTA) -> Path:
     stack = root / "stack"
     (stack / "tenants").mkdir(parents=True)
-    plans = "\n".join(f"  cap{n}:\n    schedule: [{{day: 1, daily: {n}, hourly: {n}}}]"
+    plans = "\n".join(f"  cap{n}:\n    burst_seconds: 3600\n    schedule: [{{day: 1, daily: {n}, hourly: {n}}}]"
                       for n in sorted({CAP_A, CAP_B, CAP_C, CAP_D, 3}))
     (stack / "fleet.yaml").write_text(textwrap.dedent(f"""\
         ses: {{region: eu-west-1, max_send_rate: {rate}, daily_quota: {ses_quota}}}
@@ -257,8 +257,8 @@ def test_refund_only_when_the_provider_did_not_take_it(store: Store, stack: Path
 
 
 def test_a_vanished_counter_row_is_created_again_not_skipped(store: Store, stack: Path) -> None:
-    """Pruning old counter rows under a running sender must not make it count nothing."""
-    from mailplane.sender.schema import daily_counters, hourly_counters
+    """Pruning old counter rows (the paces' too) under a running sender must not make it count nothing."""
+    from mailplane.sender.schema import daily_counters, hourly_counters, token_buckets
 
     pacer = Pacer(store, load_stack(stack))
     store.enqueue([msg("delta", n) for n in range(5)])
@@ -267,6 +267,7 @@ def test_a_vanished_counter_row_is_created_again_not_skipped(store: Store, stack
     with store.transaction() as conn:
         conn.execute(daily_counters.delete())
         conn.execute(hourly_counters.delete())
+        conn.execute(token_buckets.delete())
     assert _drain(store, pacer) == {"192.0.2.51": 3, "deferred": 1}  # the count restarts at 0, but counts
     assert store.counter("ip", "192.0.2.51", TODAY) == 3
 

@@ -79,6 +79,11 @@ class WarmupPlanSpec(Model):
         None, ge=1, le=24, description="The day's cap is spread over at least this many hours: the "
         "hourly ceiling is daily / spread_hours (default: the preset's, else 12).")
     hold_when: HoldThresholds | None = Field(None, description="Hold thresholds (default: the preset's).")
+    burst_seconds: int | None = Field(
+        None, ge=1, le=3600, description="How much of the hourly ceiling may leave at once: the sender spends the "
+        "ceiling as a steady rate (one send every 3600 / ceiling seconds) with a burst of this many seconds' "
+        "worth (default 60: the busiest minute is at most twice the even rate). 3600 lets the whole hour's "
+        "ceiling go at once, as a clock-hour window would.")
 
 
 class MtaHost(Model):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from mailplane.model.fleet import HoldThresholds, ScheduleStep, WarmupPlanSpec
 
 DEFAULT_SPREAD_HOURS = 12
+DEFAULT_BURST_SECONDS = 60
+"""Seconds' worth of an IP's hourly ceiling that may leave at once (see ``WarmupPlanSpec.burst_seconds``)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class WarmupPlan:
     spread_hours: int
     hold_when: HoldThresholds
     description: str = ""
+    burst_seconds: int = DEFAULT_BURST_SECONDS
 
     def _step(self, day: int) -> ScheduleStep | None:
         if day < 1:
@@ -102,4 +105,5 @@ def build_plan(name: str, spec: WarmupPlanSpec) -> WarmupPlan:
     spread = spec.spread_hours or (base.spread_hours if base else DEFAULT_SPREAD_HOURS)
     hold = spec.hold_when or (base.hold_when if base else HoldThresholds())
     description = f"{spec.preset} with this stack's settings" if base else "written in fleet.yaml"
-    return WarmupPlan(name, steps, spread, hold, description)
+    burst = spec.burst_seconds or (base.burst_seconds if base else DEFAULT_BURST_SECONDS)
+    return WarmupPlan(name, steps, spread, hold, description, burst)

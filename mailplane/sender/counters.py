@@ -1,8 +1,8 @@
 """The shared counters of the send gates, in SQL: locked, handed to the pure decision, written back.
 
 A reservation is ONE transaction: lock the batch's messages and every counter row it is subject
-to -- in one fixed order everywhere (messages by id, the SES rate schedule, daily rows, hourly
-rows, each sorted), so two transactions never deadlock -- read them into a
+to -- in one fixed order everywhere (messages by id, the SES rate schedule, the IPs' paces, daily
+rows, hourly rows, each sorted), so two transactions never deadlock -- read them into a
 :class:`~mailplane.sender.gates.Locked`, let :func:`~mailplane.sender.gates.decide` answer,
 and write what it changed: the counters' increments, the schedule, each granted message's
 reservation and each deferred message's return to the queue.  No interleaving of workers,
@@ -46,6 +46,8 @@ class Scope:
     hourly: tuple[HourlyKey, ...]
     schedule: bool
     """Whether some message may go by SES (the rate schedule row is locked too)."""
+    paces: tuple[str, ...] = ()
+    """The paced IPs (their :class:`~mailplane.sender.gates.Pace` rows), sorted."""
 
 
 Decide = Callable[[Locked], list[Reservation]]
@@ -73,7 +75,8 @@ class Counters:
         todo_d = [k for k in scope.daily if ("d", *k) not in self._ensured]
         todo_h = [k for k in scope.hourly if ("h", *k) not in self._ensured]
         bucket = scope.schedule and ("b", SES, "", None) not in self._ensured
-        if not todo_d and not todo_h and not bucket:
+        todo_p = [ip for ip in scope.paces if ("p", ip, "", None) not in self._ensured]
+        if not todo_d and not todo_h and not bucket and not todo_p:
             return
         dialect = self.store.dialect
 
@@ -88,6 +91,10 @@ class Counters:
                 now = self.store.clock()
                 conn.execute(upsert(dialect, token_buckets).values(name=SES, next_slot=now, recent=[], updated_at=now)
                              .on_conflict_do_nothing())
+            for ip in sorted(todo_p):  # an IP never paced starts idle: its burst is there at once
+                conn.execute(upsert(dialect, token_buckets).values(name=pace_row(ip), next_slot=0.0, recent=[],
+                                                                   updated_at=self.store.clock())
+                             .on_conflict_do_nothing())
 
         self.store.run(work)
         with self._lock:
@@ -95,6 +102,7 @@ class Counters:
             self._ensured.update(("h", *k) for k in todo_h)
             if bucket:
                 self._ensured.add(("b", SES, "", None))
+            self._ensured.update(("p", ip, "", None) for ip in todo_p)
 
     def forget(self) -> None:
         """Drop the memory of created rows: the next :meth:`ensure` checks the database again."""
@@ -142,6 +150,9 @@ class Counters:
             bucket = self._lock_row(conn, select(token_buckets.c.next_slot, token_buckets.c.recent)
                                     .where(token_buckets.c.name == SES))
             schedule = schedule_of(float(bucket.next_slot), [float(t) for t in bucket.recent])
+        paces = {ip: float(self._lock_row(conn, select(token_buckets.c.next_slot)
+                                          .where(token_buckets.c.name == pace_row(ip))).next_slot)
+                 for ip in scope.paces}
         daily = {(kind, key): int(self._lock_row(conn, select(daily_counters.c.sent).where(
             daily_counters.c.kind == kind, daily_counters.c.key == key, daily_counters.c.day == d)).sent)
             for kind, key, d in scope.daily}
@@ -151,7 +162,8 @@ class Counters:
         # The locks may have been waited for: the schedule and the record use the time we got them.
         # (``day`` and ``hour`` stay those of the rows locked; at worst a send straddling midnight
         # counts on the day it asked.)
-        locked = Locked(max(now, self.store.clock()), day, hour, dict(daily), dict(hourly), held, schedule)
+        locked = Locked(max(now, self.store.clock()), day, hour, dict(daily), dict(hourly), held, schedule,
+                        paces=dict(paces))
         answers = decide(locked)
         self._write(conn, ids, answers, locked)
         for kind, key, d in scope.daily:
@@ -184,6 +196,9 @@ class Counters:
         if locked.schedule_used and locked.schedule is not None:
             conn.execute(update(token_buckets).where(token_buckets.c.name == SES).values(
                 next_slot=locked.schedule.next_slot, recent=locked.schedule.recent, updated_at=now))
+        for ip in sorted(locked.paces_used):
+            conn.execute(update(token_buckets).where(token_buckets.c.name == pace_row(ip)).values(
+                next_slot=locked.paces[ip], updated_at=now))
 
     # -- after an attempt --------------------------------------------------------------
 
@@ -221,6 +236,11 @@ class Counters:
             return True
 
         return bool(self.store.run(work))
+
+
+def pace_row(ip: str) -> str:
+    """The ``token_buckets`` row of an IP's pace: its theoretical arrival time in ``next_slot``."""
+    return f"pace:{ip}"
 
 
 def _bump(conn: Connection, table: Table, kind: str, key: str, when: ColumnElement[bool], by: int) -> None:

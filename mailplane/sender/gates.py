@@ -18,18 +18,28 @@ The gates, per message:
   for the From domain) is passed over too (:attr:`IpGate.missing`): PowerMTA would refuse the mail,
   or send it unsigned;
 * the tenant's own ``daily_quota``;
-* through PowerMTA: among the route's IPs, one with warmup quota left today and room under its
-  hourly ceiling -- the one with the most left, then the least used, then the lowest address;
+* through PowerMTA: among the route's IPs, one with warmup quota left today, room under its
+  hourly ceiling and its :class:`Pace` ready -- the one with the most left, then the least used,
+  then the lowest address.  The pace spends the hourly ceiling as a steady rate (one send every
+  ``3600 / ceiling`` seconds, a burst of ``burst_seconds``' worth at once: GCRA), so the ceiling
+  never leaves in one burst at the top of the hour; the clock-hour count still caps it exactly;
 * through SES: the account's daily quota and its send rate (:class:`RateSchedule`).
 
 What cannot go now is deferred: to tomorrow 00:00 UTC (a daily cap), the next hour (an hourly
-ceiling) or the SES rate's next slot; ``kept`` when that is within ``keep_within`` seconds (the
-worker waits rather than sending the message back through the queue).
+ceiling), the IP's next paced send or the SES rate's next slot; ``kept`` when that is within
+``keep_within`` seconds (the worker waits rather than sending the message back through the queue).
+
+**Priority.** :func:`decide` answers a batch's transactional mail before its marketing mail
+(:data:`PRIORITY`), and the store claims transactional mail first, so a password reset takes the
+next send its IPs earn rather than waiting behind a campaign; caps stay law, priority only chooses
+who spends them.  Messages a batch defers for the same route's pace are spread over its next sends
+(one ``pace_step`` apart, transactional first) instead of all coming back at the same moment.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -48,6 +58,10 @@ NOT_DEPLOYED = "not deployed: "
 """How the reason of a message waiting for PowerMTA to get its VMTA begins."""
 DEPLOY_RECHECK = 60.0
 """Seconds a message waiting for a VMTA to be deployed waits before it is asked about again."""
+PACING = "pacing: "
+"""How the reason of a message waiting for its route's next paced send begins."""
+PRIORITY = {"transactional": 0, "marketing": 1}
+"""Which stream's mail is answered first (lower first); a stream not listed goes last."""
 DEFAULT_CATCH_UP = 0.25
 """Seconds of lateness the SES schedule makes up (see ``RateSchedule``)."""
 
@@ -84,6 +98,37 @@ class RateSchedule:
         """Record a send at ``now`` (>= ``earliest()``)."""
         self.next_slot = max(self.next_slot, now - self.catch_up) + 1.0 / self.rate
         self.recent = [*self.recent, now][-self.window:]
+
+
+@dataclass(frozen=True)
+class Pace:
+    """An IP's hourly ceiling as a steady rate (the generic cell rate algorithm over one shared time).
+
+    The state is the *theoretical arrival time* ``tat``: a send may go at ``now`` when
+    ``now >= tat - (burst - 1) * interval``, and moves it to ``max(tat, now) + interval``.  An idle
+    IP starts with ``burst`` sends at once, then one every ``interval``; in any 60 s no more than
+    ``burst + 60 / interval`` leave, which with the default burst (60 s' worth) is twice the even
+    rate.  One stored number per IP, locked with the other counters, so it is exact across workers
+    and instances.  Never refunded: like the SES slot it stands for a moment that has passed.
+    """
+
+    interval: float
+    burst: int
+
+    @classmethod
+    def of(cls, hourly_cap: int | None, burst_seconds: float) -> Pace | None:
+        """The pace of an hourly ceiling; None for none (an IP declared warm) or 0 (it may not send)."""
+        if not hourly_cap or hourly_cap <= 0:
+            return None
+        return cls(3600.0 / hourly_cap, max(1, math.ceil(hourly_cap * burst_seconds / 3600.0)))
+
+    def ready(self, tat: float) -> float:
+        """When the next send may go."""
+        return tat - (self.burst - 1) * self.interval
+
+    def after(self, tat: float, now: float) -> float:
+        """The state after a send at ``now``."""
+        return max(tat, now) + self.interval
 
 
 @dataclass(frozen=True)
@@ -127,6 +172,8 @@ class Deferred:
     reason: str
     kept: bool = False
     """The worker still holds the claim (``keep_within``): it waits until ``until`` and asks again."""
+    pace_step: float = 0.0
+    """For a wait on the route's pace: the route's steady interval, by which a batch spreads such waits."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +213,8 @@ class IpGate:
     """Why the host's PowerMTA cannot take the IP's mail now (its VMTA is not deployed there): passed over."""
     signs: frozenset[str] | None = None
     """The domains the deployed VMTA has a DKIM key for; None: not known (no deployed record)."""
+    pace: Pace | None = None
+    """The steady rate the hourly ceiling is spent at; None: no ceiling to pace."""
 
     def takes(self, from_domain: str) -> bool:
         """Whether mail From ``from_domain`` may be handed to this IP's VMTA as deployed."""
@@ -209,6 +258,10 @@ class Locked:
     held: frozenset[int]
     schedule: RateSchedule | None = None
     schedule_used: bool = field(default=False)
+    paces: dict[str, float] = field(default_factory=dict)
+    """Each paced IP's theoretical arrival time (see :class:`Pace`); an IP absent starts idle."""
+    paces_used: set[str] = field(default_factory=set)
+    """The IPs whose pace a grant moved: the store writes those back."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +274,8 @@ class Ask:
     """A pause of the recipient's domain in force (a mailbox provider refusing mail): the message waits."""
     from_domain: str = ""
     """The From address's domain: the VMTA it goes through must have a DKIM key for it."""
+    priority: int = 0
+    """:data:`PRIORITY` of its stream: lower is answered first within a batch."""
 
 
 def midnight_after(day: datetime.date) -> float:
@@ -232,7 +287,26 @@ def _defer(locked: Locked, until: float, reason: str, keep_within: float) -> Def
     return Deferred(until, reason, kept=until - locked.now <= keep_within)
 
 
-def _pick_ip(plan: RoutePlan, locked: Locked, from_domain: str) -> IpGate | tuple[float, str]:
+def _ready(gate: IpGate, locked: Locked) -> float:
+    return locked.now if gate.pace is None else gate.pace.ready(locked.paces.get(gate.address, 0.0))
+
+
+def _pace_step(gates: Sequence[IpGate]) -> float:
+    """The route's steady interval: its IPs' paces together (1 / the sum of their rates)."""
+    rates = [1.0 / g.pace.interval for g in gates if g.pace is not None]
+    return 1.0 / sum(rates) if rates and len(rates) == len(gates) else 0.0
+
+
+@dataclass(frozen=True)
+class _Wait:
+    """Why no IP of a route may send now, until when, and the route's pace step when it waits on its pace."""
+
+    until: float
+    reason: str
+    step: float = 0.0
+
+
+def _pick_ip(plan: RoutePlan, locked: Locked, from_domain: str) -> IpGate | _Wait:
     """The IP to send on -- the most left today, then the least used, then the lowest address -- or, when
     none may send, when one may again and why."""
 
@@ -242,19 +316,24 @@ def _pick_ip(plan: RoutePlan, locked: Locked, from_domain: str) -> IpGate | tupl
     sending = [g for g in plan.gates if g.pause is None]
     if not sending:
         pauses = [g.pause for g in plan.gates if g.pause is not None]
-        return min(p.wait(locked.now) for p in pauses), f"{PAUSED}every IP of the route: {pauses[0].reason}"
+        return _Wait(min(p.wait(locked.now) for p in pauses), f"{PAUSED}every IP of the route: {pauses[0].reason}")
     open_today = [g for g in sending if remaining(g) > 0]
     if not open_today:
-        return midnight_after(locked.day), "every IP reached its warmup cap for the day"
+        return _Wait(midnight_after(locked.day), "every IP reached its warmup cap for the day")
     deployed = [g for g in open_today if g.takes(from_domain)]
     if not deployed:  # asked again soon: the record changes when the host's next run reloads PowerMTA
         gate = open_today[0]
         why = gate.missing or f"the VMTA of {gate.address} runs without a DKIM key for {from_domain}"
-        return locked.now + DEPLOY_RECHECK, f"{NOT_DEPLOYED}{why}"
+        return _Wait(locked.now + DEPLOY_RECHECK, f"{NOT_DEPLOYED}{why}")
     open_now = [g for g in deployed if g.hourly_cap is None or locked.hourly[g.address] < g.hourly_cap]
     if not open_now:
-        return (locked.hour + 1) * 3600.0, "every IP reached its hourly ceiling"
-    return min(open_now, key=lambda g: (-remaining(g), locked.daily[("ip", g.address)], g.address))
+        return _Wait((locked.hour + 1) * 3600.0, "every IP reached its hourly ceiling")
+    ready = [g for g in open_now if _ready(g, locked) <= locked.now]
+    if not ready:
+        soonest = min(_ready(g, locked) for g in open_now)
+        return _Wait(soonest, f"{PACING}the route's IPs spend their hourly ceilings as a steady rate",
+                     _pace_step(open_now))
+    return min(ready, key=lambda g: (-remaining(g), locked.daily[("ip", g.address)], g.address))
 
 
 def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.0) -> Reservation:
@@ -273,8 +352,11 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
         return _defer(locked, tomorrow, f"tenant {plan.tenant} daily quota {quota} reached", keep_within)
     if plan.gates:
         picked = _pick_ip(plan, locked, ask.from_domain)
-        if isinstance(picked, tuple):
-            return _defer(locked, *picked, keep_within)
+        if isinstance(picked, _Wait):
+            return Deferred(picked.until, picked.reason, picked.until - locked.now <= keep_within, picked.step)
+        if picked.pace is not None:
+            locked.paces[picked.address] = picked.pace.after(locked.paces.get(picked.address, 0.0), locked.now)
+            locked.paces_used.add(picked.address)
         locked.daily[("ip", picked.address)] += 1
         locked.hourly[picked.address] += 1
         locked.daily[("tenant", plan.tenant)] += 1
@@ -294,5 +376,22 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
 
 
 def decide(asks: Sequence[Ask], locked: Locked, ses: SesLimits, keep_within: float = 0.0) -> list[Reservation]:
-    """Every message of a batch, in order, against the same locked counters."""
-    return [decide_one(ask, locked, ses, keep_within) for ask in asks]
+    """Every message of a batch against the same locked counters, transactional first (:data:`PRIORITY`),
+    answers in the batch's order.
+
+    Waits on a route's pace are spread: the first waits for the route's next send, each further one
+    of the batch ``pace_step`` later, so a capped campaign comes back one send at a time, not all
+    at once (and a transactional message, answered first, takes the earliest).
+    """
+    answers: list[Reservation | None] = [None] * len(asks)
+    spread: dict[tuple[str, tuple[str, ...]], float] = {}
+    for index in sorted(range(len(asks)), key=lambda i: asks[i].priority):
+        ask = asks[index]
+        answer = decide_one(ask, locked, ses, keep_within)
+        if isinstance(answer, Deferred) and answer.pace_step > 0:
+            route = (ask.plan.tenant, tuple(g.address for g in ask.plan.gates))
+            until = max(answer.until, spread.get(route, answer.until))
+            spread[route] = until + answer.pace_step
+            answer = Deferred(until, answer.reason, until - locked.now <= keep_within, answer.pace_step)
+        answers[index] = answer
+    return [a for a in answers if a is not None]

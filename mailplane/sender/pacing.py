@@ -41,6 +41,7 @@ from mailplane.sender.deployed import UNKNOWN, DeployedConfigs
 from mailplane.sender.gates import (
     DEFAULT_CATCH_UP,
     ELSEWHERE_RETRY,
+    PRIORITY,
     SES,
     Ask,
     Deferred,
@@ -49,6 +50,7 @@ from mailplane.sender.gates import (
     IpOverride,
     Locked,
     LostClaim,
+    Pace,
     RateSchedule,
     Reservation,
     RoutePlan,
@@ -114,9 +116,11 @@ class Pacer:
         override = self.overrides(tenant.name, ip.address, day) if self.overrides else None
         status = ip_status(tenant, ip, self.fleet.plan_for(ip), day, override.held_days if override else 0)
         daily, hourly = apply_override(status.daily_cap, status.hourly_cap, override)
+        plan = self.fleet.plan_for(ip)
+        pace = Pace.of(hourly, plan.burst_seconds) if plan is not None else None
         verdict = self.deployed.about(ip.host, vmta_name(tenant.name, ip.address)) if self.deployed else UNKNOWN
         return IpGate(ip.address, daily, hourly, in_force.ip(ip_key(ip.address)) if in_force else None,
-                      missing=verdict.missing, signs=verdict.domains)
+                      missing=verdict.missing, signs=verdict.domains, pace=pace)
 
     def plan(self, tenant_name: str, stream: str, day: datetime.date, in_force: InForce | None = None) -> RoutePlan:
         """What a (tenant, stream) is subject to on ``day``, on this instance, under the pauses in force."""
@@ -130,6 +134,7 @@ class Pacer:
         """The counter rows a batch with these plans locks, sorted: the lock order."""
         daily: set[DailyKey] = set()
         hourly: set[HourlyKey] = set()
+        paces: set[str] = set()
         via_ses = False
         for plan in plans:
             if plan.elsewhere:
@@ -137,10 +142,11 @@ class Pacer:
             daily.add(("tenant", plan.tenant, day))
             daily.update(("ip", g.address, day) for g in plan.gates)
             hourly.update(("ip", g.address, hour) for g in plan.gates)
+            paces.update(g.address for g in plan.gates if g.pace is not None)
             if not plan.gates:
                 via_ses = True
                 daily.add((SES, self.ses.region, day))
-        return Scope(tuple(sorted(daily, key=str)), tuple(sorted(hourly)), via_ses)
+        return Scope(tuple(sorted(daily, key=str)), tuple(sorted(hourly)), via_ses, tuple(sorted(paces)))
 
     # -- the reservation ------------------------------------------------------------------
 
@@ -169,7 +175,7 @@ class Pacer:
             if key not in plans:
                 plans[key] = self.plan(message.tenant, message.stream, day, in_force)
         asks = [Ask(m.id, plans[(m.tenant, m.stream)], in_force.domain(m.tenant, _domain(m.to_addr)),
-                    _domain(m.from_addr)) for m in batch]
+                    _domain(m.from_addr), PRIORITY.get(m.stream, len(PRIORITY))) for m in batch]
         limits = self.limits()
         return self.store.counters.reserve(
             worker, [m.id for m in batch], self.scope(plans.values(), day, hour),

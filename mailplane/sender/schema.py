@@ -57,6 +57,7 @@ messages = Table(
     Column("updated_at", Float, nullable=False),
     UniqueConstraint("tenant", "sender", "idempotency_key", name="uq_messages_idempotency"),
     Index("ix_messages_due", "state", "next_attempt_at"),
+    Index("ix_messages_due_stream", "state", "stream", "next_attempt_at"),  # the claim, transactional first
     Index("ix_messages_lease", "state", "claimed_until"),
 )
 

@@ -51,6 +51,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mailplane.sender.counters import Counters
+from mailplane.sender.gates import PRIORITY
 from mailplane.sender.ledger import Ledger
 from mailplane.sender.outcomes import SES_ROUTE, UNROUTED, Outcomes
 from mailplane.sender.pauses import Pauses
@@ -151,6 +152,11 @@ class Message:
     last_error: str | None
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+CLAIM_TIERS = (*(messages.c.stream == stream for stream in sorted(PRIORITY, key=PRIORITY.__getitem__)),
+               messages.c.stream.not_in(list(PRIORITY)))
+"""The claim's order: each stream of ``PRIORITY`` in turn, then any other."""
 
 
 def _message(row: Any) -> Message:
@@ -385,7 +391,9 @@ class Store:
         """Take up to ``limit`` due messages for ``worker`` for ``lease`` seconds.
 
         Due: queued with ``next_attempt_at`` reached, or claimed by someone whose lease ran out
-        (a worker that died).  The oldest due first.  ``routes``: only messages of these
+        (a worker that died).  Transactional mail first, then the rest (``gates.PRIORITY``, one
+        indexed query per stream), the oldest due first within each: a password reset is claimed
+        ahead of a campaign that was due before it.  ``routes``: only messages of these
         (tenant, stream) pairs, the ones this instance can deliver (None: all).
         """
 
@@ -397,8 +405,13 @@ class Store:
                 if not routes:
                     return []
                 due = and_(due, tuple_(messages.c.tenant, messages.c.stream).in_(sorted(set(routes))))
-            query = select(messages.c.id).where(due).order_by(messages.c.next_attempt_at, messages.c.id).limit(limit)
-            ids = list(conn.execute(self.for_update(query, skip_locked=True)).scalars())
+            ids: list[int] = []
+            for tier in CLAIM_TIERS:
+                query = (select(messages.c.id).where(due, tier).order_by(messages.c.next_attempt_at, messages.c.id)
+                         .limit(limit - len(ids)))
+                ids += conn.execute(self.for_update(query, skip_locked=True)).scalars()
+                if len(ids) >= limit:
+                    break
             if not ids:
                 return []
             conn.execute(update(messages).where(messages.c.id.in_(ids)).values(
