@@ -486,7 +486,21 @@ def test_quotas_match_the_counters(api: Api, fleet: Fleet) -> None:
     assert report["tenant"] == "sos-expat" and report["day"] == "2026-11-25"
     assert report["quota"] == {"daily_quota": 40000, "sent": 3, "remaining": 39997}
     assert report["ses"] == {"region": "eu-north-1", "daily_quota": 50000, "sent": 1234, "remaining": 48766,
-                             "max_send_rate": 14.0, "warnings": []}  # the account not read: fleet.yaml's limits
+                             "max_send_rate": 14.0, "warnings": [],  # the account not read: fleet.yaml's limits
+                             "share": None, "fair_share": None, "tenant_sent": None, "kept_for_others": None}
+    # globex and initech share the account's quota (one stream each through SES), equal shares; at 12:03 UTC
+    # half of the day has passed: of initech's 25,000, 12,500 minus what it sent (12) is kept for it
+    store.counters.ensure(Scope((("sesshare", "globex", TODAY), ("sesshare", "initech", TODAY)), (), schedule=False))
+    with store.transaction() as conn:
+        conn.execute(update(daily_counters).where(daily_counters.c.kind == "sesshare",
+                                                  daily_counters.c.key == "globex").values(sent=40))
+        conn.execute(update(daily_counters).where(daily_counters.c.kind == "sesshare",
+                                                  daily_counters.c.key == "initech").values(sent=12))
+    with api.client("globex/billing") as c:
+        shared = c.get("/v1/quotas/globex").json()["ses"]
+    elapsed = (CLOCK.now % 86400) / 86400
+    assert (shared["share"], shared["fair_share"], shared["tenant_sent"]) == (1, 25000.0, 40)
+    assert shared["kept_for_others"] == int(25000 * (1 - elapsed) - 12)
     by_ip = {ip["address"]: ip for ip in report["ips"]}
     assert set(by_ip) == {ip.address for ip in tenant.ips}
     first = by_ip["203.0.113.21"]

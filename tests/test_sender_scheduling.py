@@ -26,6 +26,7 @@ from mailplane.sender.gates import (
     IpGate,
     Locked,
     Pace,
+    RateSchedule,
     RoutePlan,
     SesLimits,
     decide,
@@ -162,3 +163,60 @@ def test_waits_on_a_pace_are_spread_over_the_routes_next_sends_transactional_fir
     waits = [a for a in answers if isinstance(a, Deferred)]
     assert [a.until - START for a in waits] == [10.0, 15.0, 20.0, 25.0]  # two IPs: a send every 5 s
     assert all(a.reason.startswith(PACING) for a in waits)
+
+
+def _ses_day(shares: dict[str, int], quota: int, arrivals: dict[str, tuple[float, int]]) -> dict[str, list[float]]:
+    """One UTC day through SES, every due message asked at once: each tenant's (arrival, demand).  Returns each
+    tenant's grant times."""
+    day0 = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC).timestamp()
+    daily: dict[tuple[str, str], int] = defaultdict(int)
+    due: dict[tuple[str, int], float] = {(t, n): day0 + a for t, (a, d) in arrivals.items() for n in range(d)}
+    sent: dict[str, list[float]] = {t: [] for t in arrivals}
+    end = day0 + 86400
+    now = min(due.values(), default=end)
+    while due and now < end:
+        batch = sorted(k for k, t in due.items() if t <= now)
+        limits = SesLimits("eu-west-1", quota, shares, (now - day0) / 86400)
+        schedule = RateSchedule(rate=1e6, next_slot=0.0, recent=[])
+        locked = Locked(now, DAY, int(now // 3600), daily, defaultdict(int), frozenset(range(len(batch))), schedule)
+        answers = decide([Ask(i, RoutePlan(k[0], None)) for i, k in enumerate(batch)], locked, limits)
+        for key, answer in zip(batch, answers, strict=True):
+            if isinstance(answer, Granted):
+                sent[key[0]].append(now)
+                del due[key]
+            else:
+                assert isinstance(answer, Deferred)
+                due[key] = answer.until
+        daily = locked.daily
+        now = min(due.values(), default=end)
+    assert sum(len(v) for v in sent.values()) <= quota
+    return sent
+
+
+def test_a_light_ses_tenant_finds_its_share_after_a_heavy_ones_campaign() -> None:
+    """The issue's account: 200 a day, a 300-message campaign at 00:00, the other tenant's 50 at noon."""
+    sent = _ses_day({"heavy": 1, "light": 1}, 200, {"heavy": (0.0, 300), "light": (43200.0, 50)})
+    assert len(sent["light"]) == 50 and all(t - min(sent["light"]) < 1 for t in sent["light"])  # at once, at noon
+    assert len(sent["heavy"]) == 150  # all the rest: nothing left unused
+    assert sum(1 for t in sent["heavy"] if t < min(sent["light"])) <= 150
+
+
+@settings(max_examples=40, deadline=None)
+@given(weights=st.lists(st.integers(1, 4), min_size=2, max_size=3), quota=st.integers(20, 400),
+       arrivals=st.lists(st.tuples(st.floats(0, 80000), st.integers(0, 500)), min_size=3, max_size=3))
+def test_ses_shares_are_kept_lent_and_never_exceed_the_quota(weights: list[int], quota: int,
+                                                            arrivals: list[tuple[float, int]]) -> None:
+    """Each tenant gets at least what remains of its fair share when it arrives (or its demand), and what is
+    not kept goes to who asks: by the day's end the account is used up whenever the demand was there."""
+    names = [f"t{n}" for n in range(len(weights))]
+    shares = dict(zip(names, weights, strict=False))
+    wanted = {t: arrivals[n] for n, t in enumerate(names)}
+    sent = _ses_day(shares, quota, wanted)
+    limits = SesLimits("eu-west-1", quota, shares)
+    for tenant, (arrival, demand) in wanted.items():
+        fair_left = math.floor(limits.fair_share(tenant) * (1 - arrival / 86400))
+        assert len(sent[tenant]) >= min(demand, fair_left) - 1
+    total_demand = sum(d for _, d in wanted.values())
+    if total_demand >= quota:
+        # shares kept for tenants that never come are lent as the day goes: by its end (a look every 5 min)
+        assert sum(len(v) for v in sent.values()) >= quota - len(names) - math.ceil(quota * 300 / 86400)

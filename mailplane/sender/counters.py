@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, Row, Select, Table, select, update
 
-from mailplane.sender.gates import SES, Deferred, Granted, Locked, RateSchedule, Reservation
+from mailplane.sender.gates import SES, SHARE_KIND, Deferred, Granted, Locked, RateSchedule, Reservation
 from mailplane.sender.schema import daily_counters, hourly_counters, messages, token_buckets, upsert
 
 if TYPE_CHECKING:
@@ -224,8 +224,9 @@ class Counters:
                 on_day = daily_counters.c.day == day
                 if ip:
                     _bump(conn, daily_counters, "ip", ip, on_day, -1)
-                else:
+                else:  # the account's count, then the tenant's share of it (a row only where shares are kept)
                     _bump(conn, daily_counters, SES, ses_region, on_day, -1)
+                    _bump(conn, daily_counters, SHARE_KIND, tenant, on_day, -1)
                 _bump(conn, daily_counters, "tenant", tenant, on_day, -1)
                 if ip:
                     _bump(conn, hourly_counters, "ip", ip, hourly_counters.c.hour == hour, -1)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -235,10 +235,38 @@ class RoutePlan:
     """A pause of the tenant or of this stream in force: its mail waits."""
 
 
+SHARE_KIND = "sesshare"
+"""Daily counter kind of one tenant's SES sends (key: the tenant): what its fair share is held against."""
+SHARE_RECHECK = 300.0
+"""Seconds a message kept back for other tenants' shares waits before it is asked about again."""
+
+
 @dataclass(frozen=True)
 class SesLimits:
     region: str
     daily_quota: int
+    shares: Mapping[str, int] = field(default_factory=dict)
+    """The weight of each tenant sending through SES (its ``ses.share``); empty: no shares kept."""
+    day_fraction: float = 0.0
+    """How much of the UTC day has passed (0 to 1): the reserve kept for a share shrinks with it."""
+
+    def fair_share(self, tenant: str) -> float:
+        total = sum(self.shares.values())
+        return self.daily_quota * self.shares.get(tenant, 0) / total if total else float(self.daily_quota)
+
+    def kept_for_others(self, tenant: str, used: Mapping[tuple[str, str], int]) -> int:
+        """Sends of the quota kept for the other SES tenants' unused shares, now.
+
+        Each other tenant keeps ``fair share x (1 - day_fraction) - what it sent``, at least 0: its
+        whole share at 00:00 UTC, none at the end of the day.  So a tenant may always send within its
+        own share, what nobody keeps is lent (more of it as the day goes on), and a tenant that
+        arrives late still finds the rest of its share.
+        """
+        kept = 0.0
+        for other in self.shares:
+            if other != tenant:
+                kept += max(0.0, self.fair_share(other) * (1.0 - self.day_fraction) - used.get((SHARE_KIND, other), 0))
+        return math.floor(kept)
 
 
 @dataclass
@@ -363,6 +391,11 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
         return Granted("pmta", picked.address, vmta_name(plan.tenant, picked.address), locked.day)
     if locked.daily[(SES, ses.region)] >= ses.daily_quota:
         return _defer(locked, tomorrow, f"SES daily quota {ses.daily_quota} reached", keep_within)
+    kept = ses.kept_for_others(plan.tenant, locked.daily) if ses.shares else 0
+    if kept and locked.daily[(SES, ses.region)] + 1 + kept > ses.daily_quota:
+        return _defer(locked, min(locked.now + SHARE_RECHECK, tomorrow),
+                      f"SES daily quota: {kept} sends kept for other tenants' fair shares "
+                      f"({plan.tenant}'s is {ses.fair_share(plan.tenant):.0f})", keep_within)
     schedule = locked.schedule
     if schedule is None:
         raise ValueError("a message that may go by SES needs the SES rate schedule locked")
@@ -372,6 +405,8 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
     locked.schedule_used = True
     locked.daily[(SES, ses.region)] += 1
     locked.daily[("tenant", plan.tenant)] += 1
+    if plan.tenant in ses.shares:
+        locked.daily[(SHARE_KIND, plan.tenant)] += 1
     return Granted("ses", None, None, locked.day)
 
 

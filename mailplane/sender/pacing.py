@@ -33,6 +33,7 @@ from collections.abc import Callable, Collection, Sequence
 
 from mailplane.model.addresses import ip_key
 from mailplane.model.names import vmta_name
+from mailplane.model.routes import tenant_routes
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Ip, Tenant
 from mailplane.sender.account import AccountLimits, Limits, effective
@@ -43,6 +44,7 @@ from mailplane.sender.gates import (
     ELSEWHERE_RETRY,
     PRIORITY,
     SES,
+    SHARE_KIND,
     Ask,
     Deferred,
     Granted,
@@ -85,8 +87,16 @@ class Pacer:
         """The MTA hosts this instance submits to (PowerMTA accepts only its own host's sender);
         None: every host."""
         self.ses = fleet.settings.ses
+        self.ses_shares: dict[str, int] = {t.name: t.ses.share for t in fleet.tenants
+                                           if any(r.transport == "ses" for r in tenant_routes(t))}
+        """The weight of each tenant with a stream through SES: they share the account's daily quota."""
         self.account: AccountLimits | None = None
         """What SES last said the account allows (``Service.refresh_account``); None: fleet.yaml's alone."""
+
+    def ses_limits(self, now: float | None = None) -> SesLimits:
+        """The SES account's daily quota as the gates hold it at ``now``: the tenants' shares and the day's progress."""
+        now = self.store.clock() if now is None else now
+        return SesLimits(self.ses.region, self.limits().daily_quota, self.ses_shares, _day_fraction(now))
 
     def limits(self) -> Limits:
         """The account's limits the gates enforce: the lower of fleet.yaml's and the account's."""
@@ -146,6 +156,7 @@ class Pacer:
             if not plan.gates:
                 via_ses = True
                 daily.add((SES, self.ses.region, day))
+                daily.update((SHARE_KIND, tenant, day) for tenant in self.ses_shares)
         return Scope(tuple(sorted(daily, key=str)), tuple(sorted(hourly)), via_ses, tuple(sorted(paces)))
 
     # -- the reservation ------------------------------------------------------------------
@@ -180,7 +191,7 @@ class Pacer:
         return self.store.counters.reserve(
             worker, [m.id for m in batch], self.scope(plans.values(), day, hour),
             functools.partial(self._schedule, limits.max_send_rate),
-            functools.partial(self._decide, asks, SesLimits(self.ses.region, limits.daily_quota),
+            functools.partial(self._decide, asks, self.ses_limits(now),
                               keep_within=keep_within), now, day, hour)
 
     def _schedule(self, rate: float, next_slot: float, recent: list[float]) -> RateSchedule:
@@ -196,6 +207,10 @@ class Pacer:
         reservation back when ``refund`` (see the module docstring); False if ``worker`` lost the claim."""
         return self.store.counters.release(worker, message_id, retry_in=retry_in, refund=refund, error=error,
                                            ses_region=self.ses.region)
+
+
+def _day_fraction(now: float) -> float:
+    return (now % 86400.0) / 86400.0
 
 
 def _domain(address: str) -> str:

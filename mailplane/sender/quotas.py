@@ -19,7 +19,7 @@ from mailplane.model.addresses import ip_key
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
 from mailplane.sender.account import Limits
-from mailplane.sender.gates import IpOverride, apply_override
+from mailplane.sender.gates import SHARE_KIND, IpOverride, SesLimits, apply_override
 from mailplane.warmup.status import ip_status
 
 if TYPE_CHECKING:
@@ -62,6 +62,14 @@ class SesQuota(BaseModel):
     max_send_rate: float = Field(description="Messages per second, for the whole account (the lower of the two).")
     warnings: list[str] = Field(default_factory=list, description="Where fleet.yaml and the SES account disagree, "
                                 "or the account is in the sandbox or disabled.")
+    share: int | None = Field(None, description="This tenant's weight among the tenants sending through SES "
+                              "(`ses.share`); null: it sends nothing through SES.")
+    fair_share: float | None = Field(None, description="Its fair share of the daily quota: quota x share / the "
+                                     "sum of the SES tenants' shares.")
+    tenant_sent: int | None = Field(None, description="What it sent through SES today.")
+    kept_for_others: int | None = Field(None, description="Sends of what remains kept now for the other SES "
+                                        "tenants' unused shares (less as the UTC day goes on): beyond its fair "
+                                        "share the tenant may use only what is not kept.")
 
 
 class QuotaReport(BaseModel):
@@ -82,7 +90,7 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
                  held_days: Mapping[str, int] | None = None,
                  overrides: Mapping[str, IpOverride] | None = None,
                  in_force: InForce | None = None, ses_limits: Limits | None = None,
-                 not_deployed: Mapping[str, str] | None = None) -> QuotaReport:
+                 not_deployed: Mapping[str, str] | None = None, ses_shares: SesLimits | None = None) -> QuotaReport:
     """The report for ``tenant`` on ``day``; ``held_days``, ``overrides`` and ``not_deployed`` (why an IP's VMTA
     cannot take mail) are keyed by IP address; ``in_force``: the pauses and drains in force."""
     held_days = held_days or {}
@@ -106,6 +114,12 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
     ses = fleet.settings.ses
     limits = ses_limits or Limits(ses.daily_quota, ses.max_send_rate)
     ses_sent = counter("ses", ses.region)
+    share = None
+    if ses_shares is not None and tenant.name in ses_shares.shares:
+        used = {(SHARE_KIND, name): counter(SHARE_KIND, name) for name in ses_shares.shares}
+        share = {"share": ses_shares.shares[tenant.name], "fair_share": ses_shares.fair_share(tenant.name),
+                 "tenant_sent": used[(SHARE_KIND, tenant.name)],
+                 "kept_for_others": ses_shares.kept_for_others(tenant.name, used)}
     return QuotaReport(
         tenant=tenant.name, day=day,
         quota=TenantQuota(daily_quota=tenant.daily_quota, sent=tenant_sent,
@@ -113,5 +127,5 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
         ips=ips,
         ses=SesQuota(region=ses.region, daily_quota=limits.daily_quota, sent=ses_sent,
                      remaining=max(limits.daily_quota - ses_sent, 0), max_send_rate=limits.max_send_rate,
-                     warnings=list(limits.warnings)),
+                     warnings=list(limits.warnings), **(share or {})),
         pauses=in_force.about(tenant.name) if in_force else [])

@@ -30,4 +30,5 @@ def quotas(who: Authenticated, tenant: str, service: ServiceDep) -> QuotaReport:
     return quota_report(service.fleet, who.tenant, day, lambda kind, key: service.store.counter(kind, key, day),
                         held_days=held, overrides=overrides, in_force=service.store.pauses.in_force(),
                         ses_limits=service.pacer.limits(),
-                        not_deployed={ip: why for t, ip, _, _, why in service.undeployed() if t == tenant})
+                        not_deployed={ip: why for t, ip, _, _, why in service.undeployed() if t == tenant},
+                        ses_shares=service.pacer.ses_limits())
