@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/render_large.py
 	$(BIN)/python bench/sender_throughput.py
 	$(BIN)/python bench/sender_pacing.py
+	$(BIN)/python bench/scheduling.py
 	$(BIN)/python bench/sender_accept.py
 	$(BIN)/python bench/smtp_submission.py
 	$(BIN)/python bench/plan_base.py

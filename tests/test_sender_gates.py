@@ -122,14 +122,22 @@ def test_no_batch_takes_a_counter_past_its_cap(situation: tuple[list[Ask], Locke
 @given(situations())
 def test_a_batch_grants_what_the_same_messages_asked_one_by_one_would(
         situation: tuple[list[Ask], Locked, dict[str, RoutePlan]]) -> None:
-    """Deciding in one batch, or in reservations of one message carrying the counters over, is the same."""
+    """Deciding in one batch, or in reservations of one message carrying the counters over, grants the same and
+    counts the same; a batch only spreads waits on a rate over the next slots (later, never sooner)."""
     asks, locked, _ = situation
     alone = Locked(locked.now, locked.day, locked.hour, dict(locked.daily), dict(locked.hourly), locked.held,
                    RateSchedule(locked.schedule.rate, locked.schedule.next_slot, list(locked.schedule.recent))
                    if locked.schedule else None)
     together = decide(asks, locked, LIMITS)
     one_by_one = [decide([ask], alone, LIMITS)[0] for ask in asks]
-    assert together == one_by_one and locked.daily == alone.daily and locked.hourly == alone.hourly
+    assert locked.daily == alone.daily and locked.hourly == alone.hourly
+    for batch, single in zip(together, one_by_one, strict=True):
+        if isinstance(batch, Deferred) and batch.pace_step > 0:
+            assert isinstance(single, Deferred) and (batch.reason, batch.pace_step) == (single.reason,
+                                                                                       single.pace_step)
+            assert batch.until >= single.until
+        else:
+            assert batch == single
 
 
 @settings(max_examples=100, deadline=None)
@@ -172,7 +180,7 @@ def test_deferrals_say_when_the_message_may_go_again() -> None:
     soon = Locked(NOW, DAY, HOUR, {(SES, LIMITS.region): 0, ("tenant", "s"): 0}, {}, frozenset({1}),
                   RateSchedule(1.0, NOW + 0.5, []))
     assert decide([Ask(1, RoutePlan("s", None))], soon, LIMITS, keep_within=1.0) == [
-        Deferred(NOW + 0.5, "SES max send rate", kept=True)]
+        Deferred(NOW + 0.5, "SES max send rate", kept=True, pace_step=1.0)]
 
 
 def test_the_ip_with_most_left_goes_first_then_the_least_used() -> None:

@@ -173,7 +173,8 @@ class Deferred:
     kept: bool = False
     """The worker still holds the claim (``keep_within``): it waits until ``until`` and asks again."""
     pace_step: float = 0.0
-    """For a wait on the route's pace: the route's steady interval, by which a batch spreads such waits."""
+    """For a wait on the route's pace (or the SES rate): its steady interval, by which a batch spreads such
+    waits."""
 
 
 @dataclass(frozen=True)
@@ -400,7 +401,8 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
     if schedule is None:
         raise ValueError("a message that may go by SES needs the SES rate schedule locked")
     if locked.now < schedule.earliest():
-        return _defer(locked, schedule.earliest(), "SES max send rate", keep_within)
+        wait = _defer(locked, schedule.earliest(), "SES max send rate", keep_within)
+        return Deferred(wait.until, wait.reason, wait.kept, 1.0 / schedule.rate)
     schedule.take(locked.now)
     locked.schedule_used = True
     locked.daily[(SES, ses.region)] += 1
@@ -423,8 +425,8 @@ def decide(asks: Sequence[Ask], locked: Locked, ses: SesLimits, keep_within: flo
     for index in sorted(range(len(asks)), key=lambda i: asks[i].priority):
         ask = asks[index]
         answer = decide_one(ask, locked, ses, keep_within)
-        if isinstance(answer, Deferred) and answer.pace_step > 0:
-            route = (ask.plan.tenant, tuple(g.address for g in ask.plan.gates))
+        if isinstance(answer, Deferred) and answer.pace_step > 0:  # the SES slots are the whole account's
+            route = (ask.plan.tenant, tuple(g.address for g in ask.plan.gates)) if ask.plan.gates else (SES, ())
             until = max(answer.until, spread.get(route, answer.until))
             spread[route] = until + answer.pace_step
             answer = Deferred(until, answer.reason, until - locked.now <= keep_within, answer.pace_step)
