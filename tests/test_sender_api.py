@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import re
 import shutil
 from collections.abc import Iterator
@@ -514,6 +515,36 @@ def test_quotas_match_the_counters(api: Api, fleet: Fleet) -> None:
     with Store(api.db_url, create=False).reading() as conn:  # the counters the report read, independently
         assert conn.execute(select(func.sum(daily_counters.c.sent)).where(
             daily_counters.c.kind == "ip", daily_counters.c.key == "203.0.113.21")).scalar() == 3
+
+
+def test_the_quota_api_says_whether_n_messages_can_go_today_and_by_when(api: Api, fleet: Fleet) -> None:
+    """At 12:00 UTC, sos-expat's transactional mail has one IP (standard-45d, day 24): it spends its hourly
+    ceiling as a steady rate with a minute's burst, within its daily cap; globex's marketing goes by SES."""
+    plan = fleet.plans["standard-45d"]
+    daily, hourly = plan.daily_cap(24), plan.hourly_cap(24)
+    interval, burst = 3600 / hourly, max(1, -(-hourly * plan.burst_seconds // 3600))
+    assert plan.burst_seconds == 60
+    noon = datetime.datetime.fromtimestamp(NOW, datetime.UTC)
+    with api.client("sos-expat/app") as c:
+        few = c.get("/v1/quotas/sos-expat", params={"stream": "transactional", "messages": burst + 10}).json()
+        many = c.get("/v1/quotas/sos-expat", params={"stream": "transactional", "messages": 10_000_000}).json()
+        refusals = [c.get("/v1/quotas/sos-expat", params=params) for params in (
+            {"stream": "transactional"}, {"messages": 5}, {"stream": "newsletter", "messages": 5},
+            {"stream": "transactional", "messages": 0}, {"stream": "x" * 33, "messages": 5})]
+    assert few["forecast"]["route"] == "pmta" and few["forecast"]["today"] == burst + 10
+    assert few["forecast"]["all_today"] and few["forecast"]["limited_by"] is None
+    by = datetime.datetime.fromisoformat(few["forecast"]["by"])
+    assert by == noon + datetime.timedelta(seconds=math.ceil(10 * interval))  # the burst at once, then one each
+    capacity = min(daily, int(43200 / interval) + burst)  # half a day at the steady rate, within the day's cap
+    assert (many["forecast"]["today"], many["forecast"]["all_today"]) == (capacity, False)
+    assert "warmup caps" in many["forecast"]["limited_by"]
+    assert few["ips"] == many["ips"] and "forecast" in few and few["forecast"]["messages"] == burst + 10
+    assert [r.status_code for r in refusals] == [422] * 5
+    assert "sends no 'newsletter' stream" in refusals[2].text
+    with api.client("globex/billing") as c:
+        ses = c.get("/v1/quotas/globex", params={"stream": "marketing", "messages": 100}).json()["forecast"]
+    assert (ses["route"], ses["today"], ses["all_today"]) == ("ses", 100, True)
+    assert datetime.datetime.fromisoformat(ses["by"]) == noon + datetime.timedelta(seconds=math.ceil(99 / 14))
 
 
 class _Events:
