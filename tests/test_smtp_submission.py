@@ -464,3 +464,67 @@ def test_a_large_message_is_checked_off_the_listeners_loop_with_the_same_answers
     entity = BytesParser(policy=email.policy.default).parsebytes(base64.b64decode(queued[1].payload["mime"]))
     [attachment] = list(entity.iter_attachments())
     assert attachment.get_filename() == "report.bin" and attachment.get_content() == report
+
+
+def test_each_tenant_has_its_own_budget_of_sessions_and_bytes_in_flight(tmp_path: Path, ca: CaFiles) -> None:
+    """One tenant's concurrent large messages wait on its own budget of bytes in flight (never over it but for a
+    message larger than the budget, alone), another tenant's mail on none of it; and a tenant's logged-in
+    sessions are bounded whatever its addresses, while another tenant still logs in."""
+    from mailplane.model.loader import load_stack
+    from mailplane.sender.config import load_config
+    from mailplane.sender.service import Service
+    from mailplane.sender.smtp_submission import SubmissionServer
+
+    stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
+    ports = new_ports()
+    config = load_config(add_submission(write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
+                                                     sink_port=free_port()), ca, ports,
+                                        max_sessions_per_tenant=5, max_tenant_bytes_in_flight=40_000))
+    assert config.submission is not None
+    service = Service(load_stack(stack), config, stack_name="stack")
+    server = SubmissionServer(service, config.submission)
+    server.start()
+    budgets = server.handler.budgets
+    try:
+        def build(tenant: str, n: int, size: int) -> EmailMessage:
+            message = mail(sender=f"app@{tenant}.example.com", subject=f"{tenant} {n}", to=f"r{n}@example.org")
+            message.add_attachment(b"x" * size, maintype="application", subtype="octet-stream", filename="a.bin")
+            return message
+
+        messages = [build("acme", n, 25_000) for n in range(4)] + [build("acme", 9, 60_000), build("bravo", 1, 100)]
+        small, large = len(messages[0].as_bytes()), len(messages[4].as_bytes())
+        assert 2 * small > 40_000 and large > 40_000  # two small ones do not fit together; the large one alone
+
+        async def send(message: EmailMessage) -> None:
+            tenant = str(message["From"]).split("@")[1].split(".")[0]
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=ports.plain, timeout=60, start_tls=False) as smtp:
+                await smtp.login(f"{tenant}/app", KEYS[tenant])
+                await smtp.send_message(message)
+
+        async def together() -> None:
+            await asyncio.gather(*(send(m) for m in messages))
+
+        asyncio.run(together())
+        sent = {(m.tenant, m.to_addr) for m in map(service.store.get, range(1, 7)) if m}
+        assert sent == {("acme", f"r{n}@example.org") for n in (0, 1, 2, 3, 9)} | {("bravo", "r1@example.org")}
+        assert budgets.peak["acme"] <= max(40_000, large + 2_000), dict(budgets.peak)  # SMTP's line ends
+        assert budgets.in_flight == {"acme": 0, "bravo": 0}
+
+        sessions = [smtplib.SMTP("127.0.0.1", ports.plain, local_hostname="client.test", timeout=30)
+                    for _ in range(6)]
+        try:
+            for smtp in sessions[:5]:
+                smtp.login("acme/app", KEYS["acme"])
+            code, text = _reply(lambda: sessions[5].login("acme/app", KEYS["acme"]))
+            assert code == 454 and "too many sessions of acme" in text
+            sessions[5].login("bravo/app", KEYS["bravo"])  # another tenant is not held by acme's sessions
+            sessions[0].quit()
+            time.sleep(0.3)
+            with smtplib.SMTP("127.0.0.1", ports.plain, local_hostname="client.test", timeout=30) as again:
+                again.login("acme/app", KEYS["acme"])  # a closed session frees its place
+        finally:
+            for smtp in sessions[1:]:
+                smtp.close()
+    finally:
+        server.stop()
+        service.close()

@@ -90,6 +90,12 @@ class SubmissionSettings(Model):
     max_connections: StrictInt = Field(500, ge=1, le=100_000, description="Sessions at once, all clients together.")
     max_connections_per_client: StrictInt = Field(20, ge=1, le=10_000,
                                                   description="Sessions at once from one client address.")
+    max_sessions_per_tenant: StrictInt = Field(100, ge=1, le=100_000, description="Logged-in sessions at once of "
+                                               "one tenant, whatever their addresses; more get 454 at AUTH.")
+    max_tenant_bytes_in_flight: StrictInt = Field(
+        32 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024, description="Bytes of one tenant's messages being checked "
+        "and committed at once; its next message waits in its session, another tenant's never does. A message "
+        "larger than this goes alone.")
     max_failed_logins: StrictInt = Field(5, ge=1, le=1000, description="Failed AUTH attempts from one client "
                                          "address before it is refused for `failed_login_window_seconds`.")
     failed_login_window_seconds: float = Field(600.0, ge=1, le=86400)

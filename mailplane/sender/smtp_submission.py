@@ -43,6 +43,7 @@ from mailplane.sender.mime_in import Refused, read_submission
 from mailplane.sender.refusal import ApiError
 from mailplane.sender.service import Service
 from mailplane.sender.submit import Checked, Problem, address, check_submission
+from mailplane.sender.tenant_budget import TenantBudgets, TenantSessions
 
 log = logging.getLogger("mailplane.sender.smtp")
 
@@ -132,6 +133,7 @@ class SubmissionSMTP(SMTP):
     def __init__(self, handler: SubmissionHandler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._limits = handler.limits
+        self._sessions = handler.sessions
         self._client: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,6 +157,9 @@ class SubmissionSMTP(SMTP):
         if self._client is not None:
             self._limits.close(self._client)
             self._client = None
+            who = self.session.auth_data if self.session is not None else None
+            if isinstance(who, tuple):  # a logged-in session: its tenant's count goes down
+                self._sessions.logout(who[0].name)
         super().connection_lost(error)
 
 
@@ -164,6 +169,8 @@ class SubmissionHandler:
     def __init__(self, service: Service, settings: SubmissionSettings) -> None:
         self.service, self.settings = service, settings
         self.limits = ClientLimits(settings)
+        self.budgets = TenantBudgets(settings.max_tenant_bytes_in_flight)
+        self.sessions = TenantSessions(settings.max_sessions_per_tenant)
         self.committer = GroupCommitter(service)
 
     # -- AUTH ----------------------------------------------------------------------------------
@@ -178,6 +185,9 @@ class SubmissionHandler:
             login = auth_data.login.decode("utf-8", "replace")
             found = self.service.authenticate(auth_data.password.decode("utf-8", "replace"))
             if found is not None and f"{found[0].name}/{found[1]}" == login:
+                if not self.sessions.login(found[0].name):
+                    return AuthResult(success=False, handled=False, message=(
+                        f"454 4.7.0 too many sessions of {found[0].name} at once: close one, or try again later"))
                 return AuthResult(success=True, auth_data=found)
         self.limits.failed(client)
         log.warning("SMTP login failed from %s (%s)", client, mechanism)
@@ -212,6 +222,10 @@ class SubmissionHandler:
         # they cost no thread hop.  A large message goes to a thread, so the sessions of others do
         # not wait the while.  The store's checks and the commit go to the committer's thread.
         recipients = list(envelope.rcpt_tos)
+        async with self.budgets.hold(tenant.name, len(raw)):  # this tenant's bytes in flight, not the others'
+            return await self._queue(raw, recipients, tenant, sender)
+
+    async def _queue(self, raw: bytes, recipients: list[str], tenant: Tenant, sender: str) -> str:
         if len(raw) > INLINE_CHECK_BYTES:
             checked = await asyncio.to_thread(self._check, raw, recipients, tenant, sender)
         else:
