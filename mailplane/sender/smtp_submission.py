@@ -127,6 +127,16 @@ class ClientLimits:
         self.failures[client].append(self.clock())
 
 
+def _declared_size(envelope: Envelope | None, limit: int | None) -> int:
+    """The SIZE a client declared at MAIL FROM, within the listener's limit; the limit when none."""
+    ceiling = limit or 0
+    for option in (envelope.mail_options if envelope is not None else []) or []:
+        name, _, value = str(option).partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return min(int(value), ceiling) if ceiling else int(value)
+    return ceiling
+
+
 class SubmissionSMTP(SMTP):
     """aiosmtpd's session, with the session bounds and a session-level refusal before the greeting."""
 
@@ -134,6 +144,7 @@ class SubmissionSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self._limits = handler.limits
         self._sessions = handler.sessions
+        self._budgets = handler.budgets
         self._client: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -150,6 +161,17 @@ class SubmissionSMTP(SMTP):
                 return
             self._client = client
         super().connection_made(transport)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """Reading, checking and committing a message hold its tenant's budget of bytes in flight, from the
+        DATA command on: the size it declared (``MAIL FROM:<...> SIZE=n``) or the largest a message may be.
+        Another tenant's session never waits on it; this one's ``354`` waits until it fits."""
+        who = self.session.auth_data if self.session is not None else None
+        if not isinstance(who, tuple):  # not logged in: aiosmtpd refuses the command itself
+            await super().smtp_DATA(arg)
+            return
+        async with self._budgets.hold(who[0].name, _declared_size(self.envelope, self.data_size_limit)):
+            await super().smtp_DATA(arg)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._client == "":
@@ -222,10 +244,6 @@ class SubmissionHandler:
         # they cost no thread hop.  A large message goes to a thread, so the sessions of others do
         # not wait the while.  The store's checks and the commit go to the committer's thread.
         recipients = list(envelope.rcpt_tos)
-        async with self.budgets.hold(tenant.name, len(raw)):  # this tenant's bytes in flight, not the others'
-            return await self._queue(raw, recipients, tenant, sender)
-
-    async def _queue(self, raw: bytes, recipients: list[str], tenant: Tenant, sender: str) -> str:
         if len(raw) > INLINE_CHECK_BYTES:
             checked = await asyncio.to_thread(self._check, raw, recipients, tenant, sender)
         else:
@@ -233,7 +251,7 @@ class SubmissionHandler:
         if isinstance(checked, str):
             return checked
         try:
-            queued = await asyncio.wrap_future(self.committer.submit(tenant.name, sender, checked))
+            queued = await asyncio.wrap_future(self.committer.submit(tenant.name, sender, checked, len(raw)))
         except ApiError as err:
             return api_error_reply(err)
         except Exception:  # the database, most likely: nothing was committed, the client keeps the mail

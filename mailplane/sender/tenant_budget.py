@@ -3,8 +3,9 @@
 The listener's work for a message -- reading it into the queue's payload, the checks, the commit --
 is shared by every tenant: one event loop, one GIL, one committer.  Without a bound, one tenant's
 twenty concurrent 10 MB messages fill all of it and another tenant's small receipt waits seconds
-behind them.  So each tenant has a budget of bytes in flight (``max_tenant_bytes_in_flight``): its
-next message waits, in its own session, until the tenant's earlier ones are committed, and a
+behind them.  So each tenant has a budget of bytes in flight (``max_tenant_bytes_in_flight``), held
+from the DATA command (the size declared at MAIL FROM) to the commit: its next message waits, in its
+own session, until the tenant's earlier ones are committed, and a
 message larger than the budget goes alone.  Another tenant never waits on that budget, so its mail
 waits at most for what the others have in flight within theirs.  Sessions are bounded per tenant as
 they are per client address (``max_sessions_per_tenant``, counted once a session has logged in).
