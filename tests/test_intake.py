@@ -3,8 +3,10 @@ share one transaction, yet each is judged by itself, and one session's refusal r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,3 +95,37 @@ def test_one_batch_judges_each_of_its_sessions(service: Service) -> None:
     results = [item.done.exception(timeout=1) or item.done.result() for item in items]
     assert [type(r).__name__ for r in results] == ["list", "ApiError", "list"]
     assert service.store.counts() == {"queued": 2}
+
+
+def test_small_messages_are_committed_ahead_of_a_large_one_handed_over_with_them(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receipt handed over with a large message is committed first, in its own commit: it does not wait for
+    the writing of megabytes (the committer is held on a first commit so the rest arrive together)."""
+    import threading
+
+    from mailplane.sender import intake
+
+    gate, order = threading.Event(), []
+    real = intake.commit
+
+    def spy(svc: Service, entries: list[tuple[int, Checked]]) -> Any:
+        order.append(sorted(c.to_addr for _, c in entries))
+        if len(order) == 1:
+            gate.wait(30)  # the first commit holds the thread while the others are handed over
+        return real(svc, entries)
+
+    monkeypatch.setattr(intake, "commit", spy)
+    committer = GroupCommitter(service, large=1000)
+    try:
+        first = committer.submit("sos-expat", "app", checked(service, "first@example.org"), size=10)
+        while not order:  # the thread is in the first commit, waiting at the gate
+            time.sleep(0.01)
+        big = committer.submit("sos-expat", "app", checked(service, "big@example.org"), size=5_000_000)
+        small = [committer.submit("sos-expat", "app", checked(service, f"s{n}@example.org"), size=500)
+                 for n in range(2)]
+        gate.set()
+        for future in (first, big, *small):
+            future.result(timeout=30)
+    finally:
+        committer.close()
+    assert order == [["first@example.org"], ["s0@example.org", "s1@example.org"], ["big@example.org"]]
