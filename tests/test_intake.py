@@ -109,7 +109,7 @@ def test_small_messages_are_committed_ahead_of_a_large_one_handed_over_with_them
     real = intake.commit
 
     def spy(svc: Service, entries: list[tuple[int, Checked]]) -> Any:
-        order.append(sorted(c.to_addr for _, c in entries))
+        order.append(sorted(c.new.to_addr for _, c in entries))
         if len(order) == 1:
             gate.wait(30)  # the first commit holds the thread while the others are handed over
         return real(svc, entries)
@@ -118,7 +118,9 @@ def test_small_messages_are_committed_ahead_of_a_large_one_handed_over_with_them
     committer = GroupCommitter(service, large=1000)
     try:
         first = committer.submit("sos-expat", "app", checked(service, "first@example.org"), size=10)
+        deadline = time.monotonic() + 30
         while not order:  # the thread is in the first commit, waiting at the gate
+            assert not first.done() and time.monotonic() < deadline, first.exception(timeout=0)
             time.sleep(0.01)
         big = committer.submit("sos-expat", "app", checked(service, "big@example.org"), size=5_000_000)
         small = [committer.submit("sos-expat", "app", checked(service, f"s{n}@example.org"), size=500)
