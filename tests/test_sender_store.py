@@ -158,6 +158,33 @@ def test_expired_lease_is_claimed_again_after_a_crash(store: Store, clock: FakeC
     assert all(store.complete("alive", i, "sent") for i in ids)
 
 
+def test_a_paused_route_is_not_claimed_so_a_cancel_finds_all_of_it(store: Store, clock: FakeClock) -> None:
+    """Mail of a paused tenant or stream stays queued (a worker never holds it), other mail is claimed; an
+    IP or domain pause is the gate's; a pause that ended, or ran past its ``until``, no longer holds."""
+    from mailplane.sender.pauses import PauseRequest
+
+    def pause(scope: str, tenant: str, key: str = "", until: float | None = None) -> int:
+        return store.pauses.add(PauseRequest(scope, tenant, key, "pause", "test", until)).id  # type: ignore[arg-type]
+
+    alpha = [e.id for e in store.enqueue([msg("alpha", n) for n in range(3)])]
+    assert store.get(alpha[0]) is not None
+    gamma = [e.id for e in store.enqueue([msg("gamma", n) for n in range(2)])]
+    held = pause("tenant", "alpha")
+    pause("ip", "gamma", "192.0.2.41")
+    pause("stream", "gamma", "marketing")
+    assert [m.id for m in store.claim("w", 10)] == gamma
+    assert store.cancel_queued("alpha", None, "bad list") == 3
+    assert {store.get(i).state for i in alpha} == {"cancelled"}  # type: ignore[union-attr]
+    more = [e.id for e in store.enqueue([msg("alpha", n) for n in range(3, 5)])]
+    assert store.claim("w", 10) == []
+    assert store.pauses.end(held)
+    stream = pause("stream", "alpha", "transactional", until=clock.now + 30)
+    assert store.claim("w", 10) == []
+    clock.now += 31
+    assert [m.id for m in store.claim("w", 10)] == more
+    assert stream not in {row.id for row in store.pauses.active()}
+
+
 def test_memory_database_is_refused() -> None:
     with pytest.raises(ValueError, match="durable"):
         Store("sqlite://")

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, or_, select, update
 
 from mailplane.model.addresses import canonical_ip
 from mailplane.model.stack import Fleet
@@ -31,6 +31,24 @@ if TYPE_CHECKING:
 Scope = Literal["tenant", "stream", "ip", "domain"]
 Mode = Literal["pause", "drain"]
 SCOPES: tuple[Scope, ...] = ("tenant", "stream", "ip", "domain")
+
+
+def in_force_at(now: float) -> ColumnElement[bool]:
+    """The pause rows in force at ``now``: not resumed and not past their ``until``."""
+    return and_(pauses.c.ended_at.is_(None), or_(pauses.c.until.is_(None), pauses.c.until > now))
+
+
+def route_paused(now: float) -> ColumnElement[bool]:
+    """True for a message whose tenant or (tenant, stream) is paused at ``now``.
+
+    The queue's claim leaves such mail where it is, so a paused tenant's messages stay ``queued``
+    (an operator's cancel finds them all) instead of being claimed and handed back by the gate.
+    IP and recipient-domain pauses are judged by the gate: which IP a message takes is decided
+    after the claim.
+    """
+    return exists(select(pauses.c.id).where(
+        in_force_at(now), pauses.c.mode == "pause", pauses.c.tenant == messages.c.tenant,
+        or_(pauses.c.scope == "tenant", and_(pauses.c.scope == "stream", pauses.c.key == messages.c.stream))))
 
 
 @dataclass(frozen=True)
@@ -217,8 +235,7 @@ class Pauses:
     def active(self) -> list[PauseRow]:
         """The pauses and drains in force now (not resumed, not past their end)."""
         now = self.store.clock()
-        query = select(pauses).where(pauses.c.ended_at.is_(None),
-                                     or_(pauses.c.until.is_(None), and_(pauses.c.until > now))).order_by(pauses.c.id)
+        query = select(pauses).where(in_force_at(now)).order_by(pauses.c.id)
         with self.store.reading() as conn:
             return [PauseRow(int(r.id), r.scope, r.tenant, r.key, r.mode, r.reason, r.source, r.until, r.created_at)
                     for r in conn.execute(query)]

@@ -54,7 +54,7 @@ from mailplane.sender.counters import Counters
 from mailplane.sender.gates import PRIORITY
 from mailplane.sender.ledger import Ledger
 from mailplane.sender.outcomes import SES_ROUTE, UNROUTED, Outcomes
-from mailplane.sender.pauses import Pauses
+from mailplane.sender.pauses import Pauses, route_paused
 from mailplane.sender.schema import (
     add_missing_columns,
     ip_day_stats,
@@ -394,13 +394,15 @@ class Store:
         (a worker that died).  Transactional mail first, then the rest (``gates.PRIORITY``, one
         indexed query per stream), the oldest due first within each: a password reset is claimed
         ahead of a campaign that was due before it.  ``routes``: only messages of these
-        (tenant, stream) pairs, the ones this instance can deliver (None: all).
+        (tenant, stream) pairs, the ones this instance can deliver (None: all).  Mail of a paused
+        tenant or stream is not due (:func:`~mailplane.sender.pauses.route_paused`).
         """
 
         def work(conn: Connection) -> list[Message]:
             now = self.clock()
             due = or_(and_(messages.c.state == "queued", messages.c.next_attempt_at <= now),
                       and_(messages.c.state == "sending", messages.c.claimed_until < now))
+            due = and_(due, ~route_paused(now))
             if routes is not None:
                 if not routes:
                     return []
@@ -494,7 +496,10 @@ class Store:
         return out
 
     def cancel_queued(self, tenant: str, stream: str | None, reason: str) -> int:
-        """Cancel a tenant's (or one stream's) queued mail; messages being sent right now are not stopped."""
+        """Cancel a tenant's (or one stream's) queued mail; messages being sent right now are not stopped.
+
+        Pause first: a paused route's mail is never claimed, so all of it is ``queued`` and cancelled.
+        """
 
         def work(conn: Connection) -> int:
             now = self.clock()
