@@ -56,6 +56,9 @@ def test_headers_that_choose_a_route_or_claim_authentication_are_refused(header:
     (raw("Subject: again"), "more than once"),
     (raw("X-Tag: 1", "x-tag: 2"), "given twice"),
     (raw(body=b"a\x00b\r\n"), "NUL"),
+    (raw("X-Mailplane-Campaign: spring sale"), "X-Mailplane-Campaign must be"),
+    (raw("X-Mailplane-Campaign: " + "c" * 65), "X-Mailplane-Campaign must be"),
+    (raw("X-Mailplane-Campaign: a", "X-Mailplane-Campaign: b"), "more than once"),
 ])
 def test_malformed_submissions_are_refused_with_the_reason(message: bytes, why: str) -> None:
     with pytest.raises(Refused) as refused:
@@ -96,6 +99,7 @@ def test_a_submission_composes_with_mailplanes_headers_and_the_clients_body() ->
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = "Shop <no-reply@mail1.example.com>", "jane@example.org", "Menu"
     msg["X-Campaign"] = "dec"
+    msg["X-Mailplane-Campaign"] = "menu-2026.12"
     msg.set_content("See the menu.")
     msg.add_attachment(b"\x89PNG\r\n", maintype="image", subtype="png", filename="menu.png")
     submission = read_submission(msg.as_bytes())
@@ -103,7 +107,9 @@ def test_a_submission_composes_with_mailplanes_headers_and_the_clients_body() ->
     assert isinstance(checked, Checked)
     assert base64.b64decode(checked.new.payload["mime"]) == submission.entity
     assert checked.new.idempotency_key is None  # no Message-ID: nothing to recognise a retry by
+    assert checked.new.campaign == "menu-2026.12"  # its turns in the queue
     mail = _compose(checked)
+    assert "X-Mailplane-Campaign" not in mail
     assert mail["From"] == "Shop <no-reply@mail1.example.com>" and mail["To"] == "jane@example.org"
     assert mail["X-Virtual-MTA"] == GRANT.vmta and mail["X-Campaign"] == "dec"
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" and mail["MIME-Version"] == "1.0"

@@ -7,7 +7,9 @@ import datetime
 import math
 import re
 import shutil
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +206,41 @@ def test_batch_is_queued_in_order_and_readable(api: Api) -> None:
     assert status["attempts"] == 0 and status["transport"] is None and status["ip"] is None
     assert status["last_error"] is None
     assert datetime.datetime.fromisoformat(status["created_at"]).timestamp() == NOW
+
+
+def test_a_campaign_is_kept_with_its_messages_and_a_bad_name_is_refused(api: Api) -> None:
+    with api.client("sos-expat/app") as c:
+        ok = c.post("/v1/messages", json={"messages": [_msg(campaign="spring-2027"), _msg(to="b@example.net")]})
+        assert ok.status_code == 202
+        bad = _problems(c.post("/v1/messages", json=_msg(campaign="spring sale")))
+    assert [(r.to_addr, r.campaign) for r in api.stored()] == [("alice@example.net", "spring-2027"),
+                                                               ("b@example.net", "")]
+    assert (bad[0]["field"], bad[0]["code"]) == ("campaign", "string_pattern_mismatch")
+
+
+def test_a_tenants_concurrent_submissions_wait_on_its_own_bound_only(fleet: Fleet, tmp_path: Path) -> None:
+    """Twelve batches of one tenant at once: at most three are worked on together (its requests' bound),
+    the rest wait their turn and are all queued; another tenant's request meanwhile is answered 202."""
+    service, keys = _service(fleet, f"sqlite:///{tmp_path / 'sender.db'}")
+    service.config = service.config.model_copy(update={"max_requests_per_tenant": 3})
+    app = create_app(service)
+    batch = {"messages": [_msg(to=f"u{i}@example.net", text="x" * 2000) for i in range(200)]}
+    start = threading.Barrier(13)
+
+    def post(sender: str, body: dict[str, Any]) -> int:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {keys[sender]}"}, timeout=120) as c:
+            start.wait()
+            return c.post("/v1/messages", json=body).status_code
+
+    with serve(app) as url, ThreadPoolExecutor(13) as pool:
+        heavy = [pool.submit(post, "sos-expat/app", batch) for _ in range(12)]
+        light = pool.submit(post, "globex/billing", _msg(**{"from": "billing@globex.example.net"}))
+        assert light.result() == 202 and [f.result() for f in heavy] == [202] * 12
+    intake = app.state.intake
+    assert intake.requests.peak["sos-expat"] == 3  # twelve came together: the bound held them to three
+    assert intake.requests.peak["globex"] == 1 and intake.requests.in_flight["sos-expat"] == 0
+    assert len(Api("", service, service.config.database_url, keys).stored()) == 12 * 200 + 1
+    service.close()
 
 
 def test_batch_is_all_or_nothing(api: Api) -> None:

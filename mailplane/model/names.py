@@ -35,6 +35,13 @@ STREAM_HEADER = "X-Mailplane-Stream"
 """The header an SMTP client picks the stream with (``transactional`` or ``marketing``): the sender's
 listener reads and removes it, MailWizz's delivery servers add it."""
 
+CAMPAIGN_HEADER = "X-Mailplane-Campaign"
+"""The header an SMTP client names the message's campaign with (letters, digits, ``._:-``, at most 64):
+a tenant's campaigns take turns in the sender's queue.  The listener reads and removes it."""
+
+CAMPAIGN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+"""What a campaign name may be, through the API or :data:`CAMPAIGN_HEADER`."""
+
 VMTA_HEADER = "X-Virtual-MTA"
 """The header that picks a virtual MTA or pool in PowerMTA (``process-x-virtual-mta yes``)."""
 

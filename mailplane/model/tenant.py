@@ -112,7 +112,8 @@ class TenantSes(Model):
     dedicated_ip_pool: DedicatedIpPool | None = Field(None, description="An SES dedicated IP pool.")
     share: int = Field(1, ge=1, le=1000, description="This tenant's weight in the SES account's daily quota, which "
                        "the tenants sending through SES share: its fair share is quota x share / the sum of their "
-                       "shares. A share another tenant leaves unused is lent, more of it as the UTC day goes on.")
+                       "shares. A share another tenant leaves unused is lent, more of it as the UTC day goes on. "
+                       "Also its weight in the sender's queue: its turns against other tenants' in each stream.")
 
 
 class Sender(Model):

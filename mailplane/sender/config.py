@@ -187,6 +187,13 @@ class SenderConfig(Model):
     give_up_after_seconds: float = Field(
         3 * 86400.0, gt=0, description="A message still failing temporarily this long after acceptance fails.")
     render: RenderSettings = Field(RenderSettings(), description="Budgets of template rendering.")
+    max_requests_per_tenant: StrictInt = Field(
+        8, ge=1, le=10_000, description="HTTP submissions (`POST /v1/messages`) of one tenant being rendered, checked "
+        "and committed at once; its next one waits in its connection until one is answered, another tenant's never "
+        "does.")
+    max_request_bytes_per_tenant: StrictInt = Field(
+        32 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024, description="Bytes of one tenant's HTTP submissions being "
+        "rendered, checked and committed at once (a request larger than this goes alone).")
     submission: SubmissionSettings | None = Field(
         None, description="SMTP submission: applications send with AUTH (`tenant/sender` and its API key) over TLS, "
         "through the same checks, queue and gates as the HTTP API. Unset: no SMTP listener.")

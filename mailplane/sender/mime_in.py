@@ -12,7 +12,7 @@ that decide identity, routing and trust, exactly as for ``POST /v1/messages``:
 * **Dropped**: trace headers another MTA on the way added (``Received``, ``Return-Path``,
   ``Delivered-To``...), and the list headers (``List-*``, ``Precedence``): marketing mail gets
   mailplane's own one-click unsubscribe, transactional mail none.  ``X-Mailplane-Stream`` picks the
-  stream and is removed.
+  stream and ``X-Mailplane-Campaign`` names the campaign (its turns in the queue); both are removed.
 * **Refused** (the client learns why, nothing is queued): the headers that would choose a route or
   claim authentication -- PowerMTA's ``X-Virtual-MTA``, ``X-Job`` and the like, ``X-SES-*``,
   ``DKIM-Signature``, ``Authentication-Results``, ``ARC-*``, ``Resent-*``, other ``X-Mailplane-*``.
@@ -30,6 +30,7 @@ import base64
 import email.policy
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -41,12 +42,12 @@ from email.parser import BytesParser
 from io import BytesIO
 from typing import Any
 
-from mailplane.model.names import STREAM_HEADER
+from mailplane.model.names import CAMPAIGN, CAMPAIGN_HEADER, STREAM_HEADER
 from mailplane.sender.compose import RESERVED_HEADERS, RESERVED_PREFIXES, is_7bit_clean
 
 READ = frozenset({"from", "to", "cc", "bcc", "subject", "reply-to", "date", "message-id", "mime-version", "sender"})
 DROPPED = frozenset({"received", "x-received", "return-path", "delivered-to", "x-original-to", "received-spf",
-                     "precedence", STREAM_HEADER.lower()})
+                     "precedence", STREAM_HEADER.lower(), CAMPAIGN_HEADER.lower()})
 DROPPED_PREFIXES = ("list-",)
 
 _ENTITY_POLICY = Compat32(linesep="\r\n")
@@ -73,6 +74,7 @@ class Submission:
     subject: str
     stream: str | None
     """From ``X-Mailplane-Stream``; None lets the listener's default decide."""
+    campaign: str | None
     reply_to: str | None
     reply_to_name: str | None
     to_names: dict[str, str]
@@ -156,10 +158,11 @@ def read_submission(raw: bytes) -> Submission:
             if name.lower() in {n.lower() for n in headers}:
                 raise Refused(550, "5.6.0", f"header {name} given twice")
             headers[name] = str(head[name])
-    for name in ("From", "Subject", "Reply-To", STREAM_HEADER):
+    for name in ("From", "Subject", "Reply-To", STREAM_HEADER, CAMPAIGN_HEADER):
         if sum(n.lower() == name.lower() for n in names) > 1:
             raise Refused(550, "5.6.0", f"header {name} given more than once")
-    read = {name: head[name] for name in ("From", "Reply-To", "Subject", "To", "Message-ID", STREAM_HEADER)}
+    read = {name: head[name] for name in ("From", "Reply-To", "Subject", "To", "Message-ID", STREAM_HEADER,
+                                          CAMPAIGN_HEADER)}
     sender = _single_address(read, "From")
     if sender is None:
         raise Refused(550, "5.6.0", "the message has no From header")
@@ -169,6 +172,10 @@ def read_submission(raw: bytes) -> Submission:
         raise Refused(550, "5.6.0", "the message has no Subject")
     to_names = {a.addr_spec.lower(): a.display_name for a in getattr(read["To"], "addresses", ()) if a.display_name}
     stream = str(read[STREAM_HEADER]).strip().lower() if read[STREAM_HEADER] is not None else None
+    campaign = str(read[CAMPAIGN_HEADER]).strip() if read[CAMPAIGN_HEADER] is not None else None
+    if campaign is not None and not re.fullmatch(CAMPAIGN, campaign):
+        raise Refused(550, "5.6.0", f"header {CAMPAIGN_HEADER} must be letters, digits and ._:- (at most 64, "
+                      "starting with a letter or digit)")
 
     body = message_from_bytes(raw, policy=_ENTITY_POLICY)
     for name in {n for n in body if not n.lower().startswith("content-")}:
@@ -180,10 +187,11 @@ def read_submission(raw: bytes) -> Submission:
     message_id = str(read["Message-ID"]).strip() if read["Message-ID"] is not None else None
     submission = Submission(
         from_addr=sender.addr_spec, from_name=sender.display_name or None, subject=subject, stream=stream,
-        reply_to=reply_to.addr_spec if reply_to else None,
+        campaign=campaign, reply_to=reply_to.addr_spec if reply_to else None,
         reply_to_name=(reply_to.display_name or None) if reply_to else None, to_names=to_names, headers=headers,
         entity=entity, message_id=message_id or None)
     digest = hashlib.sha256(json.dumps(
-        [submission.from_addr, submission.from_name, subject, stream, submission.reply_to, sorted(headers.items())],
+        [submission.from_addr, submission.from_name, subject, stream, submission.reply_to, sorted(headers.items()),
+         *([campaign] if campaign is not None else [])],
         separators=(",", ":")).encode() + b"\n" + entity).hexdigest()
     return Submission(**{**submission.__dict__, "fingerprint": digest})

@@ -188,11 +188,15 @@ class Pacer:
         asks = [Ask(m.id, plans[(m.tenant, m.stream)], in_force.domain(m.tenant, _domain(m.to_addr)),
                     _domain(m.from_addr), PRIORITY.get(m.stream, len(PRIORITY))) for m in batch]
         limits = self.limits()
-        return self.store.counters.reserve(
+        answers = self.store.counters.reserve(
             worker, [m.id for m in batch], self.scope(plans.values(), day, hour),
             functools.partial(self._schedule, limits.max_send_rate),
             functools.partial(self._decide, asks, self.ses_limits(now),
                               keep_within=keep_within), now, day, hour)
+        served = [m.turn for m, answer in zip(batch, answers, strict=True) if isinstance(answer, Granted)]
+        if served:  # after the reservation's commit, in a transaction of its own: no lock held across tenants
+            self.store.turns.served(max(served))
+        return answers
 
     def _schedule(self, rate: float, next_slot: float, recent: list[float]) -> RateSchedule:
         return RateSchedule(rate, next_slot, recent, self.catch_up)

@@ -55,9 +55,13 @@ messages = Table(
     Column("last_error", String(1000)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # added after the first release of the table: created by ``add_missing_columns`` on older databases
+    Column("campaign", String(64), nullable=False, server_default=""),  # "" when the mail names none
+    Column("turn", Float, nullable=False, server_default="0"),  # its place in its stream's queue (``turns``)
     UniqueConstraint("tenant", "sender", "idempotency_key", name="uq_messages_idempotency"),
     Index("ix_messages_due", "state", "next_attempt_at"),
-    Index("ix_messages_due_stream", "state", "stream", "next_attempt_at"),  # the claim, transactional first
+    Index("ix_messages_turn", "state", "stream", "turn", "next_attempt_at"),  # the claim: transactional first,
+    # then the lowest turns; next_attempt_at in the index so mail deferred to later is passed over in it
     Index("ix_messages_lease", "state", "claimed_until"),
 )
 
@@ -133,6 +137,15 @@ pauses = Table(
           postgresql_where=text("source = 'guard' AND ended_at IS NULL")),
 )
 
+
+queue_turns = Table(
+    "queue_turns", metadata,  # each flow's finish tag in fair queuing, and V (``turns``)
+    Column("tenant", String(64), primary_key=True),  # "" (with stream and campaign "") is the row holding V
+    Column("stream", String(16), primary_key=True),
+    Column("campaign", String(64), primary_key=True),
+    Column("finish", Float, nullable=False),
+    Column("spacing", Integer, nullable=False, server_default="1"),  # the tenant's flows in the stream it shares with
+)
 
 tenant_hours = Table(
     "tenant_hours", metadata,  # what the tenant guard judges: per tenant, route and hour (``outcomes``)

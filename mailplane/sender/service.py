@@ -61,6 +61,7 @@ class Service:
         self.stack_name = stack_name
         self.clock = clock
         self.store = store or Store(config.database_url, clock=clock)
+        self.store.weights = {t.name: t.ses.share for t in fleet.tenants}
         self.metrics = Metrics()
         problems = mismatches(fleet, config)
         if problems:

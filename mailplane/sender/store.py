@@ -42,7 +42,6 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    or_,
     select,
     tuple_,
     update,
@@ -64,6 +63,7 @@ from mailplane.sender.schema import (
     suppressions,
     upsert,
 )
+from mailplane.sender.turns import Flow, Turns
 
 log = logging.getLogger("mailplane.sender")
 
@@ -88,6 +88,8 @@ class NewMessage:
     to_addr: str
     payload: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
+    campaign: str = ""
+    """The campaign it belongs to ("" none): a tenant's campaigns take turns (:mod:`mailplane.sender.turns`)."""
 
 
 class IdempotencyConflict(Exception):
@@ -113,6 +115,10 @@ def _rows_under_keys(conn: Connection, tenant: str, sender: str, keys: Iterable[
             messages.c.tenant == tenant, messages.c.sender == sender,
             messages.c.idempotency_key.in_(ordered[start:start + 500]))).all()
     return found
+
+
+def _flow(row: dict[str, Any]) -> Flow:
+    return (row["tenant"], row["stream"], row["campaign"])
 
 
 def _fingerprint(payload: Any) -> str | None:
@@ -152,11 +158,12 @@ class Message:
     last_error: str | None
     created_at: float = 0.0
     updated_at: float = 0.0
+    campaign: str = ""
+    turn: float = 0.0
 
 
-CLAIM_TIERS = (*(messages.c.stream == stream for stream in sorted(PRIORITY, key=PRIORITY.__getitem__)),
-               messages.c.stream.not_in(list(PRIORITY)))
-"""The claim's order: each stream of ``PRIORITY`` in turn, then any other."""
+CLAIM_TIERS = tuple(sorted(PRIORITY, key=PRIORITY.__getitem__))
+"""The claim's order: each stream of ``PRIORITY`` in turn (they are every stream a message can have)."""
 
 
 def _message(row: Any) -> Message:
@@ -219,6 +226,10 @@ class Store:
         """Operators' and the tenant guard's pauses and drains (``pauses``)."""
         self.outcomes = Outcomes(self)
         """Per tenant, route and hour: sent, delivered, bounced, complained, deferred, suppressed (``outcomes``)."""
+        self.turns = Turns(self)
+        """Each flow's place in the queue: whose mail is claimed next within a stream (``turns``)."""
+        self.weights: dict[str, int] = {}
+        """Each tenant's weight in the turns (its ``ses.share``); the service sets it from the fleet."""
         if create:
             metadata.create_all(self.engine)
             with self.engine.begin() as conn:
@@ -333,7 +344,10 @@ class Store:
                 plan.append((True, len(rows)))
                 rows.append(dict(tenant=m.tenant, sender=m.sender, stream=m.stream, from_addr=m.from_addr,
                                  to_addr=m.to_addr, payload=m.payload, idempotency_key=m.idempotency_key,
-                                 state="queued", attempts=0, next_attempt_at=now, created_at=now, updated_at=now))
+                                 campaign=m.campaign, state="queued", attempts=0, next_attempt_at=now,
+                                 created_at=now, updated_at=now))
+        for new, turn in zip(rows, self.turns.deal(conn, [_flow(r) for r in rows], self.weights), strict=True):
+            new["turn"] = turn
         ids: list[int] = []
         if rows:
             result = conn.execute(messages.insert().returning(messages.c.id, sort_by_parameter_order=True), rows)
@@ -352,9 +366,11 @@ class Store:
         now = self.clock()
         out: list[Enqueued] = []
         for m in batch:
+            turn = self.turns.deal(conn, [(m.tenant, m.stream, m.campaign)], self.weights)[0]
             stmt = self._insert(messages).values(
                 tenant=m.tenant, sender=m.sender, stream=m.stream, from_addr=m.from_addr, to_addr=m.to_addr,
-                payload=m.payload, idempotency_key=m.idempotency_key, state="queued", attempts=0,
+                payload=m.payload, idempotency_key=m.idempotency_key, campaign=m.campaign, turn=turn,
+                state="queued", attempts=0,
                 next_attempt_at=now, created_at=now, updated_at=now,
             ).on_conflict_do_nothing().returning(messages.c.id)
             new_id = conn.execute(stmt).scalar()
@@ -392,26 +408,35 @@ class Store:
 
         Due: queued with ``next_attempt_at`` reached, or claimed by someone whose lease ran out
         (a worker that died).  Transactional mail first, then the rest (``gates.PRIORITY``, one
-        indexed query per stream), the oldest due first within each: a password reset is claimed
-        ahead of a campaign that was due before it.  ``routes``: only messages of these
-        (tenant, stream) pairs, the ones this instance can deliver (None: all).  Mail of a paused
+        indexed query per stream), the lowest turn first within each (:mod:`mailplane.sender.turns`:
+        tenants by their shares, a tenant's campaigns in turn): a password reset is claimed ahead of
+        a campaign that was due before it, a light tenant's mail ahead of a heavy one's backlog.
+        ``routes``: only messages of these (tenant, stream) pairs, the ones this instance can
+        deliver (None: all).  Mail of a paused
         tenant or stream is not due (:func:`~mailplane.sender.pauses.route_paused`).
         """
 
         def work(conn: Connection) -> list[Message]:
             now = self.clock()
-            due = or_(and_(messages.c.state == "queued", messages.c.next_attempt_at <= now),
-                      and_(messages.c.state == "sending", messages.c.claimed_until < now))
-            due = and_(due, ~route_paused(now))
+            wanted = ~route_paused(now)
             if routes is not None:
                 if not routes:
                     return []
-                due = and_(due, tuple_(messages.c.tenant, messages.c.stream).in_(sorted(set(routes))))
+                wanted = and_(wanted, tuple_(messages.c.tenant, messages.c.stream).in_(sorted(set(routes))))
+            # two queries a tier, so each walks its own index in order: the lapsed claims (rare) by
+            # ix_messages_lease, the queue by ix_messages_turn (one OR would read every due row and sort)
+            lapsed = and_(messages.c.state == "sending", messages.c.claimed_until < now)
+            # ``+ 0``: not a range SQLite would take ix_messages_due for (it has no statistics and would
+            # then sort every due row); the filter is read from ix_messages_turn as it is walked
+            queued = and_(messages.c.state == "queued", messages.c.next_attempt_at + 0 <= now)
             ids: list[int] = []
-            for tier in CLAIM_TIERS:
-                query = (select(messages.c.id).where(due, tier).order_by(messages.c.next_attempt_at, messages.c.id)
-                         .limit(limit - len(ids)))
-                ids += conn.execute(self.for_update(query, skip_locked=True)).scalars()
+            for stream in CLAIM_TIERS:
+                for due in (lapsed, queued):
+                    query = (select(messages.c.id).where(due, messages.c.stream == stream, wanted)
+                             .order_by(messages.c.turn, messages.c.id).limit(limit - len(ids)))
+                    ids += conn.execute(self.for_update(query, skip_locked=True)).scalars()
+                    if len(ids) >= limit:
+                        break
                 if len(ids) >= limit:
                     break
             if not ids:

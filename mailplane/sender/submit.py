@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from mailplane.model.names import CAMPAIGN
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
 from mailplane.model.types import normalise_email
@@ -106,6 +107,10 @@ class MessageIn(_In):
     reply_to: str | None = Field(None, min_length=3, max_length=MAX_ADDRESS)
     list_id: str | None = Field(None, pattern=_LIST_ID,
                                 description="Marketing list the unsubscribe link names (default: the stream).")
+    campaign: str | None = Field(None, pattern=CAMPAIGN,
+                                 description="The campaign the message belongs to: a tenant's campaigns take turns "
+                                 "in the queue rather than one waiting for the other. Letters, digits and `._:-`, "
+                                 "at most 64.")
 
     @model_validator(mode="after")
     def _content(self) -> MessageIn:
@@ -276,7 +281,8 @@ def check_message(index: int, message: MessageIn, tenant: Tenant, sender: str, f
                "to_name": message.to_name, "reply_to_name": message.reply_to_name,
                "token": new_token(), "fingerprint": fingerprint(message)}
     new = NewMessage(tenant=tenant.name, sender=sender, stream=message.stream, from_addr=from_addr,
-                     to_addr=to_addr, payload=payload, idempotency_key=message.idempotency_key)
+                     to_addr=to_addr, payload=payload, idempotency_key=message.idempotency_key,
+                     campaign=message.campaign or "")
     trial = trial_problem(new, fleet)
     if trial is not None:
         return [Problem(index, "body", "unsendable", trial)]
@@ -313,7 +319,7 @@ def check_submission(index: int, submission: Submission, recipient: str, stream:
     if submission.message_id:  # the client's retry of the same message is the same message
         key = "smtp-" + hashlib.sha256(f"{submission.message_id}\n{to_addr}".encode()).hexdigest()
     new = NewMessage(tenant=tenant.name, sender=sender, stream=stream, from_addr=from_addr, to_addr=to_addr,
-                     payload=payload, idempotency_key=key)
+                     payload=payload, idempotency_key=key, campaign=submission.campaign or "")
     trial = trial_problem(new, fleet)
     if trial is not None:
         return [Problem(index, "body", "unsendable", trial)]

@@ -1,4 +1,4 @@
-"""What one tenant may have in flight at the SMTP listener: bytes being checked and committed, and sessions.
+"""What one tenant may have in flight at the front ends: bytes being checked and committed, requests, sessions.
 
 The listener's work for a message -- reading it into the queue's payload, the checks, the commit --
 is shared by every tenant: one event loop, one GIL, one committer.  Without a bound, one tenant's
@@ -10,7 +10,12 @@ message larger than the budget goes alone.  Another tenant never waits on that b
 waits at most for what the others have in flight within theirs.  Sessions are bounded per tenant as
 they are per client address (``max_sessions_per_tenant``, counted once a session has logged in).
 
-Used from the listener's one event loop: the waits are asyncio conditions, the counts plain ints.
+The HTTP API has the same bound (:class:`TenantIntake`): a tenant's requests being rendered, checked
+and committed at once (``max_requests_per_tenant``) and their bytes (``max_request_bytes_per_tenant``);
+the tenant's next request waits, in its own connection, until one of its earlier ones is answered.
+
+Used from one event loop (the listener's, the API's): the waits are asyncio conditions, the counts
+plain ints.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import AsyncIterator
 
 
 class TenantBudgets:
-    """Bytes in flight per tenant, each tenant waiting only on its own."""
+    """Units (bytes, requests) in flight per tenant, each tenant waiting only on its own."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -68,3 +73,18 @@ class TenantSessions:
 
     def logout(self, tenant: str) -> None:
         self.open[tenant] = max(self.open[tenant] - 1, 0)
+
+
+class TenantIntake:
+    """An HTTP request's hold on its tenant's requests and bytes in flight (the API's fair intake)."""
+
+    def __init__(self, max_requests: int, max_bytes: int) -> None:
+        self.requests = TenantBudgets(max_requests)
+        self.bytes = TenantBudgets(max_bytes)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, tenant: str, size: int) -> AsyncIterator[None]:
+        """One request of ``size`` bytes: a place among the tenant's requests, then its bytes (requests first,
+        so a request waiting for bytes holds no more than its own place)."""
+        async with self.requests.hold(tenant, 1), self.bytes.hold(tenant, size):
+            yield

@@ -141,11 +141,16 @@ class Delivery:
             await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
 
     async def _watch_deployed(self) -> None:
+        """Every ``DEPLOYED_CHECK`` seconds: what the hosts run, and the queue's idle flows forgotten."""
         while not self._stop.is_set():
             try:
                 await asyncio.to_thread(self.service.check_deployed)
             except Exception:  # a look that failed: the gates judge every reservation anyway
                 log.exception("checking the deployed VMTAs failed")
+            try:
+                await asyncio.to_thread(self.service.store.turns.forget_idle)
+            except Exception:  # rows kept a while longer change no turn
+                log.exception("forgetting the queue's idle flows failed")
             await self._sleep(DEPLOYED_CHECK)
 
     # -- one claim loop ----------------------------------------------------------------

@@ -24,6 +24,7 @@ from mailplane.sender.api import errors
 from mailplane.sender.api.limits import MAX_REQUEST_BYTES, BodyLimit, JsonOnly
 from mailplane.sender.api.routers import admin, messages, operations, quotas, stats, unsubscribe, webhooks
 from mailplane.sender.service import Service
+from mailplane.sender.tenant_budget import TenantIntake
 
 __all__ = ["MAX_REQUEST_BYTES", "create_app"]
 
@@ -44,6 +45,8 @@ def create_app(service: Service) -> FastAPI:
         "the tenant's quota and the SES account's limits.",
     )
     app.state.service = service
+    app.state.intake = TenantIntake(service.config.max_requests_per_tenant,
+                                    service.config.max_request_bytes_per_tenant)
     errors.install(app)
     for router in (operations.router, messages.router, quotas.router, stats.router, unsubscribe.router,
                    webhooks.router, admin.router, stats.admin_router):

@@ -13,7 +13,7 @@ import re
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -32,6 +32,7 @@ from mailplane.sender.submit import (
     check_message,
 )
 from mailplane.sender.templating import Rendered, TemplateProblems
+from mailplane.sender.tenant_budget import TenantIntake
 
 router = APIRouter(tags=["messages"])
 
@@ -75,18 +76,23 @@ def _utc(epoch: float) -> datetime.datetime:
                               415: "the body is not `Content-Type: application/json`",
                               422: f"a problem in any message (or over {MAX_BATCH} of them): nothing queued; "
                               "`problems` lists each with its index"}))
-async def submit(who: Authenticated, body: Annotated[SubmitBody, Body()], service: ServiceDep) -> Queued | QueuedBatch:
+async def submit(who: Authenticated, body: Annotated[SubmitBody, Body()], service: ServiceDep,
+                 request: Request) -> Queued | QueuedBatch:
     """Queue one message, or a batch of at most 500, all or nothing.
 
     Suppressed recipients are refused here (problem code `suppressed`) rather than queued.
     Templates render in bounded worker processes (the config's `render` budgets): one over its
     CPU, memory or time budget is a 422 with code `render_budget`, and nothing keeps running.
     The same idempotency key with the same message returns the first id (`duplicate`); with
-    another message it is a 409 naming that id.
+    another message it is a 409 naming that id.  A tenant has at most `max_requests_per_tenant`
+    submissions (and `max_request_bytes_per_tenant` bytes) being worked on at once; its next one
+    waits its turn, and no other tenant's waits on them.
     """
     items = [body] if isinstance(body, MessageIn) else body.messages
-    rendered, refused = await _render(service, items)
-    queued = await run_in_threadpool(_accept, service, who, items, rendered, refused)
+    intake: TenantIntake = request.app.state.intake
+    async with intake.hold(who.tenant.name, len(await request.body())):
+        rendered, refused = await _render(service, items)
+        queued = await run_in_threadpool(_accept, service, who, items, rendered, refused)
     return queued[0] if isinstance(body, MessageIn) else QueuedBatch(messages=queued)
 
 
