@@ -66,9 +66,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from loop_server import LoopServer
 
 VMTA_HEADER = "X-Virtual-MTA"
 
@@ -307,17 +308,17 @@ class _Handler:
                                  envelope.original_content or b"")
 
 
-class PmtaStub:
+class PmtaStub(LoopServer):
     """PowerMTA's listener on 127.0.0.1 (``port=0``: a free port), in its own thread and event loop."""
+
+    name = "PowerMTA stub"
 
     def __init__(self, config_text: str, *, acct_file: str | os.PathLike[str] | None = None,
                  clock: Callable[[], float] = time.time, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self._config = parse_config(config_text)
         self.acct_file = Path(acct_file) if acct_file is not None else None
         self.clock = clock
-        self.host = host
-        self.port = 0
-        self._requested_port = port
         self.queued: list[Queued] = []
         """Accepted and not yet delivered."""
         self.refused: list[Refusal] = []
@@ -326,9 +327,6 @@ class PmtaStub:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._turns: dict[str, Iterator[str]] = {}
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.AbstractServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- config --
 
@@ -427,51 +425,9 @@ class PmtaStub:
                 writer.writeheader()
             writer.writerows(records)
 
-    # -- start and stop, as SmtpSink --
+    # -- the protocol (start and stop: LoopServer) --
 
-    async def _start(self) -> None:
+    def protocol(self) -> Callable[[], asyncio.BaseProtocol]:
         handler = _Handler(self)
-        self._server = await self._loop.create_server(
-            lambda: SMTP(handler, hostname="pmta.test", enable_SMTPUTF8=True, decode_data=False,
-                         data_size_limit=None),
-            self.host, self._requested_port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def start(self) -> PmtaStub:
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="pmta-stub", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("PowerMTA stub did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-
-        async def shutdown() -> None:
-            assert self._server is not None
-            self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._thread = None
-        self._loop.close()
-
-    def __enter__(self) -> PmtaStub:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        return lambda: SMTP(handler, hostname="pmta.test", enable_SMTPUTF8=True, decode_data=False,
+                         data_size_limit=None)

@@ -36,11 +36,13 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from loop_server import LoopServer
 
 
 @dataclass(frozen=True)
@@ -170,18 +172,15 @@ class _Server(SMTP):
         await super().smtp_DATA(arg)
 
 
-class SmtpSink:
+class SmtpSink(LoopServer):
     """The server on 127.0.0.1, in its own thread and event loop; ``port=0`` picks a free port."""
+
+    name = "SMTP sink"
 
     def __init__(self, faults: Faults | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  keep: bool = True) -> None:
-        self.host = host
-        self._requested_port = port
-        self.port = 0
+        super().__init__(host, port)
         self.state = _State(faults or Faults(), keep=keep)
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.AbstractServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def messages(self) -> list[Received]:
@@ -196,52 +195,10 @@ class SmtpSink:
     def received(self) -> int:
         return self.state.received
 
-    async def _start(self) -> None:
+    def protocol(self) -> Callable[[], asyncio.BaseProtocol]:
         handler = _Handler(self.state)
-        self._server = await self._loop.create_server(
-            lambda: _Server(handler, hostname="sink.test", enable_SMTPUTF8=True, decode_data=False,
-                            data_size_limit=None),
-            self.host, self._requested_port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def start(self) -> SmtpSink:
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="smtp-sink", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("SMTP sink did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-
-        async def shutdown() -> None:
-            assert self._server is not None
-            self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._thread = None
-        self._loop.close()
-
-    def __enter__(self) -> SmtpSink:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return lambda: _Server(handler, hostname="sink.test", enable_SMTPUTF8=True, decode_data=False,
+                            data_size_limit=None)
 
 
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, Faults]:
