@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailplane.model.addresses import ip_key
 from mailplane.sender.accounting import AccountingEvent, Batch, Cursor, VmtaIndex, read_file
-from mailplane.sender.alerts import ALERT_TIMEOUT, Post, post_json
+from mailplane.sender.alerts import ALERT_TIMEOUT, Post, post_json, send_alert
 from mailplane.sender.guard import GuardPause, guard_tenants
 from mailplane.sender.outcomes import SES_ROUTE
 from mailplane.sender.pacing import IpOverride
@@ -440,16 +440,10 @@ class Events:
 
     def _guard_alert(self, pause: GuardPause) -> None:
         self.metrics.guard_pauses.labels(pause.tenant).inc()
-        url = self.config.alert_webhook_url
-        if url is None:
-            return
-        payload = {"kind": "tenant-paused", "stack": self.stack_name, "tenant": pause.tenant, "reason": pause.reason,
-                   "pause_id": pause.row.id, "text": f"mailplane: {pause.tenant} paused by the tenant guard: "
-                   f"{pause.reason}; queued mail waits until an operator resumes it"}
-        try:
-            self._post(url, payload, ALERT_TIMEOUT)
-        except Exception as exc:  # the pause holds whatever the webhook does; the log has it
-            log.error("alert webhook failed for the guard's pause of %s: %s", pause.tenant, exc)
+        send_alert(self._post, self.config.alert_webhook_url, {
+            "kind": "tenant-paused", "stack": self.stack_name, "tenant": pause.tenant, "reason": pause.reason,
+            "pause_id": pause.row.id, "text": f"mailplane: {pause.tenant} paused by the tenant guard: "
+            f"{pause.reason}; queued mail waits until an operator resumes it"})
 
 
 # -- helpers ---------------------------------------------------------------------------------

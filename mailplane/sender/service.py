@@ -21,7 +21,7 @@ from mailplane.model.names import vmta_name
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
 from mailplane.sender.account import Limits
-from mailplane.sender.alerts import ALERT_TIMEOUT, Post, post_json
+from mailplane.sender.alerts import Post, post_json, send_alert
 from mailplane.sender.config import SenderConfig, hash_api_key
 from mailplane.sender.deployed import DeployedConfigs
 from mailplane.sender.handover import HandoverHolds
@@ -176,14 +176,8 @@ class Service:
     # -- what PowerMTA runs --------------------------------------------------------------
 
     def alert(self, payload: Mapping[str, Any]) -> None:
-        """POST one alert to ``alert_webhook_url``; a failure is logged, never raised (the state it reports holds)."""
-        url = self.config.alert_webhook_url
-        if url is None:
-            return
-        try:
-            self.post_alert(url, payload, ALERT_TIMEOUT)
-        except Exception as exc:
-            log.error("alert webhook failed for %s: %s", payload.get("kind"), exc)
+        """POST one alert to ``alert_webhook_url`` (:func:`~mailplane.sender.alerts.send_alert`)."""
+        send_alert(self.post_alert, self.config.alert_webhook_url, payload)
 
     def unjudged_hosts(self) -> list[str]:
         """This instance's MTA hosts with IPs but no deployed record configured."""
