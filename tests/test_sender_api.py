@@ -547,6 +547,13 @@ def test_quotas_match_the_counters(api: Api, fleet: Fleet) -> None:
         ("standard-45d", 24, "warming", 0)  # started 2026-11-02: the 25th is day 24
     assert first["daily_cap"] == plan.daily_cap(24) and first["hourly_cap"] == plan.hourly_cap(24)
     assert (first["sent"], first["remaining"]) == (3, plan.daily_cap(24) - 3)
+    hourly = plan.hourly_cap(24)
+    assert (first["hour_sent"], first["hour_remaining"]) == (3, hourly - 3)  # 12:00-12:03, this clock hour
+    pace = first["pace"]
+    assert pace["interval_seconds"] == 3600 / hourly and pace["burst"] == math.ceil(hourly * 60 / 3600)
+    assert 0 <= pace["in_hand"] <= pace["burst"]
+    asked = datetime.datetime.fromtimestamp(CLOCK.now, datetime.UTC)
+    assert (datetime.datetime.fromisoformat(pace["next_send_at"]) == asked) == (pace["in_hand"] > 0)
     third = by_ip["203.0.113.23"]  # cautious-3w from 2026-11-20: day 6, 500 a day, nothing sent
     assert (third["plan_day"], third["daily_cap"], third["sent"], third["remaining"]) == (6, 500, 0, 500)
     with Store(api.db_url, create=False).reading() as conn:  # the counters the report read, independently

@@ -114,6 +114,26 @@ def test_a_campaign_is_spent_as_a_steady_rate_never_past_a_ceiling(hourly: int, 
             assert _most_in_any([t for t, _, ip in grants if ip == gate.address], 60.0) <= 2 * even + 1
 
 
+@settings(max_examples=200, deadline=None)
+@given(hourly=st.integers(1, 3600), burst_seconds=st.sampled_from([1, 60, 600, 3600]),
+       sends=st.lists(st.floats(0, 600), max_size=40))
+def test_the_sends_in_hand_are_those_the_pace_lets_go_one_after_the_other(hourly: int, burst_seconds: int,
+                                                                          sends: list[float]) -> None:
+    """What the quota API shows as in hand at any moment is how many sends the GCRA then grants in a row (to one
+    send where the state lands on a boundary: the count is closed-form, the grants added one by one)."""
+    pace = Pace.of(hourly, burst_seconds)
+    assert pace is not None
+    tat, now = 0.0, START
+    for step in sends:
+        now += step
+        if now >= pace.ready(tat):
+            tat = pace.after(tat, now)
+        shown, probe, granted = pace.in_hand(tat, now), tat, 0
+        while now >= pace.ready(probe) and granted <= pace.burst:
+            probe, granted = pace.after(probe, now), granted + 1
+        assert abs(shown - granted) <= 1 and 0 <= shown <= pace.burst
+
+
 @settings(max_examples=60, deadline=None)
 @given(hourly=st.integers(1, 200), campaign=st.integers(1, 400), late=st.floats(0, 7200),
        transactional=st.integers(1, 5))

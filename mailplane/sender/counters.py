@@ -116,6 +116,23 @@ class Counters:
                 daily_counters.c.kind == kind, daily_counters.c.key == key, daily_counters.c.day == day)).scalar()
         return int(value or 0)
 
+    def hour_sent(self, kind: str, key: str, hour: int) -> int:
+        """An epoch hour's count of one scope; 0 when nothing was counted."""
+        with self.store.reading() as conn:
+            value = conn.execute(select(hourly_counters.c.sent).where(
+                hourly_counters.c.kind == kind, hourly_counters.c.key == key, hourly_counters.c.hour == hour)).scalar()
+        return int(value or 0)
+
+    def pace_states(self, ips: Sequence[str]) -> dict[str, float]:
+        """Each IP's pace state (its theoretical arrival time) where it has one."""
+        if not ips:
+            return {}
+        names = {pace_row(ip): ip for ip in ips}
+        with self.store.reading() as conn:
+            rows = conn.execute(select(token_buckets.c.name, token_buckets.c.next_slot)
+                                .where(token_buckets.c.name.in_(sorted(names))))
+            return {names[name]: float(slot) for name, slot in rows}
+
     # -- the reservation ---------------------------------------------------------------
 
     def reserve(self, worker: str, ids: Sequence[int], scope: Scope, schedule: ScheduleOf, decide: Decide,

@@ -130,6 +130,11 @@ class Pace:
         """The state after a send at ``now``."""
         return max(tat, now) + self.interval
 
+    def in_hand(self, tat: float, now: float) -> int:
+        """How many sends may go at ``now`` one after the other (0 to ``burst``): the quota API's view."""
+        ahead = max(tat, now) - now  # how far the state runs ahead of the clock
+        return max(0, min(self.burst, self.burst - math.ceil(ahead / self.interval - 1e-9)))
+
 
 @dataclass(frozen=True)
 class IpOverride:

@@ -19,7 +19,7 @@ from mailplane.model.addresses import ip_key
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
 from mailplane.sender.account import Limits
-from mailplane.sender.gates import SHARE_KIND, IpOverride, SesLimits, apply_override
+from mailplane.sender.gates import SHARE_KIND, IpOverride, Pace, SesLimits, apply_override
 from mailplane.warmup.status import ip_status
 
 if TYPE_CHECKING:
@@ -27,6 +27,18 @@ if TYPE_CHECKING:
 
 Counter = Callable[[str, str], int]
 """(kind, key) -> today's count: kinds ``ip`` (address), ``tenant`` (name), ``ses`` (region)."""
+
+
+class IpPace(BaseModel):
+    """An IP's hourly ceiling as a steady rate (a GCRA bucket, ``gates.Pace``)."""
+
+    interval_seconds: float = Field(description="One send every this many seconds: 3600 / the hourly ceiling.")
+    burst: int = Field(description="Sends that may go at once after a quiet spell (the plan's `burst_seconds`' "
+                       "worth).")
+    next_send_at: datetime.datetime = Field(description="The earliest the IP's next send may go (now, when it has "
+                                            "a send in hand).")
+    in_hand: int = Field(description="Sends the IP may make at once now, within the burst (the hourly and daily "
+                         "counts still cap them).")
 
 
 class IpQuota(BaseModel):
@@ -45,6 +57,10 @@ class IpQuota(BaseModel):
     hourly_cap: int | None
     sent: int
     remaining: int | None = Field(description="daily_cap - sent, at least 0; null: no warmup cap.")
+    hour_sent: int = Field(0, description="Sent in this clock hour (UTC).")
+    hour_remaining: int | None = Field(None, description="hourly_cap - hour_sent, at least 0; null: no warmup cap.")
+    pace: IpPace | None = Field(None, description="The steady rate the hourly ceiling is spent at; null: none "
+                                "(no warmup cap, or a cap of 0).")
 
 
 class TenantQuota(BaseModel):
@@ -90,9 +106,12 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
                  held_days: Mapping[str, int] | None = None,
                  overrides: Mapping[str, IpOverride] | None = None,
                  in_force: InForce | None = None, ses_limits: Limits | None = None,
-                 not_deployed: Mapping[str, str] | None = None, ses_shares: SesLimits | None = None) -> QuotaReport:
+                 not_deployed: Mapping[str, str] | None = None, ses_shares: SesLimits | None = None,
+                 hour_counter: Callable[[str], int] | None = None, paces: Mapping[str, float] | None = None,
+                 now: float | None = None) -> QuotaReport:
     """The report for ``tenant`` on ``day``; ``held_days``, ``overrides`` and ``not_deployed`` (why an IP's VMTA
-    cannot take mail) are keyed by IP address; ``in_force``: the pauses and drains in force."""
+    cannot take mail) are keyed by IP address; ``in_force``: the pauses and drains in force; ``hour_counter``:
+    an IP's count this clock hour; ``paces``: each IP's pace state, read at ``now``."""
     held_days = held_days or {}
     overrides = overrides or {}
     ips: list[IpQuota] = []
@@ -105,11 +124,21 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
         paused = bool(override and override.paused) or pause is not None
         daily, hourly = apply_override(daily, hourly, override)
         sent = counter("ip", ip.address)
+        hour_sent = hour_counter(ip.address) if hour_counter else 0
+        plan = fleet.plan_for(ip)
+        pace = Pace.of(hourly, plan.burst_seconds) if plan is not None else None
+        pace_out = None
+        if pace is not None and now is not None:
+            tat = (paces or {}).get(ip.address, 0.0)
+            pace_out = IpPace(interval_seconds=pace.interval, burst=pace.burst,
+                              next_send_at=datetime.datetime.fromtimestamp(max(now, pace.ready(tat)), datetime.UTC),
+                              in_hand=pace.in_hand(tat, now))
         ips.append(IpQuota(address=ip.address, host=ip.host, streams=ip.streams, plan=status.plan,
                            plan_day=status.day, state=status.state, held_days=held, paused=paused,
                            paused_because=pause.reason if pause else None,
                            not_deployed=(not_deployed or {}).get(ip.address),
-                           daily_cap=daily, hourly_cap=hourly, sent=sent, remaining=_left(daily, sent)))
+                           daily_cap=daily, hourly_cap=hourly, sent=sent, remaining=_left(daily, sent),
+                           hour_sent=hour_sent, hour_remaining=_left(hourly, hour_sent), pace=pace_out))
     tenant_sent = counter("tenant", tenant.name)
     ses = fleet.settings.ses
     limits = ses_limits or Limits(ses.daily_quota, ses.max_send_rate)

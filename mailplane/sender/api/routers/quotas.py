@@ -41,13 +41,18 @@ def quotas(who: Authenticated, tenant: str, service: ServiceDep,
         override = service.override(tenant, ip.address, day)
         if override is not None:
             overrides[ip.address] = override
+    now = service.clock()
+    hour = int(now // 3600)
+    counters = service.store.counters
     report = quota_report(service.fleet, who.tenant, day, lambda kind, key: service.store.counter(kind, key, day),
                           held_days=held, overrides=overrides, in_force=service.store.pauses.in_force(),
                           ses_limits=service.pacer.limits(),
                           not_deployed={ip: why for t, ip, _, _, why in service.undeployed() if t == tenant},
-                          ses_shares=service.pacer.ses_limits())
+                          ses_shares=service.pacer.ses_limits(),
+                          hour_counter=lambda ip: counters.hour_sent("ip", ip, hour),
+                          paces=counters.pace_states([ip.address for ip in who.tenant.ips]), now=now)
     answer = QuotaAnswer(**report.model_dump())
     if stream is not None and messages is not None:
-        now = datetime.datetime.fromtimestamp(service.clock(), datetime.UTC)
-        answer.forecast = forecast(service.fleet, who.tenant, report, stream, messages, now)
+        answer.forecast = forecast(service.fleet, who.tenant, report, stream, messages,
+                                   datetime.datetime.fromtimestamp(now, datetime.UTC))
     return answer
