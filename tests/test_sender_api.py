@@ -522,7 +522,11 @@ def test_quotas_match_the_counters(api: Api, fleet: Fleet) -> None:
     with api.client("sos-expat/app") as c:
         report = c.get("/v1/quotas/sos-expat").json()
     assert report["tenant"] == "sos-expat" and report["day"] == "2026-11-25"
-    assert report["quota"] == {"daily_quota": 40000, "sent": 3, "remaining": 39997}
+    asked = datetime.datetime.fromtimestamp(CLOCK.now, datetime.UTC)
+    # 40,000 a day spent at one send every 86,400 / 40,000 s with an hour's worth (1/24) at once; the three
+    # transactional sends a minute apart spent it and it refilled
+    assert report["quota"] == {"daily_quota": 40000, "sent": 3, "remaining": 39997, "pace": {
+        "interval_seconds": 2.16, "burst": 1667, "in_hand": 1667, "next_send_at": asked.isoformat().replace("+00:00", "Z")}}
     assert report["ses"] == {"region": "eu-north-1", "daily_quota": 50000, "sent": 1234, "remaining": 48766,
                              "max_send_rate": 14.0, "warnings": [],  # the account not read: fleet.yaml's limits
                              "share": None, "fair_share": None, "tenant_sent": None, "kept_for_others": None}
@@ -552,7 +556,6 @@ def test_quotas_match_the_counters(api: Api, fleet: Fleet) -> None:
     pace = first["pace"]
     assert pace["interval_seconds"] == 3600 / hourly and pace["burst"] == math.ceil(hourly * 60 / 3600)
     assert 0 <= pace["in_hand"] <= pace["burst"]
-    asked = datetime.datetime.fromtimestamp(CLOCK.now, datetime.UTC)
     assert (datetime.datetime.fromisoformat(pace["next_send_at"]) == asked) == (pace["in_hand"] > 0)
     third = by_ip["203.0.113.23"]  # cautious-3w from 2026-11-20: day 6, 500 a day, nothing sent
     assert (third["plan_day"], third["daily_cap"], third["sent"], third["remaining"]) == (6, 500, 0, 500)

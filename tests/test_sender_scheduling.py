@@ -70,8 +70,8 @@ def _run(plan: RoutePlan, arrivals: list[tuple[float, int]], until: float) -> li
                 else:
                     assert isinstance(answer, Deferred) and answer.until > now
                     due[i] = answer.until
+            daily = defaultdict(int, locked.daily)
             for ip in ips:
-                daily[("ip", ip)] = locked.daily[("ip", ip)]
                 hourly[(ip, locked.hour)] = locked.hourly[ip]
             paces = dict(locked.paces)
         now = min(due.values(), default=until + 1)
@@ -112,6 +112,32 @@ def test_a_campaign_is_spent_as_a_steady_rate_never_past_a_ceiling(hourly: int, 
         even = max(hourly / 60.0, 1.0)
         for gate in gates:
             assert _most_in_any([t for t, _, ip in grants if ip == gate.address], 60.0) <= 2 * even + 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(quota=st.integers(24, 20_000), burst_seconds=st.sampled_from([60, 3600, 86400]),
+       campaign=st.integers(1, 600), resets=st.lists(st.floats(0, 7200), max_size=20))
+def test_a_tenants_quota_is_spent_steadily_by_marketing_and_never_holds_transactional(
+        quota: int, burst_seconds: int, campaign: int, resets: list[float]) -> None:
+    """A campaign against a tenant's daily quota: a burst's worth at once, then one send every 86400 / quota s
+    (in any window, at most the burst plus the window's worth); a transactional message goes the moment it
+    comes and takes its place in the pace (marketing yields); the quota itself is never passed."""
+    pace = Pace.daily(quota, burst_seconds)
+    assert pace is not None
+    gates = (IpGate("192.0.2.1", daily_cap=1_000_000, hourly_cap=None),)
+    plan = RoutePlan("acme", quota, gates, quota_pace=pace)
+    arrivals = [(START, PRIORITY["marketing"])] * campaign + [(START + t, PRIORITY["transactional"]) for t in resets]
+    grants = _run(plan, arrivals, START + 6 * 3600)
+    when = {i: t for t, i, _ in grants}
+    for i, (arrived, priority) in enumerate(arrivals, 1):
+        if priority == PRIORITY["transactional"]:
+            assert when[i] == arrived  # never held by the quota's pace
+    assert len(when) <= quota
+    marketing = sorted(t for i, t in when.items() if arrivals[i - 1][1] == PRIORITY["marketing"])
+    for window in (60.0, 3600.0):
+        assert _most_in_any(marketing, window) <= pace.burst + math.ceil(window / pace.interval)
+    expected = min(campaign, quota, pace.burst + int(6 * 3600 / pace.interval))
+    assert len(marketing) >= expected - len(resets)  # transactional sends took some of the pace, no more
 
 
 @settings(max_examples=200, deadline=None)

@@ -131,6 +131,11 @@ class Tenant(Model):
     streams: list[Stream] = Field(default_factory=lambda: list[Stream](["transactional"]),
                                   description="Kinds of mail the tenant sends.")
     daily_quota: int | None = Field(None, gt=0, description="Tenant cap per day across all its IPs and SES.")
+    quota_burst_seconds: int = Field(
+        3600, ge=1, le=86400, description="With `daily_quota`: its marketing mail is spent as a steady rate, "
+        "one send every 86400 / daily_quota seconds, with this many seconds' worth at once after a quiet spell "
+        "(an hour's: 1/24 of the day). Transactional mail is never held by it (it spends the rate too, so "
+        "marketing yields). 86400: the whole day's quota may go at once.")
     guard: TenantGuard | None = Field(None, description="The rates at which this tenant's sending pauses; default: "
                                       "fleet.yaml's `guard`.")
     domains: list[Domain] = Field(default_factory=list)

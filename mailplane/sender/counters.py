@@ -15,6 +15,7 @@ so the reservation only ever locks rows that exist.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, Row, Select, Table, select, update
 
-from mailplane.sender.gates import SES, SHARE_KIND, Deferred, Granted, Locked, RateSchedule, Reservation
+from mailplane.sender.gates import (
+    QUOTA_PACE,
+    SES,
+    SHARE_KIND,
+    Deferred,
+    Granted,
+    Locked,
+    RateSchedule,
+    Reservation,
+)
 from mailplane.sender.schema import daily_counters, hourly_counters, messages, token_buckets, upsert
 
 if TYPE_CHECKING:
@@ -256,9 +266,14 @@ class Counters:
         return bool(self.store.run(work))
 
 
-def pace_row(ip: str) -> str:
-    """The ``token_buckets`` row of an IP's pace: its theoretical arrival time in ``next_slot``."""
-    return f"pace:{ip}"
+def pace_row(key: str) -> str:
+    """The ``token_buckets`` row of a pace (an IP's, or a tenant's quota pace): its theoretical arrival time
+    in ``next_slot``.  A name over the column's 64 characters (a long tenant name) keeps its start and a
+    digest of the whole, so it stays one row per pace."""
+    name = key if key.startswith(QUOTA_PACE) else f"pace:{key}"
+    if len(name) <= 64:
+        return name
+    return f"{name[:47]}~{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
 
 def _bump(conn: Connection, table: Table, kind: str, key: str, when: ColumnElement[bool], by: int) -> None:

@@ -3,9 +3,10 @@
 Pure, over the quota report (:mod:`mailplane.sender.quotas`, the numbers the gates enforce) and the
 moment asked: the stream's route, what its IPs (or the SES account) have left today, and the
 steady rate they spend it at (:class:`~mailplane.sender.gates.Pace`: each IP's hourly ceiling, a
-burst's worth at once; the SES account's send rate).  The answer is for the tenant's mail alone:
-mail already queued goes first, transactional mail before marketing mail, and other tenants share
-the SES rate, so "by" is the earliest the last of them could leave.
+burst's worth at once; the SES account's send rate; for marketing, the tenant's quota pace).  The
+answer is for the tenant's mail alone: mail already queued goes first, transactional mail before
+marketing mail, and other tenants share the SES rate, so "by" is the earliest the last of them could
+leave.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from mailplane.model.routes import tenant_routes
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
 from mailplane.model.warmup_plans import DEFAULT_BURST_SECONDS
-from mailplane.sender.gates import Pace
+from mailplane.sender.gates import PRIORITY, Pace
 from mailplane.sender.quotas import QuotaReport
 
 
@@ -67,6 +68,14 @@ def forecast(fleet: Fleet, tenant: Tenant, report: QuotaReport, stream: str, mes
                    "every IP of the stream is paused or its VMTA not deployed")
     if quota_left is not None and quota_left < capacity:
         capacity, limited = quota_left, f"the tenant's daily quota ({report.quota.daily_quota})"
+    quota_pace = report.quota.pace
+    if quota_pace is not None and PRIORITY.get(stream, len(PRIORITY)) > 0:  # transactional mail is not held by it
+        paced = quota_pace.in_hand + int(seconds_left / quota_pace.interval_seconds)
+        if paced < capacity:
+            capacity = paced
+            limited = f"the tenant's quota pace (one send every {quota_pace.interval_seconds:.0f} s)"
+        if 1.0 / quota_pace.interval_seconds < rate:
+            rate, burst = 1.0 / quota_pace.interval_seconds, quota_pace.in_hand
     today = max(0, min(messages, capacity))
     by = None
     if today:

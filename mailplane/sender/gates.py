@@ -122,6 +122,13 @@ class Pace:
             return None
         return cls(3600.0 / hourly_cap, max(1, math.ceil(hourly_cap * burst_seconds / 3600.0)))
 
+    @classmethod
+    def daily(cls, daily_cap: int | None, burst_seconds: float) -> Pace | None:
+        """The pace of a daily quota spread over the day; None for none."""
+        if not daily_cap or daily_cap <= 0:
+            return None
+        return cls(86400.0 / daily_cap, max(1, math.ceil(daily_cap * burst_seconds / 86400.0)))
+
     def ready(self, tat: float) -> float:
         """When the next send may go."""
         return tat - (self.burst - 1) * self.interval
@@ -180,6 +187,8 @@ class Deferred:
     pace_step: float = 0.0
     """For a wait on the route's pace (or the SES rate): its steady interval, by which a batch spreads such
     waits."""
+    lane: str | None = None
+    """The pace waited for when it is not the route's (a tenant's quota pace): what a batch spreads it along."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +248,16 @@ class RoutePlan:
     """The stream's IPs are all on other instances' hosts: not this instance's to send (nor SES's)."""
     pause: Pause | None = None
     """A pause of the tenant or of this stream in force: its mail waits."""
+    quota_pace: Pace | None = None
+    """The tenant's daily quota as a steady rate (``quota_burst_seconds``): marketing waits for it."""
+
+
+QUOTA_PACE = "quota:"
+"""Prefix of a tenant's quota pace among :attr:`Locked.paces` (the rest are IP addresses)."""
+
+
+def quota_pace_key(tenant: str) -> str:
+    return QUOTA_PACE + tenant
 
 
 SHARE_KIND = "sesshare"
@@ -293,9 +312,10 @@ class Locked:
     schedule: RateSchedule | None = None
     schedule_used: bool = field(default=False)
     paces: dict[str, float] = field(default_factory=dict)
-    """Each paced IP's theoretical arrival time (see :class:`Pace`); an IP absent starts idle."""
+    """Each paced IP's theoretical arrival time (see :class:`Pace`), and each tenant's quota pace's
+    (:func:`quota_pace_key`); one absent starts idle."""
     paces_used: set[str] = field(default_factory=set)
-    """The IPs whose pace a grant moved: the store writes those back."""
+    """The paces a grant moved: the store writes those back."""
 
 
 @dataclass(frozen=True)
@@ -384,6 +404,13 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
     quota = plan.daily_quota
     if quota is not None and locked.daily[("tenant", plan.tenant)] >= quota:
         return _defer(locked, tomorrow, f"tenant {plan.tenant} daily quota {quota} reached", keep_within)
+    pace = plan.quota_pace
+    if pace is not None and ask.priority > 0:  # transactional mail is never held by the quota's pace
+        ready = pace.ready(locked.paces.get(quota_pace_key(plan.tenant), 0.0))
+        if locked.now < ready:
+            wait = _defer(locked, min(ready, tomorrow), f"tenant {plan.tenant}'s quota pace (one send every "
+                          f"{pace.interval:.1f} s)", keep_within)
+            return Deferred(wait.until, wait.reason, wait.kept, pace.interval, lane=QUOTA_PACE + plan.tenant)
     if plan.gates:
         picked = _pick_ip(plan, locked, ask.from_domain)
         if isinstance(picked, _Wait):
@@ -394,6 +421,7 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
         locked.daily[("ip", picked.address)] += 1
         locked.hourly[picked.address] += 1
         locked.daily[("tenant", plan.tenant)] += 1
+        _spend_quota_pace(plan, locked)
         return Granted("pmta", picked.address, vmta_name(plan.tenant, picked.address), locked.day)
     if locked.daily[(SES, ses.region)] >= ses.daily_quota:
         return _defer(locked, tomorrow, f"SES daily quota {ses.daily_quota} reached", keep_within)
@@ -414,7 +442,16 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
     locked.daily[("tenant", plan.tenant)] += 1
     if plan.tenant in ses.shares:
         locked.daily[(SHARE_KIND, plan.tenant)] += 1
+    _spend_quota_pace(plan, locked)
     return Granted("ses", None, None, locked.day)
+
+
+def _spend_quota_pace(plan: RoutePlan, locked: Locked) -> None:
+    """A grant moves the tenant's quota pace, whatever the stream: transactional sends leave marketing less."""
+    if plan.quota_pace is not None:
+        key = quota_pace_key(plan.tenant)
+        locked.paces[key] = plan.quota_pace.after(locked.paces.get(key, 0.0), locked.now)
+        locked.paces_used.add(key)
 
 
 def decide(asks: Sequence[Ask], locked: Locked, ses: SesLimits, keep_within: float = 0.0) -> list[Reservation]:
@@ -432,6 +469,8 @@ def decide(asks: Sequence[Ask], locked: Locked, ses: SesLimits, keep_within: flo
         answer = decide_one(ask, locked, ses, keep_within)
         if isinstance(answer, Deferred) and answer.pace_step > 0:  # the SES slots are the whole account's
             route = (ask.plan.tenant, tuple(g.address for g in ask.plan.gates)) if ask.plan.gates else (SES, ())
+            if answer.lane is not None:
+                route = (answer.lane, ())
             until = max(answer.until, spread.get(route, answer.until))
             spread[route] = until + answer.pace_step
             answer = Deferred(until, answer.reason, until - locked.now <= keep_within, answer.pace_step)

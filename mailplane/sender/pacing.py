@@ -59,6 +59,7 @@ from mailplane.sender.gates import (
     SesLimits,
     apply_override,
     decide,
+    quota_pace_key,
 )
 from mailplane.sender.pauses import InForce
 from mailplane.sender.store import Message, Store
@@ -138,7 +139,8 @@ class Pacer:
         gates = tuple(self.ip_gate(tenant, ip, day, in_force) for ip in self.local_ips_for(tenant, stream))
         return RoutePlan(tenant.name, tenant.daily_quota, gates,
                          elsewhere=not gates and bool(self.ips_for(tenant, stream)),
-                         pause=in_force.route(tenant.name, stream) if in_force else None)
+                         pause=in_force.route(tenant.name, stream) if in_force else None,
+                         quota_pace=Pace.daily(tenant.daily_quota, tenant.quota_burst_seconds))
 
     def scope(self, plans: Collection[RoutePlan], day: datetime.date, hour: int) -> Scope:
         """The counter rows a batch with these plans locks, sorted: the lock order."""
@@ -153,6 +155,8 @@ class Pacer:
             daily.update(("ip", g.address, day) for g in plan.gates)
             hourly.update(("ip", g.address, hour) for g in plan.gates)
             paces.update(g.address for g in plan.gates if g.pace is not None)
+            if plan.quota_pace is not None:
+                paces.add(quota_pace_key(plan.tenant))
             if not plan.gates:
                 via_ses = True
                 daily.add((SES, self.ses.region, day))

@@ -19,7 +19,7 @@ from mailplane.model.addresses import ip_key
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
 from mailplane.sender.account import Limits
-from mailplane.sender.gates import SHARE_KIND, IpOverride, Pace, SesLimits, apply_override
+from mailplane.sender.gates import SHARE_KIND, IpOverride, Pace, SesLimits, apply_override, quota_pace_key
 from mailplane.warmup.status import ip_status
 
 if TYPE_CHECKING:
@@ -29,12 +29,13 @@ Counter = Callable[[str, str], int]
 """(kind, key) -> today's count: kinds ``ip`` (address), ``tenant`` (name), ``ses`` (region)."""
 
 
-class IpPace(BaseModel):
-    """An IP's hourly ceiling as a steady rate (a GCRA bucket, ``gates.Pace``)."""
+class PaceState(BaseModel):
+    """A cap spent as a steady rate (a GCRA bucket, ``gates.Pace``): an IP's hourly ceiling, a tenant's quota."""
 
-    interval_seconds: float = Field(description="One send every this many seconds: 3600 / the hourly ceiling.")
+    interval_seconds: float = Field(description="One send every this many seconds: 3600 / an IP's hourly ceiling, "
+                                    "86400 / a tenant's daily quota.")
     burst: int = Field(description="Sends that may go at once after a quiet spell (the plan's `burst_seconds`' "
-                       "worth).")
+                       "worth; the tenant's `quota_burst_seconds`').")
     next_send_at: datetime.datetime = Field(description="The earliest the IP's next send may go (now, when it has "
                                             "a send in hand).")
     in_hand: int = Field(description="Sends the IP may make at once now, within the burst (the hourly and daily "
@@ -59,7 +60,7 @@ class IpQuota(BaseModel):
     remaining: int | None = Field(description="daily_cap - sent, at least 0; null: no warmup cap.")
     hour_sent: int = Field(0, description="Sent in this clock hour (UTC).")
     hour_remaining: int | None = Field(None, description="hourly_cap - hour_sent, at least 0; null: no warmup cap.")
-    pace: IpPace | None = Field(None, description="The steady rate the hourly ceiling is spent at; null: none "
+    pace: PaceState | None = Field(None, description="The steady rate the hourly ceiling is spent at; null: none "
                                 "(no warmup cap, or a cap of 0).")
 
 
@@ -67,6 +68,8 @@ class TenantQuota(BaseModel):
     daily_quota: int | None = Field(description="The tenant's own cap across IPs and SES; null: none.")
     sent: int
     remaining: int | None
+    pace: PaceState | None = Field(None, description="The steady rate its marketing mail spends the quota at; "
+                                   "null: no quota.")
 
 
 class SesQuota(BaseModel):
@@ -98,6 +101,13 @@ class QuotaReport(BaseModel):
                               "streams, its IPs or its recipients' domains, saying why and by whom.")
 
 
+def _pace_state(pace: Pace | None, tat: float, now: float | None) -> PaceState | None:
+    if pace is None or now is None:
+        return None
+    return PaceState(interval_seconds=pace.interval, burst=pace.burst, in_hand=pace.in_hand(tat, now),
+                     next_send_at=datetime.datetime.fromtimestamp(max(now, pace.ready(tat)), datetime.UTC))
+
+
 def _left(cap: int | None, sent: int) -> int | None:
     return None if cap is None else max(cap - sent, 0)
 
@@ -111,7 +121,8 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
                  now: float | None = None) -> QuotaReport:
     """The report for ``tenant`` on ``day``; ``held_days``, ``overrides`` and ``not_deployed`` (why an IP's VMTA
     cannot take mail) are keyed by IP address; ``in_force``: the pauses and drains in force; ``hour_counter``:
-    an IP's count this clock hour; ``paces``: each IP's pace state, read at ``now``."""
+    an IP's count this clock hour; ``paces``: each pace's state (IPs by address, the tenant's quota pace by
+    :func:`~mailplane.sender.gates.quota_pace_key`), read at ``now``."""
     held_days = held_days or {}
     overrides = overrides or {}
     ips: list[IpQuota] = []
@@ -130,7 +141,7 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
         pace_out = None
         if pace is not None and now is not None:
             tat = (paces or {}).get(ip.address, 0.0)
-            pace_out = IpPace(interval_seconds=pace.interval, burst=pace.burst,
+            pace_out = PaceState(interval_seconds=pace.interval, burst=pace.burst,
                               next_send_at=datetime.datetime.fromtimestamp(max(now, pace.ready(tat)), datetime.UTC),
                               in_hand=pace.in_hand(tat, now))
         ips.append(IpQuota(address=ip.address, host=ip.host, streams=ip.streams, plan=status.plan,
@@ -152,7 +163,9 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
     return QuotaReport(
         tenant=tenant.name, day=day,
         quota=TenantQuota(daily_quota=tenant.daily_quota, sent=tenant_sent,
-                          remaining=_left(tenant.daily_quota, tenant_sent)),
+                          remaining=_left(tenant.daily_quota, tenant_sent),
+                          pace=_pace_state(Pace.daily(tenant.daily_quota, tenant.quota_burst_seconds),
+                                           (paces or {}).get(quota_pace_key(tenant.name), 0.0), now)),
         ips=ips,
         ses=SesQuota(region=ses.region, daily_quota=limits.daily_quota, sent=ses_sent,
                      remaining=max(limits.daily_quota - ses_sent, 0), max_send_rate=limits.max_send_rate,

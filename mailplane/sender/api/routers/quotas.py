@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from mailplane.sender.api.deps import Authenticated, ServiceDep
 from mailplane.sender.api.errors import ApiError, fails
 from mailplane.sender.forecast import QuotaAnswer, forecast
+from mailplane.sender.gates import quota_pace_key
 from mailplane.sender.quotas import quota_report
 
 router = APIRouter(tags=["quotas"])
@@ -50,7 +51,8 @@ def quotas(who: Authenticated, tenant: str, service: ServiceDep,
                           not_deployed={ip: why for t, ip, _, _, why in service.undeployed() if t == tenant},
                           ses_shares=service.pacer.ses_limits(),
                           hour_counter=lambda ip: counters.hour_sent("ip", ip, hour),
-                          paces=counters.pace_states([ip.address for ip in who.tenant.ips]), now=now)
+                          paces=counters.pace_states([ip.address for ip in who.tenant.ips]
+                                                     + [quota_pace_key(tenant)]), now=now)
     answer = QuotaAnswer(**report.model_dump())
     if stream is not None and messages is not None:
         answer.forecast = forecast(service.fleet, who.tenant, report, stream, messages,
