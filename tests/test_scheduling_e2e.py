@@ -5,6 +5,8 @@
   in one burst.
 * Two tenants share the SES account's daily quota: the heavy one's campaign takes what the light one
   does not keep, and the light one's mail, posted after, leaves while the heavy one's still waits.
+* Two tenants share the SES account's send rate: the light one's mail, posted while the heavy one's
+  campaign fills the rate, takes turns with it instead of waiting behind it.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ LIGHT_SHARE = 99
 """sesco's weight against bravo's 1: nearly the whole quota is its share, so what it keeps is large all day."""
 
 
-def write_stack(root: Path) -> Path:
+def write_stack(root: Path, ses_quota: int = SES_QUOTA) -> Path:
     """acme: one IP for both streams; bravo and sesco: SES only, sharing the account's quota."""
     stack = root / "stack"
     (stack / "tenants").mkdir(parents=True)
     (stack / "fleet.yaml").write_text(textwrap.dedent(f"""\
-        ses: {{region: {REGION}, max_send_rate: 50, daily_quota: {SES_QUOTA}}}
+        ses: {{region: {REGION}, max_send_rate: 50, daily_quota: {ses_quota}}}
         dns: {{default_provider: external}}
         mta_hosts:
           mta1: {{ansible_host: 192.0.2.10}}
@@ -122,3 +124,24 @@ def test_a_light_ses_tenant_sends_while_a_heavy_ones_campaign_waits(
         waiting = inst.http.get("/v1/quotas/bravo", headers={"Authorization": f"Bearer {KEYS['bravo']}"}).json()
         assert waiting["ses"]["share"] == 1 and waiting["ses"]["fair_share"] == SES_QUOTA / (LIGHT_SHARE + 1)
         assert waiting["ses"]["tenant_sent"] == sent("bravo") < SES_QUOTA, "the heavy one's campaign still waits"
+
+
+def test_a_light_ses_tenant_takes_turns_with_a_heavy_ones_campaign_at_the_send_rate(
+        tmp_path: Path, moto: MotoServer, instances: Callable[..., Instance]) -> None:
+    """The account sends 1 a second: first-in, first-out, sesco's 3 messages would wait for the 90 ahead."""
+    stack = write_stack(tmp_path, ses_quota=150)
+    before = len(ses_sent(REGION))
+
+    def sent(tenant: str) -> int:
+        return sum(1 for m in ses_sent(REGION)[before:] if m.source == f"app@{tenant}.example.com")
+
+    with SmtpSink() as sink:
+        inst = instances(stack, write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
+                                             sink_port=sink.port, moto_url=moto.url))
+        assert inst.post("bravo", {"messages": [message("bravo", n, stream="marketing")
+                                                for n in range(90)]}).status_code == 202
+        wait_for(lambda: sent("bravo") >= 3, 30, "the heavy tenant's campaign under way")
+        light = [message("sesco", n, stream="marketing") for n in range(3)]
+        assert inst.post("sesco", {"messages": light}).status_code == 202
+        wait_for(lambda: sent("sesco") == 3, 40, "the light tenant's mail, in turn with the campaign")
+        assert sent("bravo") < 60, "most of the heavy tenant's campaign still waits"

@@ -526,7 +526,8 @@ def test_quotas_match_the_counters(api: Api, fleet: Fleet) -> None:
     # 40,000 a day spent at one send every 86,400 / 40,000 s with an hour's worth (1/24) at once; the three
     # transactional sends a minute apart spent it and it refilled
     assert report["quota"] == {"daily_quota": 40000, "sent": 3, "remaining": 39997, "pace": {
-        "interval_seconds": 2.16, "burst": 1667, "in_hand": 1667, "next_send_at": asked.isoformat().replace("+00:00", "Z")}}
+        "interval_seconds": 2.16, "burst": 1667, "in_hand": 1667,
+        "next_send_at": asked.isoformat().replace("+00:00", "Z")}}
     assert report["ses"] == {"region": "eu-north-1", "daily_quota": 50000, "sent": 1234, "remaining": 48766,
                              "max_send_rate": 14.0, "warnings": [],  # the account not read: fleet.yaml's limits
                              "share": None, "fair_share": None, "tenant_sent": None, "kept_for_others": None}

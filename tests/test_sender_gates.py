@@ -176,11 +176,13 @@ def test_deferrals_say_when_the_message_may_go_again() -> None:
     quota = RoutePlan("acme", 1, (IpGate("192.0.2.1", None, None),))
     assert decide([Ask(3, quota)], locked, LIMITS) == [
         Deferred(midnight_after(DAY), "tenant acme daily quota 1 reached")]
-    # within keep_within the worker keeps its claim and waits
-    soon = Locked(NOW, DAY, HOUR, {(SES, LIMITS.region): 0, ("tenant", "s"): 0}, {}, frozenset({1}),
+    # an SES slot within keep_within is booked for the message, to be sent at it; one further (NOW + 1.5) is
+    # asked for again when it comes within reach, in the queue's order (the batch's next one a slot later)
+    soon = Locked(NOW, DAY, HOUR, {(SES, LIMITS.region): 0, ("tenant", "s"): 0}, {}, frozenset({1, 2, 3}),
                   RateSchedule(1.0, NOW + 0.5, []))
-    assert decide([Ask(1, RoutePlan("s", None))], soon, LIMITS, keep_within=1.0) == [
-        Deferred(NOW + 0.5, "SES max send rate", kept=True, pace_step=1.0)]
+    assert decide([Ask(i, RoutePlan("s", None)) for i in (1, 2, 3)], soon, LIMITS, keep_within=1.0) == [
+        Granted("ses", None, None, DAY, at=NOW + 0.5), Deferred(NOW + 0.5, "SES max send rate", pace_step=1.0),
+        Deferred(NOW + 1.5, "SES max send rate", pace_step=1.0)]
 
 
 def test_the_ip_with_most_left_goes_first_then_the_least_used() -> None:

@@ -175,6 +175,8 @@ class Granted:
     vmta: str | None
     """The virtual MTA named in ``X-Virtual-MTA`` (PowerMTA only)."""
     day: datetime.date
+    at: float | None = None
+    """A slot booked a moment ahead (the SES rate's next, within ``keep_within``): send not before it."""
 
 
 @dataclass(frozen=True)
@@ -433,17 +435,19 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
     schedule = locked.schedule
     if schedule is None:
         raise ValueError("a message that may go by SES needs the SES rate schedule locked")
-    if locked.now < schedule.earliest():
-        wait = _defer(locked, schedule.earliest(), "SES max send rate", keep_within)
-        return Deferred(wait.until, wait.reason, wait.kept, 1.0 / schedule.rate)
-    schedule.take(locked.now)
+    at = max(locked.now, schedule.earliest())
+    if at - locked.now > keep_within:  # due again when its slot can be booked: the queue's order decides who
+        return Deferred(at - keep_within, "SES max send rate", pace_step=1.0 / schedule.rate)
+    # The next slot is near: booked for this message now, sent at it.  Slots go in the order messages ask,
+    # which is the queue's (turns, transactional first), not to whichever worker wakes first at the slot.
+    schedule.take(at)
     locked.schedule_used = True
     locked.daily[(SES, ses.region)] += 1
     locked.daily[("tenant", plan.tenant)] += 1
     if plan.tenant in ses.shares:
         locked.daily[(SHARE_KIND, plan.tenant)] += 1
     _spend_quota_pace(plan, locked)
-    return Granted("ses", None, None, locked.day)
+    return Granted("ses", None, None, locked.day, at if at > locked.now else None)
 
 
 def _spend_quota_pace(plan: RoutePlan, locked: Locked) -> None:
@@ -473,6 +477,7 @@ def decide(asks: Sequence[Ask], locked: Locked, ses: SesLimits, keep_within: flo
                 route = (answer.lane, ())
             until = max(answer.until, spread.get(route, answer.until))
             spread[route] = until + answer.pace_step
-            answer = Deferred(until, answer.reason, until - locked.now <= keep_within, answer.pace_step)
+            answer = Deferred(until, answer.reason, answer.kept and until - locked.now <= keep_within,
+                              answer.pace_step, answer.lane)
         answers[index] = answer
     return [a for a in answers if a is not None]

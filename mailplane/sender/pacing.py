@@ -174,9 +174,10 @@ class Pacer:
 
         The batch is decided in order against counters read once under lock and updated in
         memory, so it grants exactly what the same messages reserved one by one would.
-        ``keep_within``: a message that could go within that many seconds (the SES rate's next
-        token, typically) is not put back in the queue; the worker keeps its claim, waits and
-        asks again -- at 14 messages a second a trip through the queue costs more than the wait.
+        ``keep_within``: a message whose SES slot is within that many seconds is granted that slot
+        (``Granted.at``: the worker sends it then), so slots go in the queue's order; one further is
+        due again when its slot comes within reach.  A message an IP's pace lets go within that
+        many seconds is not put back in the queue: the worker keeps its claim, waits and asks again.
         """
         if not batch:
             return []

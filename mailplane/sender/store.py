@@ -412,7 +412,8 @@ class Store:
         tenants by their shares, a tenant's campaigns in turn): a password reset is claimed ahead of
         a campaign that was due before it, a light tenant's mail ahead of a heavy one's backlog.
         ``routes``: only messages of these (tenant, stream) pairs, the ones this instance can
-        deliver (None: all).  Mail of a paused
+        deliver (None: all).  The batch comes in that order (transactional first, then by turn), which
+        is the order its waits are spread in.  Mail of a paused
         tenant or stream is not due (:func:`~mailplane.sender.pauses.route_paused`).
         """
 
@@ -443,8 +444,8 @@ class Store:
                 return []
             conn.execute(update(messages).where(messages.c.id.in_(ids)).values(
                 state="sending", claimed_by=worker, claimed_until=now + lease, updated_at=now))
-            rows = conn.execute(select(messages).where(messages.c.id.in_(ids)).order_by(messages.c.id))
-            return [_message(r) for r in rows]
+            rows = {r.id: r for r in conn.execute(select(messages).where(messages.c.id.in_(ids)))}
+            return [_message(rows[i]) for i in ids]  # in the claim's order: the batch is answered in it
 
         return self.run(work)
 

@@ -57,8 +57,9 @@ from mailplane.sender.transports import (
 log = logging.getLogger("mailplane.sender.worker")
 
 KEEP_WITHIN = 2.0
-"""Seconds a worker keeps a claimed message it may send soon (the SES rate's next token) instead
-of putting it back in the queue: see ``Pacer.reserve_many``."""
+"""How far ahead a worker books the SES rate's slots for the messages it claimed (sending each at its
+slot), and keeps a claimed message an IP's pace lets go that soon, instead of putting it back in the
+queue: see ``Pacer.reserve_many``."""
 IDLE_POLL = 0.5
 """Seconds between two looks at an empty queue."""
 DEPLOYED_CHECK = 30.0
@@ -249,6 +250,8 @@ class Delivery:
     async def _deliver(self, message: Message, granted: Granted) -> _Result:
         try:  # in a thread: a message of megabytes must not stall the loop (and the lease renewals)
             mail = await asyncio.to_thread(self._compose, message, granted)
+            if granted.at is not None:  # its SES slot, booked a moment ahead (at most KEEP_WITHIN): keep to it
+                await asyncio.sleep(max(0.0, granted.at - self.service.clock()))
         except Exception as err:  # whatever the payload does, it fails alone and is never retried
             log.warning("message %s cannot be built: %r", message.id, err)
             return _Result(message, granted, PermanentFailure(f"cannot build the message: {err!r}"[:500]))
