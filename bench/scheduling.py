@@ -2,7 +2,7 @@
 
 Why: the caps always held, but inside them the sender was a first-in, first-out queue with clock-hour
 windows and one SES quota for whoever came first.  This drives the pure decision
-(``mailplane.sender.gates.decide``, what every reservation runs under lock) the way the workers do --
+(``mailplane.sender.core.gates.decide``, what every reservation runs under lock) the way the workers do --
 claim the due messages a batch at a time, transactional first, ask again at each message's
 ``until`` -- on a simulated clock, so a whole day runs in seconds and the same input gives the same
 figures.  It runs the day twice: with the scheduler as it is, and as it was (no priority, an hour's
@@ -35,7 +35,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from mailplane.sender.gates import (
+from mailplane.sender.core.gates import (
     PRIORITY,
     Ask,
     Deferred,
@@ -48,7 +48,7 @@ from mailplane.sender.gates import (
     SesLimits,
     decide,
 )
-from mailplane.sender.turns import Flow, FlowState, deal, settle
+from mailplane.sender.core.turns import Flow, FlowState, deal, settle
 
 DAY = datetime.date(2026, 12, 7)
 DAY0 = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC).timestamp()
@@ -93,7 +93,7 @@ def simulate(now_rules: bool) -> tuple[dict[int, tuple[float, str | None]], dict
     """Every message's grant (time, IP) over the day, and why messages waited (deferrals by reason).
 
     The claim as the store's: due transactional mail first (each stream its own queue, as its own
-    indexed query), the lowest turn first within a stream (``mailplane.sender.turns``: dealt when
+    indexed query), the lowest turn first within a stream (``mailplane.sender.db.turns``: dealt when
     the mail is queued, V the highest turn granted), a batch at a time.  Before: the oldest first.
     """
     routes = plans(now_rules)

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from mailplane.sender.config import hash_api_key, new_api_key
-from mailplane.sender.store import Store
+from mailplane.sender.db.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -30,10 +30,10 @@ from sqlalchemy import select
 
 from mailplane.model.loader import load_stack
 from mailplane.sender.config import SenderConfig
-from mailplane.sender.schema import messages
+from mailplane.sender.core.messages import NewMessage
+from mailplane.sender.db.schema import messages
+from mailplane.sender.delivery.worker import Delivery
 from mailplane.sender.service import Service
-from mailplane.sender.store import NewMessage
-from mailplane.sender.worker import Delivery
 
 REGION = "eu-west-1"
 

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from mailplane.model.loader import load_stack  # noqa: E402
 from mailplane.sender.config import SenderConfig  # noqa: E402
+from mailplane.sender.db.store import NewMessage  # noqa: E402
+from mailplane.sender.delivery.worker import Delivery  # noqa: E402
 from mailplane.sender.service import Service  # noqa: E402
-from mailplane.sender.store import NewMessage  # noqa: E402
-from mailplane.sender.worker import Delivery  # noqa: E402
 
 BODY = "Hello,\n\nyour invoice is attached to your account page.\n\n" + "Lorem ipsum dolor sit amet. " * 20
 

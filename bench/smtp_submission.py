@@ -36,7 +36,7 @@ import aiosmtplib
 import httpx
 
 from mailplane.sender.config import new_api_key
-from mailplane.sender.store import Store
+from mailplane.sender.db.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))

@@ -40,7 +40,7 @@ What it models (PowerMTA v5.0 User's Guide, "g"; and docs/powermta.md):
   the file is created; ``d`` delivered, ``b`` a bounce PowerMTA made from the remote server's
   refusal, and for a remote bounce first the ``d`` of the hand-over, then the ``rb`` of the DSN
   that came back (with no ``vmta`` nor ``dlvSourceIp``: ``orig``, the return path, names the IP).
-  Column names are those ``mailplane.sender.accounting`` reads (FIELD_NAMES).
+  Column names are those ``mailplane.sender.core.accounting`` reads (FIELD_NAMES).
 
 **The reply texts are the stand-in's own**: PowerMTA's texts are not documented, only its
 behaviour, so tests should hold the codes (and the enhanced status codes), not the words.

@@ -19,9 +19,10 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 
 from mailplane.model.loader import load_stack
-from mailplane.sender.pacing import Deferred, Granted, Pacer
-from mailplane.sender.schema import messages
-from mailplane.sender.store import Store
+from mailplane.sender.core.gates import Deferred, Granted
+from mailplane.sender.db.schema import messages
+from mailplane.sender.db.store import Store
+from mailplane.sender.delivery.pacing import Pacer
 
 
 def _idle(store: Store) -> bool:

@@ -33,12 +33,12 @@ from mailplane.model.stack import Fleet
 from mailplane.mta.deployed import dumps, record
 from mailplane.mta.render import render_vars
 from mailplane.mta.view import host_view
-from mailplane.sender.api import create_app
 from mailplane.sender.config import hash_api_key, load_config, new_api_key
-from mailplane.sender.handover import SOURCE as HANDOVER
+from mailplane.sender.core.messages import NewMessage
+from mailplane.sender.delivery.handover import SOURCE as HANDOVER
+from mailplane.sender.delivery.worker import Delivery
+from mailplane.sender.front.api import create_app
 from mailplane.sender.service import Service
-from mailplane.sender.store import NewMessage
-from mailplane.sender.worker import Delivery
 
 API_KEY = new_api_key()
 START = datetime.date(2026, 12, 10)

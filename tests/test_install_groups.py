@@ -81,7 +81,7 @@ def test_an_mta_host_installs_the_sender_group_alone_and_serves_without_pulumi(
     assert defaults["sender_package"] == "mailplane[sender]"
     bin_dir = install(tmp_path_factory.mktemp("sender-only"), "[sender]")
     check = subprocess.run([str(bin_dir / "python"), "-c", "import importlib.util as u, mailplane.sender.server, "
-                            "mailplane.sender.api; print([m for m in ('pulumi', 'pulumi_aws', 'matplotlib') "
+                            "mailplane.sender.front.api; print([m for m in ('pulumi', 'pulumi_aws', 'matplotlib') "
                             "if u.find_spec(m)])"], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert check.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""The SMTP listener's group commit (``mailplane.sender.intake.GroupCommitter``) on a real store: sessions
+"""The SMTP listener's group commit (``mailplane.sender.front.intake.GroupCommitter``) on a real store: sessions
 share one transaction, yet each is judged by itself, and one session's refusal refuses no other's."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pytest
 
 from mailplane.model.loader import load_stack
 from mailplane.sender.config import AwsSettings, SenderConfig
-from mailplane.sender.intake import GroupCommitter
-from mailplane.sender.mime_in import read_submission
-from mailplane.sender.refusal import ApiError
+from mailplane.sender.core.mime_in import read_submission
+from mailplane.sender.core.refusal import ApiError
+from mailplane.sender.core.submit import Checked, check_submission
+from mailplane.sender.front.intake import GroupCommitter
 from mailplane.sender.service import Service
-from mailplane.sender.submit import Checked, check_submission
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,7 +82,7 @@ def test_one_batch_judges_each_of_its_sessions(service: Service) -> None:
     """The same, with the three handed to one commit for certain (not left to the thread's timing)."""
     from concurrent.futures import Future
 
-    from mailplane.sender.intake import _Item
+    from mailplane.sender.front.intake import _Item
 
     service.store.suppress("sos-expat", "gone@example.org", "hard_bounce", "test")
     committer = GroupCommitter(service)
@@ -103,7 +103,7 @@ def test_small_messages_are_committed_ahead_of_a_large_one_handed_over_with_them
     the writing of megabytes (the committer is held on a first commit so the rest arrive together)."""
     import threading
 
-    from mailplane.sender import intake
+    from mailplane.sender.front import intake
 
     gate, order = threading.Event(), []
     real = intake.commit

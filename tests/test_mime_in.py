@@ -1,4 +1,4 @@
-"""Reading an SMTP-submitted message (``mailplane.sender.mime_in``) and composing it again, judged by Python's
+"""Reading an SMTP-submitted message (``mailplane.sender.core.mime_in``) and composing it again, judged by Python's
 ``email`` parser with ``policy.default`` as a receiver would read it."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from mailplane.model.loader import load_stack
-from mailplane.sender.compose import build_message, wire_bytes
-from mailplane.sender.mime_in import Refused, read_submission
-from mailplane.sender.pacing import Granted
-from mailplane.sender.store import Message
-from mailplane.sender.submit import Checked, check_submission
+from mailplane.sender.core.compose import build_message, wire_bytes
+from mailplane.sender.core.gates import Granted
+from mailplane.sender.core.messages import Message
+from mailplane.sender.core.mime_in import Refused, read_submission
+from mailplane.sender.core.submit import Checked, check_submission
 
 ROOT = Path(__file__).resolve().parent.parent
 GRANT = Granted("pmta", "203.0.113.21", "sos-expat-203-0-113-21", datetime.date(2026, 12, 4))

@@ -119,7 +119,7 @@ def test_the_new_gauges_read_the_shared_database(tmp_path: Path) -> None:
     """The oldest queued message's age, a tenant's rates against its thresholds and the SES quota, as scraped."""
     from prometheus_client import generate_latest
 
-    from mailplane.sender.store import NewMessage
+    from mailplane.sender.core.messages import NewMessage
 
     now = [1_764_000_000.0]
     config = SenderConfig(database_url=f"sqlite:///{tmp_path / 'q.db'}", aws=AwsSettings(account_id="123456789012"),

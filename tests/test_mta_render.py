@@ -49,8 +49,8 @@ from mailplane.mta.render import (
     template_environment,
 )
 from mailplane.mta.view import ceiling, host_view
-from mailplane.sender.pacing import Pacer
-from mailplane.sender.store import Store
+from mailplane.sender.db.store import Store
+from mailplane.sender.delivery.pacing import Pacer
 from mailplane.warmup.status import ip_status
 
 ROOT = Path(__file__).resolve().parent.parent

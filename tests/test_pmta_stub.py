@@ -2,7 +2,7 @@
 
 Hand-over by real SMTP (smtplib) on loopback: VMTA choice by X-Virtual-MTA, refusal of a VMTA the
 config lacks and its acceptance after a reload, relaying by source, and accounting records that the
-sender's own reader (mailplane.sender.accounting) turns into the right events.
+sender's own reader (mailplane.sender.core.accounting) turns into the right events.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from mailplane.model.loader import load_stack
 from mailplane.model.names import VMTA_HEADER, verp_address, vmta_name
 from mailplane.model.stack import Fleet
 from mailplane.mta.render import render_host
-from mailplane.sender.accounting import VmtaIndex, parse_text, read_file
+from mailplane.sender.core.accounting import VmtaIndex, parse_text, read_file
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "mta1"

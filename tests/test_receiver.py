@@ -39,9 +39,9 @@ from mailplane.model.routes import Route, route_auth, tenant_routes
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Domain, Tenant
 from mailplane.mta.render import render_host
-from mailplane.sender.compose import build_message, envelope_sender, wire_bytes
-from mailplane.sender.pacing import Granted
-from mailplane.sender.store import Message
+from mailplane.sender.core.compose import build_message, envelope_sender, wire_bytes
+from mailplane.sender.core.gates import Granted
+from mailplane.sender.core.messages import Message
 
 DAY = datetime.date(2026, 12, 3)
 SES_TEST_ADDRESS = "54.240.0.10"

@@ -14,7 +14,8 @@ from moto_server import MotoServer
 from smtp_sink import SmtpSink
 from test_sender_service import KEYS, Instance, wait_for, write_config, write_stack
 
-from mailplane.sender.account import AccountLimits, Limits, effective, read_account
+from mailplane.sender.core.limits import AccountLimits, Limits, effective
+from mailplane.sender.delivery.account import read_account
 
 pytestmark = pytest.mark.processes
 

@@ -10,7 +10,7 @@ import pytest
 from mailplane.model.loader import load_stack
 from mailplane.model.names import vmta_name
 from mailplane.model.stack import Fleet
-from mailplane.sender.accounting import (
+from mailplane.sender.core.accounting import (
     Cursor,
     VmtaIndex,
     is_permanent,

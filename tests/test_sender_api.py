@@ -20,16 +20,16 @@ from sqlalchemy import func, select, update
 
 from mailplane.model.loader import load_stack
 from mailplane.model.stack import Fleet
-from mailplane.sender.api import MAX_REQUEST_BYTES, create_app
 from mailplane.sender.config import AwsSettings, SenderConfig, hash_api_key, new_api_key
-from mailplane.sender.counters import Scope
-from mailplane.sender.gates import Granted
-from mailplane.sender.schema import daily_counters, messages
+from mailplane.sender.core.gates import Granted
+from mailplane.sender.core.submit import MAX_BATCH, address, from_allowed
+from mailplane.sender.core.templating import MAX_OUTPUT_CHARS, TemplateProblems, render
+from mailplane.sender.core.unsubscribe import make_token
+from mailplane.sender.db.counters import Scope
+from mailplane.sender.db.schema import daily_counters, messages
+from mailplane.sender.db.store import Store
+from mailplane.sender.front.api import MAX_REQUEST_BYTES, create_app
 from mailplane.sender.service import Service
-from mailplane.sender.store import Store
-from mailplane.sender.submit import MAX_BATCH, address, from_allowed
-from mailplane.sender.templating import MAX_OUTPUT_CHARS, TemplateProblems, render
-from mailplane.sender.unsubscribe import make_token
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC).timestamp()
@@ -500,7 +500,7 @@ def test_unsubscribe_refuses_bad_tokens_and_bodies(api: Api) -> None:
             assert c.post(f"/v1/unsubscribe/{token}", content=b"List-Unsubscribe=One-Click").status_code == 404
         assert c.post(f"/v1/unsubscribe/{good}", content=b"List-Unsubscribe=Yes").status_code == 400
         assert c.post(f"/v1/unsubscribe/{good}", content=b"x" * 100_000).status_code == 413
-    assert api.service.store.suppression_count() == 0
+    assert api.service.store.suppressions.count() == 0
 
 
 # -- quotas ------------------------------------------------------------------------------------
@@ -596,7 +596,7 @@ def test_the_quota_api_says_whether_n_messages_can_go_today_and_by_when(api: Api
 
 
 class _Events:
-    """A stand-in for ``mailplane.sender.events.Events``: the two calls the API makes of it."""
+    """A stand-in for ``mailplane.sender.events.ingest.Events``: the two calls the API makes of it."""
 
     def __init__(self) -> None:
         self.deliveries: list[tuple[bytes, str | None]] = []

@@ -15,16 +15,16 @@ import pytest
 
 from mailplane.model.loader import load_stack
 from mailplane.model.names import parse_verp
-from mailplane.sender.compose import (
+from mailplane.sender.core.compose import (
     RESERVED_HEADERS,
     build_message,
     check_headers,
     envelope_sender,
     wire_bytes,
 )
-from mailplane.sender.pacing import Granted
-from mailplane.sender.store import Message
-from mailplane.sender.unsubscribe import read_token
+from mailplane.sender.core.gates import Granted
+from mailplane.sender.core.messages import Message
+from mailplane.sender.core.unsubscribe import read_token
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,8 @@ from mailplane.mta.providers import UNROUTED_VMTA
 from mailplane.mta.render import render_vars
 from mailplane.mta.view import host_view
 from mailplane.sender.config import AwsSettings, SenderConfig
-from mailplane.sender.deployed import UNKNOWN, DeployedConfigs
-from mailplane.sender.gates import NOT_DEPLOYED, Ask, Granted, IpGate, Locked, RoutePlan, SesLimits, decide_one
+from mailplane.sender.core.gates import NOT_DEPLOYED, Ask, Granted, IpGate, Locked, RoutePlan, SesLimits, decide_one
+from mailplane.sender.delivery.deployed import UNKNOWN, DeployedConfigs
 from mailplane.sender.service import mismatches
 
 ROOT = Path(__file__).resolve().parent.parent

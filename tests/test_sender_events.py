@@ -25,10 +25,10 @@ from mailplane.model.loader import load_stack
 from mailplane.model.names import topic_name, vmta_name
 from mailplane.model.stack import Fleet
 from mailplane.sender.config import SenderConfig
-from mailplane.sender.events import Events
-from mailplane.sender.pacing import IpOverride
+from mailplane.sender.delivery.pacing import IpOverride
+from mailplane.sender.events.ingest import Events
+from mailplane.sender.events.sns import canonical_string
 from mailplane.sender.service import Service
-from mailplane.sender.sns import canonical_string
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = datetime.UTC
@@ -111,7 +111,7 @@ def delivered(n: int, prefix: str = "ok", **kwargs: Any) -> str:
 
 def stats_of(instance: Instance, ip: str = IP) -> dict[datetime.date, dict[str, int]]:
     return {r["day"]: {k: r[k] for k in ("delivered", "hard_bounces", "soft_bounces", "complaints", "deferrals")}
-            for r in instance.service.store.ip_stats(ip)}
+            for r in instance.service.store.ledger.ip_stats(ip)}
 
 
 def suppressed_metric(instance: Instance, tenant: str, reason: str) -> float:
@@ -232,7 +232,7 @@ def test_bad_rows_are_skipped_and_reported(make: Callable[..., Instance], tmp_pa
     instance = make()
     (tmp_path / "acct" / "acct.csv").write_text(HEADER + delivered(1) + row("d", "x@example.org", ip="192.0.2.99")
                                                 + "d,not a time,o,r@example.org,v,x,2.0.0,,\n")
-    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events"):
+    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events.ingest"):
         summary = instance.events.ingest_accounting()
     assert (summary["events"], summary["problems"]) == (1, 2)
     assert "acct.csv:3:" in caplog.text and "acct.csv:4:" in caplog.text
@@ -307,7 +307,7 @@ def test_a_bad_day_holds_the_ip_and_alerts_once(make_db: Callable[..., Instance]
 
     acct = tmp_path / "acct" / "acct.csv"
     acct.write_text(HEADER + bad_day())
-    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events"):
+    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events.ingest"):
         summary = instance.events.ingest_accounting()
     assert (summary["events"], summary["suppressed"], summary["alerts"]) == (100, 10, 1)
     assert f"{TENANT} {IP} held on 2026-11-20: bounce rate 10.00% (10/100) above 4.00%" in caplog.text
@@ -407,8 +407,8 @@ def test_hold_answers_come_from_memory(make: Callable[..., Instance], tmp_path: 
     (tmp_path / "acct" / "acct.csv").write_text(HEADER + bad_day())
     instance.events.ingest_accounting()
     reads: list[object] = []
-    real = instance.service.store.ip_stats
-    monkeypatch.setattr(instance.service.store, "ip_stats", lambda ip=None: reads.append(ip) or real(ip))
+    real = instance.service.store.ledger.ip_stats
+    monkeypatch.setattr(instance.service.store.ledger, "ip_stats", lambda ip=None: reads.append(ip) or real(ip))
     tomorrow = DAY + datetime.timedelta(days=1)
     for _ in range(1000):
         assert instance.events.override(TENANT, IP, tomorrow) == IpOverride(held_days=1)
@@ -567,7 +567,7 @@ def test_the_topic_decides_the_tenant_not_the_event(make: Callable[..., Instance
                                                     caplog: pytest.LogCaptureFixture) -> None:
     instance = make(fetcher=signer.fetch)
     msg = signer.sign(notification(topic(fleet, "globex"), ses_bounce("who@example.net", config_set=TENANT)))
-    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events"):
+    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events.ingest"):
         assert post(instance, msg)[0] == 200
     store = instance.service.store
     assert store.suppressed("globex", ["who@example.net"]) == {"who@example.net"}
@@ -605,10 +605,10 @@ def test_anything_unverified_is_refused_and_suppresses_nothing(make: Callable[..
         msg = signer.sign(good)
         header = "SubscriptionConfirmation"
     body = b"{not json" if case == "not-json" else json.dumps(msg).encode()
-    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events"):
+    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events.ingest"):
         answer = instance.events.handle_sns(body, header)
     assert answer == (403, {"error": "forbidden"})  # the same answer whatever the reason
-    assert instance.service.store.suppression_count() == 0
+    assert instance.service.store.suppressions.count() == 0
     assert "SNS message refused" in caplog.text
     assert "victim@example.net" not in caplog.text  # the body is not logged
     if case in ("foreign-cert-host", "unknown-topic", "header-mismatch", "not-json"):
@@ -619,7 +619,7 @@ def test_an_authentic_message_that_is_not_an_ses_event_is_acknowledged(make: Cal
                                                                         fleet: Fleet, signer: Signer,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     instance = make(fetcher=signer.fetch)
-    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events"):
+    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events.ingest"):
         answer = post(instance, signer.sign(notification(topic(fleet), "plain text, not JSON")))
     assert answer == (200, {"status": "ignored"})  # retrying the same bytes would never help
     assert "is not an SES event" in caplog.text
@@ -633,7 +633,7 @@ def test_insecure_mode_warns_and_confirms_only_through_an_sns_host_over_https(
     """Without signatures anyone can forge a confirmation: it still reaches only an SNS host over HTTPS, never
     the loopback webhook, a file or the metadata address; the service says at start that it is insecure."""
     got: list[str] = []
-    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events"):
+    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events.ingest"):
         instance = make(insecure=True, get=got.append)
     assert "insecure_skip_sns_signature is on" in caplog.text
     arn = topic(fleet)
@@ -649,7 +649,7 @@ def test_insecure_mode_warns_and_confirms_only_through_an_sns_host_over_https(
 
 def test_a_secure_service_does_not_warn(make: Callable[..., Instance], signer: Signer,
                                         caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events"):
+    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events.ingest"):
         make(fetcher=signer.fetch)
     assert "insecure" not in caplog.text
 
@@ -680,7 +680,7 @@ def test_unsubscribe_confirmation_is_acknowledged_and_logged(make: Callable[...,
     instance = make(fetcher=signer.fetch)
     arn = topic(fleet)
     url = f"https://sns.{REGION}.amazonaws.com/?Action=ConfirmSubscription&TopicArn={arn}&Token=abc123"
-    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events"):
+    with caplog.at_level(logging.WARNING, logger="mailplane.sender.events.ingest"):
         answer = post(instance, signer.sign(confirmation(arn, url, "UnsubscribeConfirmation")),
                       "UnsubscribeConfirmation")
     assert answer == (200, {"status": "unsubscribed"})
@@ -699,8 +699,8 @@ def test_accounting_globs_match_nothing_harmlessly(make: Callable[..., Instance]
 
 def test_the_guard_judges_rates_only_over_enough_volume() -> None:
     from mailplane.model.fleet import TenantGuard
-    from mailplane.sender.guard import verdict
-    from mailplane.sender.outcomes import Totals
+    from mailplane.sender.db.outcomes import Totals
+    from mailplane.sender.events.guard import verdict
 
     guard = TenantGuard(bounce_rate=0.03, complaint_rate=0.001, min_volume=200, window_hours=24)
     assert verdict(guard, Totals(sent=199, bounced=100)) is None  # too little to judge
@@ -713,7 +713,7 @@ def test_the_guard_judges_rates_only_over_enough_volume() -> None:
 
 def _send(store: Any, tenant: str, n: int, start: int = 0) -> None:
     """``n`` messages of ``tenant`` queued, claimed and marked sent (what a worker does after delivery)."""
-    from mailplane.sender.store import NewMessage
+    from mailplane.sender.core.messages import NewMessage
 
     address = {TENANT: "no-reply@mail1.example.com", "globex": "billing@globex.example.net"}[tenant]
     store.enqueue([NewMessage(tenant, "app", "transactional", address, f"r{start + i}@example.org")
@@ -728,7 +728,7 @@ def test_the_guard_pauses_a_tenant_over_its_bounce_rate_on_both_routes_and_alert
     """300 sent; 8 hard bounces in PowerMTA's accounting and 2 from SES: 3.3 % over 24 h, above prod's
     3 %: sos-expat pauses (its mail waits), globex goes on, an alert goes out, and after an operator's
     resume the guard judges only what came after."""
-    from mailplane.sender.gates import Granted
+    from mailplane.sender.core.gates import Granted
 
     clock = Clock()
     instance = make_db(webhook=webhook.url, fetcher=signer.fetch, clock=clock)
@@ -755,7 +755,7 @@ def test_the_guard_pauses_a_tenant_over_its_bounce_rate_on_both_routes_and_alert
     assert 'scope="tenant",source="guard",tenant="sos-expat"} 1.0' in scraped
     assert 'mailplane_sender_guard_pauses_total{tenant="sos-expat"} 1.0' in scraped
     # its mail waits; globex's goes
-    from mailplane.sender.store import NewMessage
+    from mailplane.sender.core.messages import NewMessage
 
     store.enqueue([NewMessage(TENANT, "app", "transactional", "no-reply@mail1.example.com", "x@example.org"),
                    NewMessage("globex", "billing", "transactional", "billing@globex.example.net", "y@example.org")])
@@ -763,7 +763,7 @@ def test_the_guard_pauses_a_tenant_over_its_bounce_rate_on_both_routes_and_alert
     reservations = {m.tenant: instance.service.pacer.reserve("w", m) for m in claimed}
     assert set(reservations) == {"globex"}  # a paused tenant's mail is not even claimed: it waits queued
     assert isinstance(reservations["globex"], Granted)
-    from mailplane.sender.pauses import InForce
+    from mailplane.sender.core.pauses import InForce
 
     plan = instance.service.pacer.plan(TENANT, "transactional", datetime.date(2030, 1, 1),
                                        InForce.of(store.pauses.active()))
@@ -784,8 +784,8 @@ def test_the_guard_pauses_a_tenant_over_its_bounce_rate_on_both_routes_and_alert
 def test_the_guard_reads_every_tenant_window_at_once(make_db: Callable[..., Instance], fleet: Fleet) -> None:
     """``since_each`` sums each tenant's own hours in one query; the oracle is the per-hour rows
     (``Outcomes.hours``), summed here from each tenant's start."""
-    from mailplane.sender.guard import judged_all
-    from mailplane.sender.outcomes import GUARDED
+    from mailplane.sender.db.outcomes import GUARDED
+    from mailplane.sender.events.guard import judged_all
 
     clock = Clock()
     store = make_db(clock=clock).service.store

@@ -1,6 +1,6 @@
 """The gate decision without a database: plain counters in, answers out, and the caps held for any batch.
 
-:func:`mailplane.sender.gates.decide` is what every reservation runs under lock; here hypothesis
+:func:`mailplane.sender.core.gates.decide` is what every reservation runs under lock; here hypothesis
 draws routes, caps, counters already spent and batches of messages, and the properties are the
 rules themselves: no IP past its daily cap or hourly ceiling, no tenant past its quota, SES past
 neither its daily quota nor its rate, a message whose claim was lost never counted, and every
@@ -15,7 +15,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailplane.sender.gates import (
+from mailplane.sender.core.gates import (
     SES,
     Ask,
     Deferred,
@@ -203,7 +203,7 @@ def test_a_stream_served_by_other_hosts_goes_back_to_the_queue_for_them() -> Non
 
 
 def test_a_pause_keeps_mail_waiting_and_a_paused_ip_is_passed_over() -> None:
-    from mailplane.sender.gates import PAUSE_RECHECK, Pause
+    from mailplane.sender.core.gates import PAUSE_RECHECK, Pause
 
     a, b = IpGate("192.0.2.1", 10, None), IpGate("192.0.2.2", 10, None, Pause("IP 192.0.2.2 paused by operator (x)"))
     locked = Locked(NOW, DAY, HOUR, {("ip", a.address): 0, ("ip", b.address): 0, ("tenant", "acme"): 0},

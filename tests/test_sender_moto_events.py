@@ -45,8 +45,8 @@ from sender_http import serve
 from mailplane.model.loader import load_stack
 from mailplane.model.names import topic_name
 from mailplane.model.stack import Fleet
-from mailplane.sender.api import create_app
 from mailplane.sender.config import SenderConfig
+from mailplane.sender.front.api import create_app
 from mailplane.sender.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +135,7 @@ def test_ses_events_published_to_each_tenants_topic_suppress_for_that_tenant(
         for tenant, arn in arns.items():
             sns.publish(TopicArn=arn, Message=ses_event("Bounce", f"gone-{tenant}@example.net", tenant))
         sns.publish(TopicArn=arns["globex"], Message=ses_event("Complaint", "angry@example.net", "globex"))
-        assert wait_for(lambda: store.suppression_count() == len(arns) + 1)
+        assert wait_for(lambda: store.suppressions.count() == len(arns) + 1)
     for tenant in arns:
         others = {t for t in arns if t != tenant}
         assert store.suppressed(tenant, [f"gone-{t}@example.net" for t in arns]) == {f"gone-{tenant}@example.net"}
@@ -157,14 +157,14 @@ def test_moto_ses_simulator_feedback_is_not_a_valid_sns_message(
         ses.verify_domain_identity(Domain="mail1.example.com")
         for kind in ("Bounce", "Complaint"):
             ses.set_identity_notification_topic(Identity="mail1.example.com", NotificationType=kind, SnsTopic=arn)
-        with caplog.at_level(logging.WARNING, logger="mailplane.sender.events"):
+        with caplog.at_level(logging.WARNING, logger="mailplane.sender.events.ingest"):
             for address in ("bounce@simulator.amazonses.com", "complaint@simulator.amazonses.com"):
                 sesv2.send_email(FromEmailAddress="no-reply@mail1.example.com",
                                  Destination={"ToAddresses": [address]},
                                  Content={"Simple": {"Subject": {"Data": "hello"}, "Body": {"Text": {"Data": "hi"}}}})
             # moto POSTs inside the send call, so both deliveries have been answered by now.
             assert wait_for(lambda: caplog.text.count("SNS message refused (malformed)") == 2)
-    assert svc.store.suppression_count() == 0
+    assert svc.store.suppressions.count() == 0
 
 
 def moto_pem_fetcher(moto_url: str, region: str) -> Callable[[str], bytes]:

@@ -12,8 +12,8 @@ from mailplane.model.fleet import HoldThresholds
 from mailplane.model.loader import load_stack
 from mailplane.model.names import vmta_name
 from mailplane.model.stack import Fleet
-from mailplane.sender.accounting import VmtaIndex, parse_text
-from mailplane.sender.reputation import (
+from mailplane.sender.core.accounting import VmtaIndex, parse_text
+from mailplane.sender.core.reputation import (
     MIN_VOLUME,
     Alert,
     DailyStats,

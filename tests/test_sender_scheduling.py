@@ -1,6 +1,6 @@
 """Who goes first inside the caps, as pure decisions over plain counters: priority, the IPs' paces, spreading.
 
-:func:`mailplane.sender.gates.decide` is driven as the worker drives it -- a batch answered under
+:func:`mailplane.sender.core.gates.decide` is driven as the worker drives it -- a batch answered under
 lock, each deferred message asked again at its ``until`` -- on a simulated clock, and hypothesis
 draws the ceilings, bursts, mixes of streams and arrival times.  The properties are the rules:
 no clock hour past its ceiling, no minute past the pace's bound, no marketing mail granted while
@@ -17,7 +17,7 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailplane.sender.gates import (
+from mailplane.sender.core.gates import (
     PACING,
     PRIORITY,
     Ask,

@@ -26,9 +26,9 @@ from ports import free_port
 from smtp_sink import Faults, SmtpSink
 
 from mailplane.model.names import parse_verp
-from mailplane.sender.compose import message_id
 from mailplane.sender.config import hash_api_key, new_api_key
-from mailplane.sender.store import Store
+from mailplane.sender.core.compose import message_id
+from mailplane.sender.db.store import Store
 
 MAILPLANE = str(Path(sys.executable).parent / "mailplane")
 REGION = "eu-west-1"
@@ -439,8 +439,8 @@ def test_a_message_that_cannot_be_built_or_has_no_tenant_fails_alone(tmp_path: P
                                                                      caplog: pytest.LogCaptureFixture) -> None:
     """A poisoned payload or a tenant removed from the stack must not hold its batch hostage; each message that
     fails at the hand-over says so in one log line: its id, tenant, route, IP and the reason."""
-    from mailplane.sender.store import NewMessage
-    from mailplane.sender.worker import Delivery
+    from mailplane.sender.core.messages import NewMessage
+    from mailplane.sender.delivery.worker import Delivery
 
     def new(tenant: str, n: int, payload: dict[str, Any]) -> NewMessage:
         return NewMessage(tenant, "app", "transactional", f"app@{tenant}.example.com", f"rcpt{n}@example.org",
@@ -467,7 +467,7 @@ def test_a_message_that_cannot_be_built_or_has_no_tenant_fails_alone(tmp_path: P
     assert [states[i].state for i in ids] == ["sent", "failed", "sent", "failed", "sent"]  # type: ignore[union-attr]
     assert "cannot build" in (states[ids[1]].last_error or "")  # type: ignore[union-attr]
     assert "no longer in the stack" in (states[ids[3]].last_error or "")  # type: ignore[union-attr]
-    failed = [r.getMessage() for r in caplog.records if r.name == "mailplane.sender.worker" and " failed: " in
+    failed = [r.getMessage() for r in caplog.records if r.name == "mailplane.sender.delivery.worker" and " failed: " in
               r.getMessage()]
     assert len(failed) == 1 and failed[0].startswith(f"message {ids[1]} failed: tenant bravo, route bravo/"
                                                      "transactional via pmta, IP 192.0.2.")
@@ -522,8 +522,9 @@ def test_an_instance_delivers_only_through_its_own_hosts(tmp_path: Path) -> None
     """PowerMTA takes mail only from its own host's sender: an instance restricted to mta1 claims
     the messages it can route (mta1's IPs, or SES) and leaves the rest to mta2's instance."""
     from mailplane.model.loader import load_stack
-    from mailplane.sender.pacing import Deferred, Granted, Pacer
-    from mailplane.sender.store import NewMessage
+    from mailplane.sender.core.gates import Deferred, Granted
+    from mailplane.sender.core.messages import NewMessage
+    from mailplane.sender.delivery.pacing import Pacer
 
     fleet = load_stack(_two_host_stack(tmp_path))
     store = Store(f"sqlite:///{tmp_path / 'q.db'}")

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from mailplane.model.tenant import Tenant
-from mailplane.sender.sns import (
+from mailplane.sender.events.sns import (
     MAX_CERT_BYTES,
     EventKind,
     RejectReason,

@@ -24,10 +24,12 @@ import pytest
 from sqlalchemy import select
 
 from mailplane.model.loader import load_stack
-from mailplane.sender.counters import Scope
-from mailplane.sender.pacing import DEFAULT_CATCH_UP, Deferred, Granted, IpOverride, LostClaim, Pacer, RateSchedule
-from mailplane.sender.schema import messages
-from mailplane.sender.store import Enqueued, NewMessage, Store
+from mailplane.sender.core.gates import DEFAULT_CATCH_UP, Deferred, Granted, LostClaim, RateSchedule
+from mailplane.sender.core.messages import Enqueued, NewMessage
+from mailplane.sender.db.counters import Scope
+from mailplane.sender.db.schema import messages
+from mailplane.sender.db.store import Store
+from mailplane.sender.delivery.pacing import IpOverride, Pacer
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -161,7 +163,7 @@ def test_expired_lease_is_claimed_again_after_a_crash(store: Store, clock: FakeC
 def test_a_paused_route_is_not_claimed_so_a_cancel_finds_all_of_it(store: Store, clock: FakeClock) -> None:
     """Mail of a paused tenant or stream stays queued (a worker never holds it), other mail is claimed; an
     IP or domain pause is the gate's; a pause that ended, or ran past its ``until``, no longer holds."""
-    from mailplane.sender.pauses import PauseRequest
+    from mailplane.sender.core.pauses import PauseRequest
 
     def pause(scope: str, tenant: str, key: str = "", until: float | None = None) -> int:
         return store.pauses.add(PauseRequest(scope, tenant, key, "pause", "test", until)).id  # type: ignore[arg-type]
@@ -285,7 +287,7 @@ def test_refund_only_when_the_provider_did_not_take_it(store: Store, stack: Path
 
 def test_a_vanished_counter_row_is_created_again_not_skipped(store: Store, stack: Path) -> None:
     """Pruning old counter rows (the paces' too) under a running sender must not make it count nothing."""
-    from mailplane.sender.schema import daily_counters, hourly_counters, token_buckets
+    from mailplane.sender.db.schema import daily_counters, hourly_counters, token_buckets
 
     pacer = Pacer(store, load_stack(stack))
     store.enqueue([msg("delta", n) for n in range(5)])
@@ -458,7 +460,7 @@ def test_enqueue_batch_with_repeated_and_racing_keys(db_url: str, monkeypatch: p
 
 
 def test_a_pause_wins_over_any_cap_of_an_override() -> None:
-    from mailplane.sender.pacing import apply_override
+    from mailplane.sender.delivery.pacing import apply_override
 
     assert apply_override(100, 10, None) == (100, 10)
     assert apply_override(100, 10, IpOverride(daily_cap=50)) == (50, 10)
@@ -470,7 +472,7 @@ def test_an_older_database_gets_the_columns_added_since(db_url: str) -> None:
     date at start, its rows kept; starting again changes nothing."""
     from sqlalchemy import create_engine, text
 
-    from mailplane.sender.schema import add_missing_columns
+    from mailplane.sender.db.schema import add_missing_columns
 
     engine = create_engine(db_url)
     with engine.begin() as conn:
@@ -502,7 +504,7 @@ def test_an_older_database_gets_the_columns_added_since(db_url: str) -> None:
 def test_instances_judging_at_once_make_one_guard_pause(db_url: str) -> None:
     """The database, not a prior read, keeps a tenant to one guard pause in force; an operator's pause of the
     same tenant, and a guard pause after a resume, are other pauses."""
-    from mailplane.sender.pauses import PauseRequest
+    from mailplane.sender.core.pauses import PauseRequest
 
     stores = [Store(db_url), Store(db_url, create=False)]
     try:

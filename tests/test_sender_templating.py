@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailplane.sender.templating import TemplateProblems, render
+from mailplane.sender.core.templating import TemplateProblems, render
 
 
 @pytest.mark.parametrize("template", [

@@ -29,11 +29,11 @@ from moto_server import REGION, MotoServer, ses_sent
 from smtp_sink import Faults, SmtpSink
 
 from mailplane.model.loader import load_stack
-from mailplane.sender.compose import build_message, wire_bytes
 from mailplane.sender.config import AwsSettings, SenderConfig
-from mailplane.sender.pacing import Granted
-from mailplane.sender.store import Message
-from mailplane.sender.transports import (
+from mailplane.sender.core.compose import build_message, wire_bytes
+from mailplane.sender.core.gates import Granted
+from mailplane.sender.core.messages import Message
+from mailplane.sender.delivery.transports import (
     Delivered,
     Outcome,
     PermanentFailure,

@@ -1,4 +1,4 @@
-"""Turns in the queue (``mailplane.sender.turns``): tenants served by their weights, a tenant's campaigns in
+"""Turns in the queue (``mailplane.sender.db.turns``): tenants served by their weights, a tenant's campaigns in
 turn, an idle tenant's mail at once -- first on the pure ``deal`` under hypothesis, then on a real store."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailplane.sender.store import NewMessage, Store
-from mailplane.sender.turns import Dealt, Flow, FlowState, deal, settle
+from mailplane.sender.core.messages import NewMessage
+from mailplane.sender.core.turns import Dealt, Flow, FlowState, deal, settle
+from mailplane.sender.db.store import Store
 
 NOON = 1_767_182_400.0
 

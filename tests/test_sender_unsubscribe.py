@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mailplane.sender.unsubscribe import (
+from mailplane.sender.core.unsubscribe import (
     DKIM_SIGNED_HEADERS,
     BadSignature,
     ExpiredToken,

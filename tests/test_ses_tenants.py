@@ -19,7 +19,7 @@ from botocore.stub import Stubber
 from pulumi.dynamic.dynamic import serialize_provider
 
 from mailplane.cloud.reputation import ReputationPolicyProvider
-from mailplane.sender.transports import NOT_ASSOCIATED_RETRY, Delivered, SesTransport, TemporaryFailure
+from mailplane.sender.delivery.transports import NOT_ASSOCIATED_RETRY, Delivered, SesTransport, TemporaryFailure
 
 REGION = "eu-north-1"
 TENANT_ARN = f"arn:aws:ses:{REGION}:111122223333:tenant/acme/tn-0123456789abcdef0123456789abcd"

@@ -38,7 +38,7 @@ from test_sender_service import (
 )
 from tls_ca import CaFiles, make_ca
 
-from mailplane.sender.store import Store
+from mailplane.sender.db.store import Store
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -349,11 +349,11 @@ def test_caps_and_pauses_hold_for_smtp_mail_across_two_instances(tmp_path: Path,
 
 
 def test_the_health_check_finds_each_listener_right_and_a_wrong_name_or_port_wrong(server: Server) -> None:
-    """``python -m mailplane.sender.smtp_check``, which roles/sender runs after a (re)start."""
+    """``python -m mailplane.sender.front.smtp_check``, which roles/sender runs after a (re)start."""
     import sys
 
     def check(listen: str, tls: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mailplane.sender.smtp_check", listen, tls,
+        return subprocess.run([sys.executable, "-m", "mailplane.sender.front.smtp_check", listen, tls,
                                "--cafile", str(server.ca.ca_cert), *extra], capture_output=True, text=True, timeout=60)
 
     ports = server.ports
@@ -374,8 +374,8 @@ def in_process(tmp_path: Path, ca: CaFiles) -> Iterator[tuple[Any, int]]:
     """A SubmissionServer of a real Service on SQLite, with a plain-text loopback listener."""
     from mailplane.model.loader import load_stack
     from mailplane.sender.config import load_config
+    from mailplane.sender.front.smtp import SubmissionServer
     from mailplane.sender.service import Service
-    from mailplane.sender.smtp_submission import SubmissionServer
 
     stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
     ports = new_ports()
@@ -432,7 +432,7 @@ def test_a_large_message_is_checked_off_the_listeners_loop_with_the_same_answers
     import threading
     from email.parser import BytesParser
 
-    from mailplane.sender import smtp_submission
+    from mailplane.sender.front import smtp as smtp_submission
 
     service, port = in_process
     monkeypatch.setattr(smtp_submission, "INLINE_CHECK_BYTES", 4096)
@@ -472,8 +472,8 @@ def test_each_tenant_has_its_own_budget_of_sessions_and_bytes_in_flight(tmp_path
     sessions are bounded whatever its addresses, while another tenant still logs in."""
     from mailplane.model.loader import load_stack
     from mailplane.sender.config import load_config
+    from mailplane.sender.front.smtp import SubmissionServer
     from mailplane.sender.service import Service
-    from mailplane.sender.smtp_submission import SubmissionServer
 
     stack = write_stack(tmp_path, {"192.0.2.31": BIG, "192.0.2.32": BIG, "192.0.2.41": BIG}, acme_quota=None)
     ports = new_ports()

@@ -6,7 +6,7 @@ does not hold (``reject-invalid-virtual-mta`` is on by default); for a From doma
 today is not always what a host runs: Ansible renders and reloads once a day, a run may fail and
 put the previous config back, a host may be unreachable.  So the role records, after a reload
 succeeded (and only then), the VMTAs and DKIM domains of the config PowerMTA now runs, and the
-sender on that host reads that record before naming a VMTA (:mod:`mailplane.sender.deployed`).
+sender on that host reads that record before naming a VMTA (:mod:`mailplane.sender.delivery.deployed`).
 
 The record is a small JSON document, the same whoever writes it (the Ansible role through the
 inventory's ``mailplane_deployed`` host variable, ``mailplane render`` beside the configs)::

@@ -76,7 +76,7 @@ class SubmissionListener(Model):
 
 
 class SubmissionSettings(Model):
-    """SMTP submission into the queue (``mailplane.sender.smtp_submission``): for applications that speak SMTP."""
+    """SMTP submission into the queue (``mailplane.sender.front.smtp``): for applications that speak SMTP."""
 
     listeners: list[SubmissionListener] = Field(min_length=1, description="Where it listens.")
     certificate: StrictStr | None = Field(None, description="PEM file of the server certificate (with its chain), "

@@ -23,8 +23,8 @@ log = logging.getLogger("mailplane.sender")
 
 def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> None:
     """Run one instance until it is told to stop."""
-    from mailplane.sender.api import create_app
-    from mailplane.sender.worker import Delivery
+    from mailplane.sender.delivery.worker import Delivery
+    from mailplane.sender.front.api import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     service = Service.open(stack_dir, config)
@@ -44,7 +44,7 @@ def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> 
         signal.signal(sig, lambda *_: None)
     submission = None
     if config.submission is not None:
-        from mailplane.sender.smtp_submission import SubmissionServer
+        from mailplane.sender.front.smtp import SubmissionServer
 
         submission = SubmissionServer(service, config.submission)
         submission.start()  # a port taken or a certificate unreadable stops the start here
@@ -67,7 +67,7 @@ def serve(stack_dir: Path, config: SenderConfig, *, log_level: str = "info") -> 
 
 def _refresh_account(service: Service, stop: threading.Event) -> None:
     """Read the SES account's limits now and every ``REFRESH_SECONDS`` (pacing starts on fleet.yaml's)."""
-    from mailplane.sender.account import REFRESH_SECONDS
+    from mailplane.sender.delivery.account import REFRESH_SECONDS
 
     while not stop.is_set():
         service.refresh_account()

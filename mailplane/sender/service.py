@@ -20,18 +20,18 @@ import anyio
 from mailplane.model.names import vmta_name
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Tenant
-from mailplane.sender.account import Limits
-from mailplane.sender.alerts import Post, post_json, send_alert
 from mailplane.sender.config import SenderConfig, hash_api_key
-from mailplane.sender.deployed import DeployedConfigs
-from mailplane.sender.handover import HandoverHolds
+from mailplane.sender.core.limits import Limits
+from mailplane.sender.db.store import Store
+from mailplane.sender.delivery.deployed import DeployedConfigs
+from mailplane.sender.delivery.handover import HandoverHolds
+from mailplane.sender.delivery.pacing import IpOverride, Pacer
+from mailplane.sender.events.alerts import Post, post_json, send_alert
+from mailplane.sender.front.render_pool import RenderBudget, RenderPool
 from mailplane.sender.metrics import Health, Metrics
-from mailplane.sender.pacing import IpOverride, Pacer
-from mailplane.sender.render_pool import RenderBudget, RenderPool
-from mailplane.sender.store import Store
 
 if TYPE_CHECKING:
-    from mailplane.sender.events import Events
+    from mailplane.sender.events.ingest import Events
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Service:
     def attach_events(self, **kwargs: Any) -> Events:
         """Build the event side from this instance's parts (``kwargs``: the SNS certificate ``fetcher``, the
         alert ``post``, the subscription ``get``, for tests) and answer holds from it from now on."""
-        from mailplane.sender.events import EventParts, Events
+        from mailplane.sender.events.ingest import EventParts, Events
 
         parts = EventParts(self.fleet, self.config, self.store, self.metrics, self.clock, self.stack_name)
         self.events = Events(parts, **kwargs)
@@ -148,7 +148,8 @@ class Service:
         import boto3
         from botocore.config import Config
 
-        from mailplane.sender.account import effective, read_account
+        from mailplane.sender.core.limits import effective
+        from mailplane.sender.delivery.account import read_account
 
         region, endpoint = self.fleet.settings.ses.region, self.config.aws.endpoint_url
         config = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2, "mode": "standard"})
@@ -176,7 +177,7 @@ class Service:
     # -- what PowerMTA runs --------------------------------------------------------------
 
     def alert(self, payload: Mapping[str, Any]) -> None:
-        """POST one alert to ``alert_webhook_url`` (:func:`~mailplane.sender.alerts.send_alert`)."""
+        """POST one alert to ``alert_webhook_url`` (:func:`~mailplane.sender.events.alerts.send_alert`)."""
         send_alert(self.post_alert, self.config.alert_webhook_url, payload)
 
     def unjudged_hosts(self) -> list[str]:
@@ -228,7 +229,7 @@ class Service:
 
     def health(self) -> Health:
         """The scrape-time gauges of on-call's dashboard and alerts, read from the shared database."""
-        from mailplane.sender.guard import judged_all
+        from mailplane.sender.events.guard import judged_all
 
         day = self.today()
         held = tuple((tenant.name, ip.address, override.held_days) for tenant in self.fleet.tenants

@@ -20,7 +20,8 @@ from typing import Any, Literal, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mailplane.model.stack import Fleet
-from mailplane.sender.account import AccountLimits, effective, read_account
+from mailplane.sender.core.limits import AccountLimits, effective
+from mailplane.sender.delivery.account import read_account
 
 T = TypeVar("T")
 
