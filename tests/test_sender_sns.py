@@ -20,16 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from mailplane.model.tenant import Tenant
+from mailplane.sender.events.ses_events import EventKind, SesEventError, parse_ses_events
 from mailplane.sender.events.sns import (
     MAX_CERT_BYTES,
-    EventKind,
     RejectReason,
-    SesEventError,
     SnsRejected,
     SnsVerifier,
     canonical_string,
     fleet_topics,
-    parse_ses_events,
     urllib_fetcher,
 )
 

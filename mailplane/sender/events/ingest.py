@@ -62,18 +62,15 @@ from mailplane.sender.core.reputation import (
 from mailplane.sender.db.outcomes import SES_ROUTE
 from mailplane.sender.events.alerts import ALERT_TIMEOUT, Post, post_json, send_alert
 from mailplane.sender.events.guard import GuardPause, guard_tenants
+from mailplane.sender.events.ses_events import EventKind, SesEvent, SesEventError, parse_ses_events
 from mailplane.sender.events.sns import (
     NOTIFICATION,
     SUBSCRIPTION_CONFIRMATION,
     UNSUBSCRIBE_CONFIRMATION,
-    EventKind,
-    SesEvent,
-    SesEventError,
     SnsRejected,
     SnsVerifier,
     VerifiedMessage,
     fleet_topics,
-    parse_ses_events,
     urllib_fetcher,
 )
 
