@@ -494,3 +494,39 @@ def test_ses_sends_as_the_senders_own_iam_user_when_its_keys_are_configured(
     assert all(isinstance(o, Delivered) for o in outcomes)
     assert "Credential=AKIAACMEAPP00000000/" in seen[0]
     assert "Credential=AKIASERVICE00000000/" in seen[1]
+
+
+def test_a_message_granted_an_ip_goes_to_its_hosts_powermta_with_the_ips_return_path() -> None:
+    """The worker looks the way out up by the grant's name; the PowerMTA one hands the mail to the IP's host
+    with the return path that names the IP (what PowerMTA's bounces are matched by)."""
+    from mailplane.sender.core.compose import envelope_sender
+    from mailplane.sender.delivery.transports import PowerMtaTransport, SesRoute, transports_for
+
+    fleet = load_stack(ROOT / "stacks" / "prod")
+    ref = next(r for r in fleet.ips() if r.tenant.name == "sos-expat")
+    granted = Granted(transport="pmta", ip=ref.ip.address, vmta="v", day=DAY)
+    message = Message(id=7, tenant="sos-expat", sender="app", stream="transactional",
+                      from_addr="no-reply@mail1.example.com", to_addr="jane@example.org", payload={},
+                      idempotency_key=None, state="sending", attempts=0, next_attempt_at=0.0, claimed_by=None,
+                      claimed_until=None, transport=None, ip=None, last_error=None)
+    async def hand_over(port: int) -> Outcome:
+        transport = PowerMtaTransport(SmtpPool({ref.ip.host: ("127.0.0.1", port)}, timeout=5.0), fleet)
+        try:
+            return await transport.deliver(message, granted, wire_bytes(mail_for()))
+        finally:
+            await transport.close()
+
+    with SmtpSink() as sink:
+        assert isinstance(run(hand_over(sink.port)), Delivered)
+        [received] = sink.messages
+    assert received.mail_from == envelope_sender(message, fleet, ref.ip.address)
+    assert received.mail_from.endswith(".example.com") and received.rcpt_tos == ["jane@example.org"]
+    config = SenderConfig(aws=AwsSettings(account_id="123456789012"), unsubscribe_keys=["k" * 32])
+
+    async def ways() -> dict[str, type]:
+        found = transports_for(fleet, config)
+        for transport in found.values():
+            await transport.close()
+        return {name: type(t) for name, t in found.items()}
+
+    assert run(ways()) == {"pmta": PowerMtaTransport, "ses": SesRoute}

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import Message as Mail
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import aiosmtplib
 import boto3
@@ -53,7 +53,9 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from mailplane.model.addresses import parse_listener
-from mailplane.sender.core.compose import wire_bytes
+from mailplane.sender.core.compose import envelope_sender, wire_bytes
+from mailplane.sender.core.gates import Granted
+from mailplane.sender.core.messages import Message
 
 if TYPE_CHECKING:
     from mailplane.model.stack import Fleet
@@ -457,3 +459,68 @@ class SesTransport:
         await asyncio.get_running_loop().run_in_executor(None, functools.partial(self._executor.shutdown, wait=True))
         for client in [self._client, *self._clients.values()]:
             client.close()
+
+
+# --- one interface for the worker --------------------------------------------------------------------------
+
+
+class Transport(Protocol):
+    """A way out of the sender: the worker looks one up by ``Granted.transport`` and hands it a composed
+    message; it answers with the :data:`Outcome`, never raises for the recipient's or the provider's
+    refusal."""
+
+    name: str
+
+    async def deliver(self, message: Message, granted: Granted, mail: bytes) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
+class PowerMtaTransport:
+    """Mail granted an IP: to the PowerMTA of the IP's host, its return path naming the IP."""
+
+    name = "pmta"
+
+    def __init__(self, pool: SmtpPool, fleet: Fleet) -> None:
+        self.pool = pool
+        self.fleet = fleet
+        self.host_of_ip = {ref.ip.address: ref.ip.host for ref in fleet.ips()}
+
+    async def deliver(self, message: Message, granted: Granted, mail: bytes) -> Outcome:
+        if granted.ip is None:
+            raise ValueError(f"message {message.id} was granted PowerMTA without an IP")
+        return await self.pool.send(self.host_of_ip[granted.ip], mail, envelope_sender(message, self.fleet, granted.ip),
+                                    message.to_addr)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+class SesRoute:
+    """Mail granted SES: through the tenant's configuration set, as its SES tenant and its sender's IAM user."""
+
+    name = "ses"
+
+    def __init__(self, ses: SesTransport, fleet: Fleet) -> None:
+        self.ses = ses
+        self.fleet = fleet
+
+    async def deliver(self, message: Message, granted: Granted, mail: bytes) -> Outcome:
+        tenant = self.fleet.tenant(message.tenant)
+        return await self.ses.send(mail, configuration_set=tenant.configuration_set, ses_tenant=tenant.ses_tenant,
+                                   sender=message.from_addr, recipient=message.to_addr,
+                                   sender_name=f"{message.tenant}/{message.sender}")
+
+    async def close(self) -> None:
+        await self.ses.close()
+
+
+def transports_for(fleet: Fleet, config: SenderConfig) -> dict[str, Transport]:
+    """Every way out of this instance, by the name a grant gives (``Granted.transport``)."""
+    pool = SmtpPool(endpoints_for(fleet, config), connections_per_host=config.smtp_connections)
+    ses = SesTransport(fleet.settings.ses.region, endpoint_url=config.aws.endpoint_url,
+                       max_workers=config.smtp_connections,
+                       credentials={name: (key.access_key_id, key.secret_access_key)
+                                    for name, key in config.ses_credentials.items()})
+    found: list[Transport] = [PowerMtaTransport(pool, fleet), SesRoute(ses, fleet)]
+    return {t.name: t for t in found}

@@ -40,17 +40,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mailplane.sender.core.compose import build_message, envelope_sender, wire_bytes
+from mailplane.sender.core.compose import build_message, wire_bytes
 from mailplane.sender.core.gates import Deferred, Granted
 from mailplane.sender.core.messages import Message, State, canonical_address
 from mailplane.sender.delivery.transports import (
     Delivered,
     Outcome,
     PermanentFailure,
-    SesTransport,
-    SmtpPool,
     TemporaryFailure,
-    endpoints_for,
+    Transport,
+    transports_for,
 )
 from mailplane.sender.service import Service
 
@@ -93,12 +92,14 @@ class Delivery:
         self.config = service.config
         self.idle_poll = idle_poll
         self.lease = service.config.claim_lease_seconds
-        self.host_of_ip = {ref.ip.address: ref.ip.host for ref in service.fleet.ips()}
         self.routes = service.pacer.routes()
+        self.host_of_ip = {ref.ip.address: ref.ip.host for ref in service.fleet.ips()}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self.transports: dict[str, Transport] = {}
+        """The ways out, by ``Granted.transport`` (:func:`~mailplane.sender.delivery.transports.transports_for`)."""
         sender = service.fleet.settings.sender
         self.public_url = sender.public_url if sender else None
         self.node = f"{os.uname().nodename}:{os.getpid()}"
@@ -122,18 +123,13 @@ class Delivery:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self.smtp = SmtpPool(endpoints_for(self.service.fleet, self.config),
-                             connections_per_host=self.config.smtp_connections)
-        self.ses = SesTransport(self.service.fleet.settings.ses.region, endpoint_url=self.config.aws.endpoint_url,
-                                max_workers=self.config.smtp_connections,
-                                credentials={name: (key.access_key_id, key.secret_access_key)
-                                             for name, key in self.config.ses_credentials.items()})
+        self.transports = transports_for(self.service.fleet, self.config)
         try:
             await asyncio.gather(self._watch_deployed(),
                                  *(self._claim_loop(f"{self.node}:{n}") for n in range(self.config.workers)))
         finally:
-            await self.smtp.close()
-            await self.ses.close()
+            for transport in self.transports.values():
+                await transport.close()
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when asked to stop."""
@@ -256,16 +252,7 @@ class Delivery:
             log.warning("message %s cannot be built: %r", message.id, err)
             return _Result(message, granted, PermanentFailure(f"cannot build the message: {err!r}"[:500]))
         try:
-            if granted.transport == "pmta":
-                assert granted.ip is not None
-                return_path = envelope_sender(message, self.service.fleet, granted.ip)
-                outcome = await self.smtp.send(self.host_of_ip[granted.ip], mail, return_path, message.to_addr)
-            else:
-                tenant = self.service.fleet.tenant(message.tenant)
-                outcome = await self.ses.send(mail, configuration_set=tenant.configuration_set,
-                                              ses_tenant=tenant.ses_tenant,
-                                              sender=message.from_addr, recipient=message.to_addr,
-                                              sender_name=f"{message.tenant}/{message.sender}")
+            outcome = await self.transports[granted.transport].deliver(message, granted, mail)
         except Exception as err:  # a bug or an unforeseen error: retry, keep the counters
             log.exception("delivery of message %s raised", message.id)
             outcome = TemporaryFailure(f"unexpected error: {err!r}"[:500], refund=False)
@@ -302,7 +289,7 @@ class Delivery:
         handovers: list[tuple[_Result, Outcome]] = []
         for r in results:
             m, transport, outcome = r.message, r.granted.transport, r.outcome
-            if transport == "pmta" and (isinstance(outcome, Delivered)
+            if r.granted.ip is not None and (isinstance(outcome, Delivered)
                                         or (isinstance(outcome, TemporaryFailure) and outcome.mta_config)):
                 handovers.append((r, outcome))
             if isinstance(outcome, Delivered):
