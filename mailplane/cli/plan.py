@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import datetime
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -27,21 +26,12 @@ FORMATS = ("text", "json", "markdown")
 EXIT_NO_CHANGES, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
 
-def _policy_checks() -> Callable[..., list[Any]] | None:
-    """``check_policies`` if the policy module is there; None only when the module itself is
-    missing (an import error inside it is a bug and surfaces)."""
-    try:
-        from mailplane.gitops import policy
-    except ModuleNotFoundError as err:
-        if err.name != "mailplane.gitops.policy":
-            raise
-        return None
-    return policy.check_policies
-
-
 def _review(stack_dir: Path, base_ref: str, on: datetime.date, output: str, chart_url: str | None,
             allow_destroy: bool = False, max_destroy: float | None = None) -> int:
-    """Print the review of the working tree's stack against ``base_ref``; return the exit status."""
+    """Print the review of the working tree's stack against ``base_ref``; return the exit status.
+
+    The review itself is :func:`mailplane.gitops.review.build_review`'s; here are the two sides'
+    loading errors, the printing and the exit status."""
     from mailplane.gitops import revision
 
     head = load_or_exit(stack_dir)
@@ -56,41 +46,18 @@ def _review(stack_dir: Path, base_ref: str, on: datetime.date, output: str, char
         fail(err.problems)
     # Pulumi and pulumi-aws load in ~1 s: only here.
     require("cloud", "plan")
-    from mailplane.cloud.inventory import stack_count
-    from mailplane.cloud.plan import plan
-    from mailplane.gitops.destroy import ALLOW_LABEL, DEFAULT_MAX_SHARE, check_destroy
-    from mailplane.gitops.diff import compare, item_changes
-    from mailplane.gitops.format import Review, render
-    from mailplane.gitops.scope import changed_files, scope_of
+    from mailplane.gitops.format import render
+    from mailplane.gitops.review import build_review
 
-    items = item_changes(base.fleet, head)
-    scope = scope_of(items, base.fleet, head)
-    planned_base = scope.planned(base.fleet)
-    base_plan = plan(planned_base) if planned_base is not None else []
-    planned_head = scope.planned(head)
-    assert planned_head is not None
-    diff = compare(base.fleet, head, on, base_plan, plan(planned_head))
-    # the share is of the whole base stack: the tenants not run are counted from the model
-    destroy = check_destroy(diff.resources, stack_count(base.fleet) if base.fleet is not None else 0,
-                            max_share=DEFAULT_MAX_SHARE if max_destroy is None else max_destroy,
-                            allowed=allow_destroy)
-    checks = _policy_checks()
-    findings = checks(head, today=on, base=base.fleet) if checks is not None else None
-    review = Review(diff, str(stack_dir), base_ref, base.commit, findings, chart_url, destroy, scope.why,
-                    changed_files(items) if base.fleet is not None else None)
+    review = build_review(head, base, stack_dir=str(stack_dir), on=on, chart_url=chart_url,
+                          allow_destroy=allow_destroy, max_destroy=max_destroy)
     print(render(review, output), end="")
-    status = EXIT_CHANGES if diff.changed else EXIT_NO_CHANGES
-    if review.blocking:
-        count = len(review.blocking)
-        print(f"{count} policy error{'s' if count != 1 else ''}", file=sys.stderr)
-        status = EXIT_ERROR
-    if destroy.blocking:
-        names = ", ".join(f"{r.type.rsplit(':', 1)[-1]} {r.name}" for r in review.destroyed()[:5])
-        more = f" and {len(review.destroyed()) - 5} more" if len(review.destroyed()) > 5 else ""
-        print(f"error: this change {' and '.join(destroy.reasons())} ({names}{more}); if that is meant, "
-              f"pass --allow-destroy (in CI: the {ALLOW_LABEL} label of the pull request)", file=sys.stderr)
-        status = EXIT_ERROR
-    return status
+    refusals = review.refusals()
+    for line in refusals:
+        print(line, file=sys.stderr)
+    if refusals:
+        return EXIT_ERROR
+    return EXIT_CHANGES if review.diff.changed else EXIT_NO_CHANGES
 
 
 def _resources(fleet: Fleet, output: str) -> None:

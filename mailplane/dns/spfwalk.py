@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -163,69 +164,122 @@ class Term:
                                     strict=False)
 
 
+def _check(problem: str, prefix: str = "") -> None:
+    """Raise what ``problem`` says, if anything: the term parsers' one way to refuse."""
+    if problem:
+        raise SpfSyntaxError(prefix + problem)
+
+
+def _cidr(text: str | None) -> int | None:
+    return int(text) if text else None
+
+
+# One parser per term kind: (the whole term, its lower-case name, its qualifier, what follows the
+# name) in, the Term out, SpfSyntaxError when the argument is not that kind's.
+
+TermParser = Callable[[str, str, str, str], Term]
+
+
+def _parse_domain_modifier(text: str, name: str, _qualifier: str, value: str) -> Term:
+    """``redirect=`` and ``exp=`` name a domain (RFC 7208 6.1, 6.2)."""
+    _check(domain_spec_problem(value), f"{name}=: ")
+    return Term(text, name, value=value)
+
+
+def _parse_unknown_modifier(text: str, name: str, _qualifier: str, value: str) -> Term:
+    """Any other modifier is ignored by receivers, but its value must still be a macro-string (RFC 7208 6)."""
+    _check(macro_string_problem(value, ALL_MACRO_LETTERS), f"modifier {name}=: ")
+    return Term(text, name, value=value)
+
+
+def _parse_all(text: str, name: str, qualifier: str, rest: str) -> Term:
+    if rest:
+        raise SpfSyntaxError("all takes no argument")
+    return Term(text, name, qualifier)
+
+
+def _parse_domain_required(text: str, name: str, qualifier: str, rest: str) -> Term:
+    """``include:`` and ``exists:``: a domain and nothing else."""
+    if not rest.startswith(":") or not rest[1:]:
+        raise SpfSyntaxError(f"{name} needs ':' and a domain")
+    _check(domain_spec_problem(rest[1:]))
+    return Term(text, name, qualifier, rest[1:])
+
+
+def _parse_ptr(text: str, name: str, qualifier: str, rest: str) -> Term:
+    """``ptr`` and ``ptr:domain``: a domain is optional, a prefix length is not allowed."""
+    if rest and not rest.startswith(":"):
+        raise SpfSyntaxError("ptr takes only ':' and a domain (no prefix length)")
+    if rest:
+        _check(domain_spec_problem(rest[1:]))
+    return Term(text, name, qualifier, rest[1:] or None)
+
+
+def _parse_a_mx(text: str, name: str, qualifier: str, rest: str) -> Term:
+    """``a`` and ``mx``: an optional domain, then an optional ``dual-cidr-length``."""
+    parts = _DOMAIN_CIDR.fullmatch(rest)
+    if parts is None:
+        raise SpfSyntaxError(f"{name} takes [:domain][/ip4-prefix][//ip6-prefix]")
+    spec = parts["spec"]
+    if spec is not None:
+        _check(domain_spec_problem(spec))
+    _check(_cidr_problem(parts["cidr4"], 32, 4) or _cidr_problem(parts["cidr6"], 128, 6))
+    return Term(text, name, qualifier, spec, _cidr(parts["cidr4"]), _cidr(parts["cidr6"]))
+
+
+def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address, or None when it is not one (a zone index ``%eth0`` is not SPF's either)."""
+    try:
+        return ipaddress.ip_address(text) if "%" not in text else None
+    except ValueError:
+        return None
+
+
+def _parse_ip(text: str, name: str, qualifier: str, rest: str) -> Term:
+    """``ip4:`` and ``ip6:``: an address of that family, and an optional prefix length."""
+    family = int(name[-1])
+    parts = _IP_CIDR.fullmatch(rest)
+    if parts is None or not parts["ip"]:
+        raise SpfSyntaxError(f"{name} needs ':' and an IPv{family} address[/prefix]")
+    address = _ip_address(parts["ip"])
+    if address is None or address.version != family:
+        raise SpfSyntaxError(f"{parts['ip']!r} is not an IPv{family} address")
+    _check(_cidr_problem(parts["cidr"], 32 if family == 4 else 128, family))
+    cidr = int(parts["cidr"]) if parts["cidr"] is not None else None
+    return Term(text, name, qualifier, parts["ip"], cidr if family == 4 else None, cidr if family == 6 else None)
+
+
+MODIFIER_PARSERS: dict[str, TermParser] = {"redirect": _parse_domain_modifier, "exp": _parse_domain_modifier}
+"""Modifiers RFC 7208 defines; any other name is parsed by :func:`_parse_unknown_modifier`."""
+MECHANISM_PARSERS: dict[str, TermParser] = {
+    "all": _parse_all, "include": _parse_domain_required, "exists": _parse_domain_required, "ptr": _parse_ptr,
+    "a": _parse_a_mx, "mx": _parse_a_mx, "ip4": _parse_ip, "ip6": _parse_ip}
+"""The parser of each of :data:`MECHANISMS`."""
+
+
+def _split_mechanism(text: str) -> tuple[str, str, str]:
+    """(qualifier, lower-case mechanism name, what follows the name) of a term that is not a modifier."""
+    qualifier, rest = (text[0], text[1:]) if text[:1] in QUALIFIERS else ("+", text)
+    mechanism = _MECHANISM_NAME.fullmatch(rest)
+    if mechanism is not None and mechanism["name"].lower() in MECHANISMS:
+        return qualifier, mechanism["name"].lower(), mechanism["rest"]
+    if "=" in text:
+        raise SpfSyntaxError("not an SPF term (a modifier name is a letter then letters, digits, "
+                             "'-', '_' or '.', then '=')")
+    shown = mechanism["name"] if mechanism else rest
+    raise SpfSyntaxError(f"unknown mechanism {shown!r}")
+
+
 def parse_term(text: str) -> Term:
     """One term; raises :class:`SpfSyntaxError` saying what is wrong."""
     if bad := next((c for c in text if not 0x21 <= ord(c) <= 0x7E), None):
         raise SpfSyntaxError(f"{_char(bad)} is not allowed (SPF records are US-ASCII: visible characters, terms "
                              "separated by spaces only)")
     if modifier := _MODIFIER.fullmatch(text):
-        name, value = modifier["name"].lower(), modifier["value"]
-        if name in ("redirect", "exp"):
-            if problem := domain_spec_problem(value):
-                raise SpfSyntaxError(f"{name}=: {problem}")
-        elif problem := macro_string_problem(value, ALL_MACRO_LETTERS):
-            raise SpfSyntaxError(f"modifier {name}=: {problem}")
-        return Term(text, name, value=value)
-    qualifier, rest = (text[0], text[1:]) if text[:1] in QUALIFIERS else ("+", text)
-    mechanism = _MECHANISM_NAME.fullmatch(rest)
-    if mechanism is None or mechanism["name"].lower() not in MECHANISMS:
-        if "=" in text:
-            raise SpfSyntaxError("not an SPF term (a modifier name is a letter then letters, digits, "
-                                 "'-', '_' or '.', then '=')")
-        shown = mechanism["name"] if mechanism else rest
-        raise SpfSyntaxError(f"unknown mechanism {shown!r}")
-    name, rest = mechanism["name"].lower(), mechanism["rest"]
-    if name == "all":
-        if rest:
-            raise SpfSyntaxError("all takes no argument")
-        return Term(text, name, qualifier)
-    if name in ("include", "exists"):
-        if not rest.startswith(":") or not rest[1:]:
-            raise SpfSyntaxError(f"{name} needs ':' and a domain")
-        if problem := domain_spec_problem(rest[1:]):
-            raise SpfSyntaxError(problem)
-        return Term(text, name, qualifier, rest[1:])
-    if name == "ptr":
-        if rest and not rest.startswith(":"):
-            raise SpfSyntaxError("ptr takes only ':' and a domain (no prefix length)")
-        if rest and (problem := domain_spec_problem(rest[1:])):
-            raise SpfSyntaxError(problem)
-        return Term(text, name, qualifier, rest[1:] or None)
-    if name in ("a", "mx"):
-        parts = _DOMAIN_CIDR.fullmatch(rest)
-        if parts is None:
-            raise SpfSyntaxError(f"{name} takes [:domain][/ip4-prefix][//ip6-prefix]")
-        spec = parts["spec"]
-        if spec is not None and (problem := domain_spec_problem(spec)):
-            raise SpfSyntaxError(problem)
-        if problem := _cidr_problem(parts["cidr4"], 32, 4) or _cidr_problem(parts["cidr6"], 128, 6):
-            raise SpfSyntaxError(problem)
-        return Term(text, name, qualifier, spec, int(parts["cidr4"]) if parts["cidr4"] else None,
-                    int(parts["cidr6"]) if parts["cidr6"] else None)
-    family = int(name[-1])
-    parts = _IP_CIDR.fullmatch(rest)
-    if parts is None or not parts["ip"]:
-        raise SpfSyntaxError(f"{name} needs ':' and an IPv{family} address[/prefix]")
-    try:
-        address = ipaddress.ip_address(parts["ip"]) if "%" not in parts["ip"] else None
-    except ValueError:
-        address = None
-    if address is None or address.version != family:
-        raise SpfSyntaxError(f"{parts['ip']!r} is not an IPv{family} address")
-    if problem := _cidr_problem(parts["cidr"], 32 if family == 4 else 128, family):
-        raise SpfSyntaxError(problem)
-    cidr = int(parts["cidr"]) if parts["cidr"] is not None else None
-    return Term(text, name, qualifier, parts["ip"], cidr if family == 4 else None, cidr if family == 6 else None)
+        name = modifier["name"].lower()
+        return MODIFIER_PARSERS.get(name, _parse_unknown_modifier)(text, name, "", modifier["value"])
+    qualifier, name, rest = _split_mechanism(text)
+    return MECHANISM_PARSERS[name](text, name, qualifier, rest)
 
 
 @dataclass(frozen=True)

@@ -752,86 +752,141 @@ _PCRE_ONLY = {"h": "[ \\t]", "H": "[^ \\t]", "R": "(?:\\r\\n|\\n|\\r)", "K": "",
 _PCRE_ONLY_IN_CLASS = {"h": " \\t", "e": "\\x1b", "R": "\\r\\n", "V": "\\n", "H": "\\S"}
 
 
+_POSIX_CLASS = re.compile(r"\[:\^?[a-z]+:\]")
+_INLINE_FLAGS = re.compile(r"\(\?[a-zA-Z]*-?[a-zA-Z]*\)")
+_NAMED_GROUP = re.compile(r"\(\?(?:P?<|')([A-Za-z_]\w*)[>']")
+_RECURSION = re.compile(r"\(\?(?:R|[+-]?\d+|&\w+|P>\w+)\)")
+
+_Step = tuple[list[str], int]
+"""The pieces a translation step writes and the index the scan goes on at.  Pieces rather than one
+string: whether a ``]`` ends a class depends on the piece written last (``[`` or ``[^``: a literal)."""
+
+
 def _python_regex(pattern: str) -> str:
     """PCRE spelled as Python's ``re`` reads it, for a compile check only (not for matching).
 
     PCRE forms Python lacks become an equivalent of the same shape, so that a pattern PCRE accepts
-    is not reported; what neither accepts (an unclosed group, a bad quantifier) still fails."""
+    is not reported; what neither accepts (an unclosed group, a bad quantifier) still fails.  One
+    left-to-right scan: an escape, a character inside a class, a class opening or anything else,
+    each translated by its own step."""
     out: list[str] = []
     i, in_class = 0, False
     while i < len(pattern):
-        char = pattern[i]
-        if char == "\\" and i + 1 < len(pattern):
-            nxt = pattern[i + 1]
-            if nxt == "Q":
-                end = pattern.find("\\E", i + 2)
-                literal = pattern[i + 2:] if end < 0 else pattern[i + 2:end]
-                out.append(re.escape(literal))
-                i = len(pattern) if end < 0 else end + 2
-                continue
-            if nxt == "E":
-                i += 2
-                continue
-            if nxt in "pP" and i + 2 < len(pattern):
-                skip = pattern.find("}", i) + 1 if pattern[i + 2] == "{" else i + 3
-                out.append("a" if in_class else ".")
-                i = max(skip, i + 3)
-                continue
-            if nxt in "xo" and i + 2 < len(pattern) and pattern[i + 2] == "{":
-                out.append("a" if in_class else ".")
-                i = pattern.find("}", i) + 1 or len(pattern)
-                continue
-            if nxt == "c" and i + 2 < len(pattern):
-                out.append("\\x01")
-                i += 3
-                continue
-            if nxt in "kg" and i + 2 < len(pattern) and pattern[i + 2] in "{<'":
-                close = {"{": "}", "<": ">", "'": "'"}[pattern[i + 2]]
-                end = pattern.find(close, i + 3)
-                ref = pattern[i + 3:end] if end > 0 else ""
-                out.append(f"\\{ref.lstrip('-+')}" if ref.lstrip("-+").isdigit() else f"(?P={ref})")
-                i = end + 1 if end > 0 else len(pattern)
-                continue
-            table = _PCRE_ONLY_IN_CLASS if in_class else _PCRE_ONLY
-            out.append(table.get(nxt, pattern[i:i + 2]))
-            i += 2
-            continue
-        if in_class:
-            posix = re.match(r"\[:\^?[a-z]+:\]", pattern[i:])
-            if posix:
-                out.append("a-z")
-                i += posix.end()
-                continue
-            if char == "]" and out and out[-1] not in ("[", "[^"):
-                in_class = False
-        elif char == "[":
+        if pattern[i] == "\\" and i + 1 < len(pattern):
+            pieces, i = _escape(pattern, i, in_class)
+        elif in_class:
+            in_class = not _closes_class(pattern, i, out)
+            pieces, i = _class_member(pattern, i)
+        elif pattern[i] == "[":
             in_class = True
-            out.append("[^" if pattern.startswith("[^", i) else "[")
-            i += 2 if pattern.startswith("[^", i) else 1
-            if i < len(pattern) and pattern[i] == "]":
-                out.append("\\]")
-                i += 1
-            continue
-        elif pattern.startswith("(?", i):
-            rest = pattern[i:]
-            if flags := re.match(r"\(\?[a-zA-Z]*-?[a-zA-Z]*\)", rest):
-                i += flags.end()  # inline flags: Python takes them only at the start
-                continue
-            if named := re.match(r"\(\?(?:P?<|')([A-Za-z_]\w*)[>']", rest):
-                out.append(f"(?P<{named.group(1)}>")
-                i += named.end()
-                continue
-            if recurse := re.match(r"\(\?(?:R|[+-]?\d+|&\w+|P>\w+)\)", rest):
-                out.append("(?:)")
-                i += recurse.end()
-                continue
-            if rest.startswith("(?|"):
-                out.append("(?:")
-                i += 3
-                continue
-        out.append(char)
-        i += 1
+            pieces, i = _class_open(pattern, i)
+        else:
+            pieces, i = _outside_class(pattern, i)
+        out += pieces
     return "".join(out)
+
+
+def _closes_class(pattern: str, i: int, out: list[str]) -> bool:
+    """A ``]`` ends the class unless it comes first in it (``[]a]``, ``[^]a]``: a literal ``]``)."""
+    return pattern[i] == "]" and bool(out) and out[-1] not in ("[", "[^")
+
+
+def _class_member(pattern: str, i: int) -> _Step:
+    """A POSIX class (``[:alpha:]``) becomes a range Python takes; any other character stays."""
+    if posix := _POSIX_CLASS.match(pattern, i):
+        return ["a-z"], posix.end()
+    return [pattern[i]], i + 1
+
+
+def _class_open(pattern: str, i: int) -> _Step:
+    """``[`` or ``[^``; a ``]`` right after is a literal in PCRE, so it is escaped for Python."""
+    opening = "[^" if pattern.startswith("[^", i) else "["
+    i += len(opening)
+    if i < len(pattern) and pattern[i] == "]":
+        return [opening, "\\]"], i + 1
+    return [opening], i
+
+
+def _outside_class(pattern: str, i: int) -> _Step:
+    """A group opening ``(?`` PCRE has and Python lacks, translated; any other character stays."""
+    if pattern.startswith("(?", i) and (step := _group(pattern, i)) is not None:
+        return step
+    return [pattern[i]], i + 1
+
+
+def _group(pattern: str, i: int) -> _Step | None:
+    rest = pattern[i:]
+    if flags := _INLINE_FLAGS.match(rest):
+        return [], i + flags.end()  # inline flags: Python takes them only at the start
+    if named := _NAMED_GROUP.match(rest):
+        return [f"(?P<{named.group(1)}>"], i + named.end()
+    if recurse := _RECURSION.match(rest):
+        return ["(?:)"], i + recurse.end()
+    if rest.startswith("(?|"):
+        return ["(?:"], i + 3
+    return None
+
+
+# Escapes: ``pattern[i]`` is the backslash and ``pattern[i + 1]`` the letter; None when the form is
+# not this one after all (``\p`` at the end), so that the escape is left as written.
+
+def _quoted(pattern: str, i: int, _in_class: bool) -> _Step:
+    r"""``\Q...\E``: the text between, literally (to the end when there is no ``\E``)."""
+    end = pattern.find("\\E", i + 2)
+    literal = pattern[i + 2:] if end < 0 else pattern[i + 2:end]
+    return [re.escape(literal)], len(pattern) if end < 0 else end + 2
+
+
+def _unquote(_pattern: str, i: int, _in_class: bool) -> _Step:
+    r"""A ``\E`` without its ``\Q`` is ignored."""
+    return [], i + 2
+
+
+def _property(pattern: str, i: int, in_class: bool) -> _Step | None:
+    r"""``\pL``, ``\p{Greek}``: one character."""
+    if i + 2 >= len(pattern):
+        return None
+    skip = pattern.find("}", i) + 1 if pattern[i + 2] == "{" else i + 3
+    return ["a" if in_class else "."], max(skip, i + 3)
+
+
+def _braced_code(pattern: str, i: int, in_class: bool) -> _Step | None:
+    r"""``\x{263a}``, ``\o{17}``: one character."""
+    if i + 2 >= len(pattern) or pattern[i + 2] != "{":
+        return None
+    return ["a" if in_class else "."], pattern.find("}", i) + 1 or len(pattern)
+
+
+def _control(pattern: str, i: int, _in_class: bool) -> _Step | None:
+    r"""``\cX``: a control character."""
+    if i + 2 >= len(pattern):
+        return None
+    return ["\\x01"], i + 3
+
+
+def _backreference(pattern: str, i: int, _in_class: bool) -> _Step | None:
+    r"""``\k<name>``, ``\g{2}``, ``\g{-1}``: by number or by name, as Python writes them."""
+    if i + 2 >= len(pattern) or pattern[i + 2] not in "{<'":
+        return None
+    close = {"{": "}", "<": ">", "'": "'"}[pattern[i + 2]]
+    end = pattern.find(close, i + 3)
+    ref = pattern[i + 3:end] if end > 0 else ""
+    return ([f"\\{ref.lstrip('-+')}" if ref.lstrip("-+").isdigit() else f"(?P={ref})"],
+            end + 1 if end > 0 else len(pattern))
+
+
+_ESCAPES: dict[str, Callable[[str, int, bool], _Step | None]] = {
+    "Q": _quoted, "E": _unquote, "p": _property, "P": _property, "x": _braced_code, "o": _braced_code,
+    "c": _control, "k": _backreference, "g": _backreference}
+"""PCRE escapes with an argument, or none in Python; the others go through :data:`_PCRE_ONLY` tables."""
+
+
+def _escape(pattern: str, i: int, in_class: bool) -> _Step:
+    letter = pattern[i + 1]
+    if (form := _ESCAPES.get(letter)) is not None and (step := form(pattern, i, in_class)) is not None:
+        return step
+    table = _PCRE_ONLY_IN_CLASS if in_class else _PCRE_ONLY
+    return [table.get(letter, pattern[i:i + 2])], i + 2
 
 
 def regex_problem(pattern: str) -> str | None:
@@ -896,21 +951,30 @@ def reply_rule(value: str) -> str | None:
     for option in (o.strip() for o in rest.split(",")):
         key, eq, val = option.partition("=")
         key = key.lower()
-        if key not in REPLY_ACTIONS:
-            return f"unknown action {option!r}: write {', '.join(REPLY_ACTIONS)}"
-        if key in seen:
-            return f"{key} is given twice in one rule"
-        if key == "mode":
-            if val.lower() not in ("backoff", "normal"):
-                return f"{option!r}: write mode=backoff or mode=normal"
-        elif key in ("backoff-to-normal-after", "reenable-after"):
-            if not eq:
-                return f"{key} needs =TIME"
-            if problem := _option_time(key, val):
-                return f"{key}: {problem}"
-        elif eq:
-            return f"{key} takes no value"
+        if problem := _reply_action_problem(option, key, eq, val, seen):
+            return problem
         seen[key] = val.lower()
+    return _reply_actions_together(seen)
+
+
+def _reply_action_problem(option: str, key: str, eq: str, val: str, seen: dict[str, str]) -> str | None:
+    """One action of a reply rule, on its own: known, once, with a value where it takes one."""
+    if key not in REPLY_ACTIONS:
+        return f"unknown action {option!r}: write {', '.join(REPLY_ACTIONS)}"
+    if key in seen:
+        return f"{key} is given twice in one rule"
+    if key == "mode":
+        return None if val.lower() in ("backoff", "normal") else f"{option!r}: write mode=backoff or mode=normal"
+    if key in ("backoff-to-normal-after", "reenable-after"):
+        if not eq:
+            return f"{key} needs =TIME"
+        problem = _option_time(key, val)
+        return f"{key}: {problem}" if problem else None
+    return f"{key} takes no value" if eq else None
+
+
+def _reply_actions_together(seen: dict[str, str]) -> str | None:
+    """The actions of one rule that exclude or need each other."""
     if "skip-mx" in seen and "bounce-queue" in seen:
         return "skip-mx and bounce-queue are not allowed in one rule"
     if "reenable-after" in seen and "disable-source-ip" not in seen:
