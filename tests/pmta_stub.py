@@ -154,6 +154,29 @@ def _yes(value: str) -> bool:
     return value.strip().lower() in ("yes", "true")
 
 
+def _read_block(kind: str, arg: str, block: dict[str, list[str]], vmtas: dict[str, Vmta],
+                pools: dict[str, list[str]], sources: list[Source]) -> None:
+    """Record one closed top-level block (a VMTA, a pool or a source) from its directives."""
+    if kind == "virtual-mta":
+        host = (block.get("smtp-source-host") or [""])[0].split()
+        keys = [[p.strip() for p in line.split(",")] for line in block.get("domain-key", [])]
+        vmtas[arg.lower()] = Vmta(arg, host[0] if host else None, host[1] if len(host) > 1 else None,
+                                  tuple((k[0], k[1], k[2]) for k in keys if len(k) == 3))
+    elif kind == "virtual-mta-pool":
+        pools[arg.lower()] = [m.split()[0].lower() for m in block.get("virtual-mta", []) if m.split()]
+    elif kind == "source":
+        try:
+            network = _network(arg)
+        except ValueError:
+            return  # a source this stand-in cannot read is skipped (it is not lint)
+
+        def last(key: str) -> str | None:
+            return block[key][-1] if block.get(key) else None
+
+        sources.append(Source(network, _yes(last("always-allow-relaying") or "no"),
+                              _yes(last("process-x-virtual-mta") or "no"), last("default-virtual-mta")))
+
+
 def parse_config(text: str) -> PmtaConfig:
     """Read what the stand-in needs from a config text; raise :class:`ConfigError` on a dangling name."""
     vmtas: dict[str, Vmta] = {}
@@ -164,24 +187,7 @@ def parse_config(text: str) -> PmtaConfig:
     block: dict[str, list[str]] = {}   # directives of the open top-level block we read
 
     def finish(kind: str, arg: str) -> None:
-        if kind == "virtual-mta":
-            host = (block.get("smtp-source-host") or [""])[0].split()
-            keys = [[p.strip() for p in line.split(",")] for line in block.get("domain-key", [])]
-            vmtas[arg.lower()] = Vmta(arg, host[0] if host else None, host[1] if len(host) > 1 else None,
-                                      tuple((k[0], k[1], k[2]) for k in keys if len(k) == 3))
-        elif kind == "virtual-mta-pool":
-            pools[arg.lower()] = [m.split()[0].lower() for m in block.get("virtual-mta", []) if m.split()]
-        elif kind == "source":
-            try:
-                network = _network(arg)
-            except ValueError:
-                return  # a source this stand-in cannot read is skipped (it is not lint)
-
-            def last(key: str) -> str | None:
-                return block[key][-1] if block.get(key) else None
-
-            sources.append(Source(network, _yes(last("always-allow-relaying") or "no"),
-                                  _yes(last("process-x-virtual-mta") or "no"), last("default-virtual-mta")))
+        _read_block(kind, arg, block, vmtas, pools, sources)
 
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()

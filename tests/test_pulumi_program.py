@@ -21,8 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _run(program: Path, stack: str, config: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     # Pulumi's mocks run on the thread's current event loop; a test before this one in the same process
-    # may have ended with asyncio.run(), which leaves none.
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    # may have ended with asyncio.run(), which leaves none.  One that is there is kept: Pulumi's runtime
+    # holds futures of the loop it last ran on, and a plan after this test runs on it.
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     monkeypatch.delenv("PULUMI_CONFIG", raising=False)
     pulumi.runtime.set_all_config(config)
     pulumi.runtime.set_mocks(AwsMocks(), project="mailplane", stack=stack, preview=False)
@@ -60,3 +64,18 @@ def test_stack_config_files_name_existing_fleets() -> None:
         stack = config_file.name.split(".")[1]
         fleet = yaml.safe_load((ROOT / "stacks" / stack / "fleet.yaml").read_text())
         assert config["aws:region"] == fleet["ses"]["region"]
+
+
+def test_the_offline_plan_runs_after_asyncio_run_left_the_thread_no_event_loop() -> None:
+    """``asyncio.run()`` ends by leaving the thread without a current loop; the plan makes its own.  In a
+    process of its own: Pulumi's runtime keeps state from one loop to the next."""
+    import subprocess
+    import sys
+
+    code = ("import asyncio\nfrom mailplane.cloud.plan import plan\nfrom mailplane.model.loader import load_stack\n"
+            "asyncio.run(asyncio.sleep(0))\nasyncio.set_event_loop(None)\n"
+            "print(len(plan(load_stack('stacks/dev'))))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip()) > 0

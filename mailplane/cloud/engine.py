@@ -8,6 +8,7 @@ realistic values), so both exercise exactly the program ``pulumi up`` runs.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,8 +78,18 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's mocks run on the thread's current event loop; anything in the process that ended with
+    ``asyncio.run()`` (a test, a caller) leaves the thread none, and the plan would fail for it."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run(fleet: Fleet, mocks: pulumi.runtime.Mocks, *, preview: bool = False) -> Run:
     """Declare the fleet's resources under ``mocks``; wait until every registration is done."""
+    _ensure_event_loop()
     result = Run()
     monitor = _RecordingMonitor(mocks, result)
     pulumi.runtime.set_mocks(mocks, project="mailplane", stack=fleet.stack, preview=preview, monitor=monitor)
