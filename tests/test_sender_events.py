@@ -26,7 +26,7 @@ from mailplane.model.names import topic_name, vmta_name
 from mailplane.model.stack import Fleet
 from mailplane.sender.config import SenderConfig
 from mailplane.sender.delivery.pacing import IpOverride
-from mailplane.sender.events.ingest import Events
+from mailplane.sender.events.side import Events
 from mailplane.sender.events.sns import canonical_string
 from mailplane.sender.service import Service
 

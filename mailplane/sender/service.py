@@ -31,7 +31,7 @@ from mailplane.sender.front.render_pool import RenderBudget, RenderPool
 from mailplane.sender.metrics import Health, Metrics
 
 if TYPE_CHECKING:
-    from mailplane.sender.events.ingest import Events
+    from mailplane.sender.events.side import Events
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,8 @@ class Service:
     def attach_events(self, **kwargs: Any) -> Events:
         """Build the event side from this instance's parts (``kwargs``: the SNS certificate ``fetcher``, the
         alert ``post``, the subscription ``get``, for tests) and answer holds from it from now on."""
-        from mailplane.sender.events.ingest import EventParts, Events
+        from mailplane.sender.events.parts import EventParts
+        from mailplane.sender.events.side import Events
 
         parts = EventParts(self.fleet, self.config, self.store, self.metrics, self.clock, self.stack_name)
         self.events = Events(parts, **kwargs)

@@ -1,6 +1,6 @@
 """The event side's bookkeeping in SQL: accounting cursors, IP-day outcomes, alert markers and queue.
 
-:mod:`mailplane.sender.events.ingest` decides what to count, suppress and alert; this repository
+:mod:`mailplane.sender.events.side` decides what to count, suppress and alert; this repository
 (with the outcomes and suppressions it writes through) is where it is written, with the
 transactional rules that make it exact:
 

@@ -17,7 +17,7 @@ depends on more than success or failure:
   reports the remote verdict later (accounting ``b`` and ``rb`` records, the bounce and
   feedback-loop processors), so a reply it gives at the hand-over is its own decision and says
   nothing of the mailbox; through SES a refused call is SES's verdict on the request.  Only remote
-  evidence suppresses an address (:mod:`mailplane.sender.events.ingest`).  A ``PermanentFailure`` fails
+  evidence suppresses an address (:mod:`mailplane.sender.events.side`).  A ``PermanentFailure`` fails
   the message alone: a size or content refusal, PowerMTA's own suppression list.
 
 The SMTP side keeps persistent connections per MTA host (PowerMTA listens on loopback or a
