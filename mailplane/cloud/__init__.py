@@ -2,5 +2,6 @@
 
 ``policies`` is pure (dicts from the model), and the records a domain needs come from
 :mod:`mailplane.model.records`, which the DNS check and the review share; the component modules
-declare resources; ``program.declare`` wires them for ``__main__.py`` and ``mailplane plan``.
+declare resources, a domain's DNS records through its provider's publisher (``dns``, one per provider);
+``program.declare`` wires them for ``__main__.py`` and ``mailplane plan``.
 """

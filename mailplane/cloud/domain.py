@@ -1,14 +1,19 @@
-"""One sending domain: its SES identity, DKIM, MAIL FROM and DNS records."""
+"""One sending domain: its SES identity, DKIM, MAIL FROM and DNS records.
+
+The component gathers the domain's records; where they go (Route53 resources, or a list for a
+human) is its DNS provider's publisher's business (:mod:`mailplane.cloud.dns`).
+"""
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
+from mailplane.cloud.dns import DnsPublisher, DomainRecords, ListedRecords
 from mailplane.model import records as rec
 from mailplane.model.tenant import Domain, Tenant
 
@@ -20,8 +25,10 @@ class DomainArgs:
     region: str
     ttl: int
     configuration_set_name: pulumi.Input[str]
-    zone_id: pulumi.Input[str] | None
-    """Route53 zone id; None for a domain whose records a human publishes."""
+    publisher: DnsPublisher
+    """The domain's DNS provider's publisher (:func:`mailplane.cloud.dns.publisher_for`)."""
+    zone_ids: Mapping[str, pulumi.Input[str]]
+    """The stack's hosted zones' ids by zone name, looked up once (:func:`mailplane.cloud.dns.zone_ids`)."""
 
 
 class DomainIdentity(pulumi.ComponentResource):
@@ -74,48 +81,9 @@ class DomainIdentity(pulumi.ComponentResource):
                    if pmta_record is not None else dkim_records)
         self.records: pulumi.Output[list[dict[str, object]]] = dynamic.apply(
             lambda found: [r.as_dict() for r in [*found, *static]])
-        if args.zone_id is not None:
-            self._route53(name, args, static, dkim_records, child)
-            if pmta_record is not None:
-                aws.route53.Record(
-                    f"{name}-dkim-pmta", zone_id=args.zone_id, name=rec.powermta_dkim_name(domain), type="TXT",
-                    ttl=args.ttl, records=[pmta_record.apply(lambda r: r.route53_value)], opts=child)
+        self.external_records: ListedRecords | None = args.publisher.publish(
+            name, DomainRecords(domain, args.ttl, static, dkim_records, pmta_record, self.records), args.zone_ids,
+            child)
+        """The records left for a DNS outside the stack (the stack output ``external_dns_records``);
+        None when the domain's provider published them."""
         self.register_outputs({"identity_arn": self.identity.arn, "records": self.records})
-
-    def _route53(self, name: str, args: DomainArgs, static: list[rec.Record],
-                 dkim_records: pulumi.Output[list[rec.Record]], child: pulumi.ResourceOptions) -> None:
-        """Exactly the records the domain needs; DKIM ones take their names from SES's answer.
-
-        The number of DKIM records is fixed (three Easy DKIM tokens, or one BYODKIM selector) so
-        resources are declared up front, never inside ``apply()``, and show in every preview.
-        """
-        byo = args.domain.dkim.mode == "byo"
-        for i in range(1 if byo else rec.EASY_DKIM_TOKENS):
-            dkim: pulumi.Output[rec.Record] = dkim_records.apply(functools.partial(_nth, i))
-            name_ = rec.byo_dkim_name(args.domain) if byo else dkim.apply(_record_name)
-            aws.route53.Record(
-                f"{name}-dkim-{i + 1}", zone_id=args.zone_id, name=name_, type="TXT" if byo else "CNAME",
-                ttl=args.ttl, records=[dkim.apply(_route53_value)], opts=child)
-        for record in static:
-            aws.route53.Record(
-                f"{name}-{resource_suffix(record)}", zone_id=args.zone_id, name=record.name,
-                type=record.type, ttl=record.ttl, records=record.route53_values, opts=child)
-
-
-def resource_suffix(record: rec.Record) -> str:
-    """``<purpose>-<type>``; a return path's records also name its stream (the first label), one per route."""
-    if record.purpose == "return-path":
-        return f"{record.name.split('.', 1)[0]}-return-path-{record.type.lower()}"
-    return f"{record.purpose}-{record.type.lower()}"
-
-
-def _nth(i: int, records: list[rec.Record]) -> rec.Record:
-    return records[i]
-
-
-def _record_name(record: rec.Record) -> str:
-    return record.name
-
-
-def _route53_value(record: rec.Record) -> str:
-    return record.route53_value

@@ -1,14 +1,17 @@
-"""How many resources the Pulumi program declares for a tenant, from the model alone; pure, no Pulumi.
+"""How many resources the Pulumi program declares for a tenant, from the model alone: pure, nothing is declared.
 
 ``mailplane plan --base`` runs the program only for the tenants a change touches, yet judges "does
 this change delete more than a fifth of the stack?" against the whole stack: the tenants it did not
 run are counted here.  The count follows :mod:`mailplane.cloud.program`'s declarations rule for
-rule (components not counted, as the plan's resource list counts none); a test holds it to the
-program on every example stack and a generated one, so the two cannot drift apart.
+rule (components not counted, as the plan's resource list counts none); a domain's DNS records are
+counted by its provider's publisher (:mod:`mailplane.cloud.dns`), the class that declares them.  A
+test holds the count to the program on every example stack and a generated one, so the two cannot
+drift apart.
 """
 
 from __future__ import annotations
 
+from mailplane.cloud.dns import publisher_for
 from mailplane.model import records as rec
 from mailplane.model.stack import Fleet
 from mailplane.model.tenant import Domain, Tenant
@@ -27,11 +30,9 @@ def domain_count(fleet: Fleet, tenant: Tenant, domain: Domain) -> int:
     pmta_key = rec.has_powermta_key(tenant, domain)
     count = 1 + 1  # the identity, its association with the SES tenant
     count += int(byo) + int(bool(domain.mail_from)) + int(pmta_key)
-    if fleet.dns_provider(domain) == "route53" and domain.dns.zone:
-        region, ttl = fleet.settings.ses.region, fleet.settings.dns.ttl
-        count += (1 if byo else rec.EASY_DKIM_TOKENS) + len(rec.static_records(tenant, domain, region, ttl))
-        count += int(pmta_key)
-    return count
+    # The records: as many resources as the domain's DNS publisher declares (none for external DNS).
+    return count + publisher_for(fleet, domain).resource_count(tenant, domain, fleet.settings.ses.region,
+                                                               fleet.settings.dns.ttl)
 
 
 def tenant_count(fleet: Fleet, tenant: Tenant) -> int:

@@ -8,11 +8,13 @@ password is derived for the provider's region).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from mailplane.cloud import dns
 from mailplane.cloud.tenant import TenantArgs, TenantEmail
 from mailplane.model.stack import Fleet
 
@@ -22,11 +24,6 @@ def smtp_endpoint(region: str) -> str:
     return f"email-smtp.{region}.amazonaws.com"
 
 
-def route53_zones(fleet: Fleet) -> list[str]:
-    return sorted({d.dns.zone for t in fleet.tenants for d in t.domains
-                   if fleet.dns_provider(d) == "route53" and d.dns.zone})
-
-
 def declare(fleet: Fleet) -> dict[str, Any]:
     """Declare every resource of the stack; return the stack outputs (secrets wrapped as secrets)."""
     settings = fleet.settings
@@ -34,11 +31,12 @@ def declare(fleet: Fleet) -> dict[str, Any]:
     provider = aws.Provider("ses", region=region)
     invoke = pulumi.InvokeOutputOptions(provider=provider)
     account_id = aws.get_caller_identity_output(opts=invoke).account_id
-    zone_ids = {zone: aws.route53.get_zone_output(name=zone, private_zone=False, opts=invoke).zone_id
-                for zone in route53_zones(fleet)}
+    # Each domain's records go through its DNS provider's publisher, chosen once by the provider's name.
+    publishers = functools.partial(dns.publisher_for, fleet)
+    zone_ids = dns.zone_ids(fleet, invoke)
     sender_url = settings.sender.public_url if settings.sender else None
     tenants = {
-        t.name: TenantEmail(t.name, TenantArgs(t, region, settings.dns.ttl, fleet.dns_provider,
+        t.name: TenantEmail(t.name, TenantArgs(t, region, settings.dns.ttl, publishers,
                                                account_id, zone_ids, sender_url, fleet.reputation_policy_for(t)),
                             opts=pulumi.ResourceOptions(providers=[provider]))
         for t in fleet.tenants
@@ -48,9 +46,9 @@ def declare(fleet: Fleet) -> dict[str, Any]:
 
 def outputs(fleet: Fleet, tenants: dict[str, TenantEmail]) -> dict[str, Any]:
     """What Ansible and the sender service read (see docs/pulumi.md, "Stack outputs")."""
-    external = [component.records for t in fleet.tenants for d in t.domains
-                if fleet.dns_provider(d) == "external"
-                for component in [tenants[t.name].domains[d.name]]]
+    # The records of domains whose provider left them for someone else, as their publishers said.
+    external = [listed for t in fleet.tenants for d in t.domains
+                for listed in [tenants[t.name].domains[d.name].external_records] if listed is not None]
     return {
         "region": fleet.settings.ses.region,
         "smtp_endpoint": smtp_endpoint(fleet.settings.ses.region),

@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from mailplane.cloud.dns import DnsPublisher
 from mailplane.cloud.domain import DomainArgs, DomainIdentity
 from mailplane.cloud.policies import ses_publish_policy, to_json
 from mailplane.cloud.reputation import TenantReputationPolicy
@@ -22,9 +23,11 @@ class TenantArgs:
     tenant: Tenant
     region: str
     ttl: int
-    dns_provider: Callable[[Domain], str]
+    dns_publisher: Callable[[Domain], DnsPublisher]
+    """The publisher of a domain's DNS provider (:func:`mailplane.cloud.dns.publisher_for`)."""
     account_id: pulumi.Output[str]
-    zone_ids: dict[str, pulumi.Output[str]]
+    zone_ids: Mapping[str, pulumi.Output[str]]
+    """The stack's hosted zones' ids by zone name (:func:`mailplane.cloud.dns.zone_ids`)."""
     sender_url: str | None
     reputation_policy: str
     """SES's managed reputation policy for the tenant (``none``, ``standard``, ``strict``)."""
@@ -88,11 +91,9 @@ class TenantEmail(pulumi.ComponentResource):
         providers = list(inherited.values()) if isinstance(inherited, Mapping) else list(inherited or [])
         domain_opts = pulumi.ResourceOptions(providers=providers, aliases=[pulumi.Alias(parent=self)])
         for domain in tenant.domains:
-            route53 = args.dns_provider(domain) == "route53"
-            zone_id = args.zone_ids[domain.dns.zone] if route53 and domain.dns.zone else None
             self.domains[domain.name] = DomainIdentity(domain.name, DomainArgs(
-                tenant, domain, args.region, args.ttl, self.configuration_set.configuration_set_name, zone_id),
-                opts=domain_opts)
+                tenant, domain, args.region, args.ttl, self.configuration_set.configuration_set_name,
+                args.dns_publisher(domain), args.zone_ids), opts=domain_opts)
             self._associate(f"{name}-{domain.name}", self.domains[domain.name].identity.arn, child)
         self.senders: dict[str, SenderUser] = {}
         for sender in tenant.senders:
