@@ -7,7 +7,7 @@ import json
 from cloud_mocks import rsa_key
 
 from mailplane.cloud.policies import send_only_policy, ses_publish_policy, to_json
-from mailplane.model.records import Record, byo_dkim_record, dkim_public_key, pem_body, split_txt
+from mailplane.model.records import Record, byo_dkim_record, dkim_p_from_pem, pem_body, split_txt
 from mailplane.model.tenant import Domain
 
 
@@ -28,7 +28,7 @@ def test_a_2048_bit_dkim_record_is_split_and_carries_the_key() -> None:
     record = byo_dkim_record(domain, public, 300)
     assert record.name == "s1._domainkey.example.com"
     assert len(record.value) > 255 and len(record.strings) == 2
-    assert "".join(record.strings) == record.value == f"v=DKIM1; k=rsa; p={dkim_public_key(public)}"
+    assert "".join(record.strings) == record.value == f"v=DKIM1; k=rsa; p={dkim_p_from_pem(public)}"
     assert "\n" not in pem_body(private) and "-----" not in pem_body(private)
 
 

@@ -25,7 +25,7 @@ from mailplane.sender.core.gates import Granted
 from mailplane.sender.core.submit import MAX_BATCH, address, from_allowed
 from mailplane.sender.core.templating import MAX_OUTPUT_CHARS, TemplateProblems, render
 from mailplane.sender.core.unsubscribe import make_token
-from mailplane.sender.db.counters import Scope
+from mailplane.sender.db.counters import LockScope
 from mailplane.sender.db.schema import daily_counters, messages
 from mailplane.sender.db.store import Store
 from mailplane.sender.front.api import MAX_REQUEST_BYTES, create_app
@@ -516,7 +516,7 @@ def test_quotas_match_the_counters(api: Api, fleet: Fleet) -> None:
         granted = pacer.reserve("test-worker", message)
         assert granted.ip == "203.0.113.21"  # type: ignore[union-attr]  # the only transactional IP
         CLOCK.step(60)  # past the IP's next paced send
-    store.counters.ensure(Scope((("ses", "eu-north-1", TODAY),), (), schedule=False))
+    store.counters.ensure(LockScope((("ses", "eu-north-1", TODAY),), (), schedule=False))
     with store.transaction() as conn:
         conn.execute(update(daily_counters).where(daily_counters.c.kind == "ses").values(sent=1234))
     with api.client("sos-expat/app") as c:
@@ -533,7 +533,8 @@ def test_quotas_match_the_counters(api: Api, fleet: Fleet) -> None:
                              "share": None, "fair_share": None, "tenant_sent": None, "kept_for_others": None}
     # globex and initech share the account's quota (one stream each through SES), equal shares; at 12:03 UTC
     # half of the day has passed: of initech's 25,000, 12,500 minus what it sent (12) is kept for it
-    store.counters.ensure(Scope((("sesshare", "globex", TODAY), ("sesshare", "initech", TODAY)), (), schedule=False))
+    store.counters.ensure(LockScope((("sesshare", "globex", TODAY), ("sesshare", "initech", TODAY)), (),
+                                    schedule=False))
     with store.transaction() as conn:
         conn.execute(update(daily_counters).where(daily_counters.c.kind == "sesshare",
                                                   daily_counters.c.key == "globex").values(sent=40))

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from mailplane.model.loader import load_stack
 from mailplane.sender.core.gates import DEFAULT_CATCH_UP, Deferred, Granted, LostClaim, RateSchedule
 from mailplane.sender.core.messages import Enqueued, NewMessage
-from mailplane.sender.db.counters import Scope
+from mailplane.sender.db.counters import LockScope
 from mailplane.sender.db.schema import messages
 from mailplane.sender.db.store import Store
 from mailplane.sender.delivery.pacing import IpOverride, Pacer
@@ -358,7 +358,7 @@ def test_token_bucket_is_shared_by_all_workers(db_url: str, tmp_path: Path) -> N
     store = Store(db_url)
     store.enqueue([msg("beta", n) for n in range(1000)])
     start = time.time()
-    store.counters.ensure(Scope((), (), schedule=True))  # a send may go now: the bound below counts from here
+    store.counters.ensure(LockScope((), (), schedule=True))  # a send may go now: the bound below counts from here
     _wait(_workers("bucket", db_url, stack))
     with store.engine.connect() as conn:
         times = sorted(conn.execute(select(messages.c.reserved_at).where(messages.c.state == "sent")).scalars())

@@ -30,14 +30,18 @@ def _version(value: bool) -> None:
 def _main(version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
                                                 help="Print mailplane's version and exit.")] = False) -> None:
     """Control plane for a multi-tenant email sending fleet."""
+
+
+# Each sub-module adds its commands, or its command groups, to the one app: --help lists the commands, then
+# the groups, each in this order.
 init.register(app)
 validate.register(app)
 plan.register(app)
 schema.register(app)
-app.add_typer(warmup.app, name="warmup")
-app.add_typer(dns.app, name="dns")
-app.add_typer(ses.app, name="ses")
-app.add_typer(admin.app, name="admin")
+warmup.register(app)
+dns.register(app)
+ses.register(app)
+admin.register(app)
 edit.register(app)
 lint.register(app)
 render.register(app)

@@ -16,8 +16,13 @@ import typer
 from mailplane.cli.common import usage_error
 
 KEY_ENV = "MAILPLANE_ADMIN_KEY"
-app = typer.Typer(help="Pause, resume and drain sending, and count or cancel queued mail, on a running sender.",
-                  no_args_is_help=True)
+admin_app = typer.Typer(help="Pause, resume and drain sending, and count or cancel queued mail, on a running sender.",
+                        no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(admin_app, name="admin")
+
 
 Url = Annotated[str, typer.Option("--url", help="The sender's base URL, e.g. http://127.0.0.1:8025.",
                                   envvar="MAILPLANE_SENDER_URL", show_default=False)]
@@ -56,7 +61,7 @@ def _show(row: dict[str, Any]) -> str:
     return f"{row['id']:>5}  {row['mode']:<5}  {scope}{until}  by {row['source']}: {row['reason']}"
 
 
-@app.command("pauses")
+@admin_app.command("pauses")
 def pauses(url: Url) -> None:
     """The pauses and drains in force."""
     rows = _call(url, "GET", "/v1/admin/pauses")
@@ -66,7 +71,7 @@ def pauses(url: Url) -> None:
         print("no pause in force")
 
 
-@app.command("pause")
+@admin_app.command("pause")
 def pause(
     url: Url,
     scope: Annotated[str, typer.Option("--scope", help="tenant, stream, ip or domain.", show_default=False)],
@@ -86,14 +91,14 @@ def pause(
     print(_show(row))
 
 
-@app.command("resume")
+@admin_app.command("resume")
 def resume(url: Url, pause_id: Annotated[int, typer.Argument(metavar="ID", help="The pause's id (`pauses`).")]) -> None:
     """End a pause or drain: waiting mail is due again at once."""
     _call(url, "DELETE", f"/v1/admin/pauses/{pause_id}")
     print(f"resumed {pause_id}")
 
 
-@app.command("queue")
+@admin_app.command("queue")
 def queue(url: Url, tenant: Annotated[str, typer.Argument(metavar="TENANT")]) -> None:
     """A tenant's messages per stream and state."""
     answer = _call(url, "GET", f"/v1/admin/queue/{tenant}")
@@ -108,7 +113,7 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
-@app.command("stats")
+@admin_app.command("stats")
 def stats(url: Url, tenant: Annotated[str, typer.Argument(metavar="TENANT")],
           days: Annotated[int, typer.Option("--days", min=1, max=90, help="Days back, today included.")] = 7,
           as_json: Annotated[bool, typer.Option("--json", help="The API's answer as JSON.")] = False) -> None:
@@ -133,7 +138,7 @@ def stats(url: Url, tenant: Annotated[str, typer.Argument(metavar="TENANT")],
         print(f"nothing sent in the last {days} day{'s' if days != 1 else ''}")
 
 
-@app.command("cancel")
+@admin_app.command("cancel")
 def cancel(
     url: Url,
     tenant: Annotated[str, typer.Argument(metavar="TENANT")],

@@ -25,7 +25,12 @@ from mailplane.cli.common import StackDir, check_tenant_option, load_or_exit, re
 if TYPE_CHECKING:
     from mailplane.dns.checks import StackOutputs
 
-app = typer.Typer(help="DNS health of the fleet's domains and IPs.", no_args_is_help=True)
+dns_app = typer.Typer(help="DNS health of the fleet's domains and IPs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dns_app, name="dns")
+
 
 FORMATS = ("text", "json")
 
@@ -45,7 +50,7 @@ def _read_outputs(path: Path) -> StackOutputs:
         usage_error(f"--outputs {path}: {err}")
 
 
-@app.command()
+@dns_app.command()
 def check(
     stack_dir: StackDir,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's domains and IPs.")] = None,

@@ -9,10 +9,14 @@ import typer
 
 from mailplane.cli.common import StackDir, load_or_exit, require, usage_error
 
-app = typer.Typer(help="The SES account and identities as SES reports them.", no_args_is_help=True)
+ses_app = typer.Typer(help="The SES account and identities as SES reports them.", no_args_is_help=True)
 
 
-@app.command("status")
+def register(app: typer.Typer) -> None:
+    app.add_typer(ses_app, name="ses")
+
+
+@ses_app.command("status")
 def status(
     stack_dir: StackDir,
     output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
@@ -45,7 +49,7 @@ def status(
     raise typer.Exit(exit_status(items))
 
 
-@app.command("request-production")
+@ses_app.command("request-production")
 def request_production(
     stack_dir: StackDir,
     website: Annotated[str, typer.Option("--website", help="The sending organisation's website (http(s) URL).",

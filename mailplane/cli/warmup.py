@@ -16,7 +16,12 @@ from mailplane.files import write_atomic
 from mailplane.model.stack import Fleet
 from mailplane.warmup.status import IpStatus, TenantCapacity, fleet_ip_status, forecast
 
-app = typer.Typer(help="Warmup plans and where each IP stands.", no_args_is_help=True)
+warmup_app = typer.Typer(help="Warmup plans and where each IP stands.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(warmup_app, name="warmup")
+
 
 Format = Literal["text", "json"]
 FORECAST_DAYS = (0, 7, 14, 30, 45)
@@ -82,7 +87,7 @@ def _print_text(on: datetime.date, ips: list[IpStatus], data: dict[str, Any]) ->
         print(f"  {t['tenant']}: " + "  ".join(values))
 
 
-@app.command()
+@warmup_app.command()
 def status(
     stack_dir: StackDir,
     date: Annotated[str | None, typer.Option("--date", help="Day to report (YYYY-MM-DD); default today.")] = None,
@@ -110,7 +115,7 @@ def status(
 CHART_FORMATS: dict[str, Literal["svg", "png"]] = {".svg": "svg", ".png": "png"}
 
 
-@app.command()
+@warmup_app.command()
 def chart(
     stack_dir: StackDir,
     out: Annotated[Path, typer.Option("--out", help="Image to write: FILE.svg or FILE.png.", show_default=False)],

@@ -336,7 +336,7 @@ def public_pem_of(private_pem: str) -> str:
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
-def dkim_public_key(p: str) -> rsa.RSAPublicKey:
+def rsa_key_from_dkim_p(p: str) -> rsa.RSAPublicKey:
     """The RSA key of a ``p=`` tag: base64 of a SubjectPublicKeyInfo or of a PKCS#1 RSAPublicKey (verifiers,
     dkimpy among them, accept both); raises ValueError saying why it is not one."""
     try:
@@ -372,7 +372,7 @@ async def check_dkim_key(subject: Subject, check: str, name: str, private_pem: s
     if problems:
         return [result(Status.FAIL, "; ".join(problems))]
     try:
-        key = dkim_public_key(tags["p"])
+        key = rsa_key_from_dkim_p(tags["p"])
     except ValueError as err:
         return [result(Status.FAIL, str(err))]
     if private_pem is not None:

@@ -44,7 +44,6 @@ SPF_WALK_CAP = 100
 """Stop following includes after this many lookups: enough to report "too many", bounded for loops."""
 
 MECHANISMS = frozenset({"all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"})
-QUERYING = frozenset({"include", "a", "mx", "ptr", "exists"})
 QUALIFIERS = "+-~?"
 DOMAIN_MACRO_LETTERS = frozenset("slodiphv")
 """RFC 7208 7.1: ``c``, ``r`` and ``t`` are allowed only in ``exp`` text, not in a domain-spec."""
@@ -283,7 +282,7 @@ def parse_term(text: str) -> Term:
 
 
 @dataclass(frozen=True)
-class Record:
+class SpfRecord:
     """A parsed record: its terms in order (those that parse), and every syntax error."""
 
     terms: tuple[Term, ...]
@@ -298,7 +297,7 @@ class Record:
         return next((t for t in self.terms if t.modifier and t.name == name), None)
 
 
-def parse_record(text: str) -> Record:
+def parse_record(text: str) -> SpfRecord:
     """Every term of ``text`` (an SPF record: starts with ``v=spf1``), and what is wrong with each."""
     words = text.split(" ")
     terms: list[Term] = []
@@ -317,7 +316,7 @@ def parse_record(text: str) -> Record:
             errors.append((word, f"{term.name}= appears twice (RFC 7208 6: at most once each)"))
             continue
         terms.append(term)
-    return Record(tuple(terms), tuple(errors))
+    return SpfRecord(tuple(terms), tuple(errors))
 
 
 def expand_domain(spec: str, domain: str) -> str | None:

@@ -82,10 +82,6 @@ class Review:
     def destroying(self) -> bool:
         return self.destroy is not None and self.destroy.triggered
 
-    @property
-    def destroy_blocked(self) -> bool:
-        return self.destroy is not None and self.destroy.blocking
-
     def destroyed(self) -> list[ResourceChange]:
         return destroyed(self.diff.resources, self.destroy) if self.destroy is not None else []
 

@@ -75,7 +75,7 @@ def easy_dkim_records(domain: str, tokens: list[str], ttl: int) -> list[Record]:
             for token in tokens]
 
 
-def dkim_public_key(public_key_pem: str) -> str:
+def dkim_p_from_pem(public_key_pem: str) -> str:
     """Base64 of the DER SubjectPublicKeyInfo, as a DKIM ``p=`` tag carries it (RFC 6376 3.6.1)."""
     key = serialization.load_pem_public_key(public_key_pem.encode("ascii"))
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -98,7 +98,7 @@ def byo_dkim_record(domain: Domain, public_key_pem: str, ttl: int) -> Record:
 
 
 def dkim_key_value(public_key_pem: str) -> str:
-    return f"v=DKIM1; k=rsa; p={dkim_public_key(public_key_pem)}"
+    return f"v=DKIM1; k=rsa; p={dkim_p_from_pem(public_key_pem)}"
 
 
 def has_powermta_key(tenant: Tenant, domain: Domain) -> bool:

@@ -56,10 +56,6 @@ class WarmupPlan:
         """The last day on which the cap changes; from then on the IP counts as warm."""
         return self.steps[-1].day
 
-    @property
-    def final_daily(self) -> int:
-        return self.steps[-1].daily
-
 
 def _nice(value: float) -> int:
     """Two significant figures: plan tables people can read and remember."""

@@ -97,8 +97,6 @@ NAME_SPACES: tuple[tuple[str, ...], ...] = (
     VMTA_NAMES, ("smtp-pattern-list",), ("pattern-list",), ("domain-macro",), ("address-list",), ("source",),
     ("source-group",), ("rewrite-list",), ("proxy",), ("domain-key-list",), ("smtp-user",))
 PROCESSORS = ("bounce-processor", "feedback-loop-processor")
-MACRO_PREFIX = "$"
-
 # -- blocks -------------------------------------------------------------------------------------------
 
 BLOCKS: dict[str, Block] = {

@@ -1142,10 +1142,6 @@ def default_vmta_names(value: str) -> list[str]:
     return [] if value.lower() == "by-smtp-source-ip" else [value]
 
 
-def jobid_prefix(value: str) -> str | None:
-    return None
-
-
 def ip(value: str) -> str | None:
     try:
         ipaddress.ip_address(value)

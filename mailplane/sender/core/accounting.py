@@ -9,7 +9,7 @@ another order and columns we do not know are fine.
 Which IP a record is about: ``vmta`` (d, b, t, tq); a feedback-loop record (f) has only
 ``dlvSourceIp``; a remote bounce (rb), parsed from a DSN that came back to the return path, has
 neither, but its ``orig`` is the return path the sender gave the message, which names the IP
-(:func:`mailplane.model.routes.verp_address`).
+(:func:`mailplane.model.names.verp_address`).
 
 The parser is pure over text lines (:func:`parse_lines`): it takes a :class:`Cursor` (bytes and
 lines already consumed, and the header in force) and returns the events, the problems and the

@@ -157,7 +157,7 @@ def envelope_sender(message: Message, fleet: Fleet, ip: str) -> str:
     """The SMTP MAIL FROM of mail handed to PowerMTA for ``ip``: an address of its own at the route's
     return path.
 
-    ``mp-<tag>-<IP in hex>@<stream>.<return_path>`` (:func:`mailplane.model.routes.verp_address`, the tag
+    ``mp-<tag>-<IP in hex>@<stream>.<return_path>`` (:func:`mailplane.model.names.verp_address`, the tag
     being the first 16 hex digits of the message's random token, or its queue id for a message
     queued before tokens):
     aligned with the From domain for DMARC, authorised by that domain's SPF for exactly the

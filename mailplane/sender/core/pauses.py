@@ -22,9 +22,9 @@ from mailplane.model.stack import Fleet
 from mailplane.model.types import normalise_domain
 from mailplane.sender.core.gates import Pause
 
-Scope = Literal["tenant", "stream", "ip", "domain"]
+PauseScope = Literal["tenant", "stream", "ip", "domain"]
 Mode = Literal["pause", "drain"]
-SCOPES: tuple[Scope, ...] = ("tenant", "stream", "ip", "domain")
+SCOPES: tuple[PauseScope, ...] = ("tenant", "stream", "ip", "domain")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class PauseRow:
 class PauseRequest:
     """What an operator asks to pause or drain, checked against the fleet; ``ValueError`` says what is wrong."""
 
-    scope: Scope
+    scope: PauseScope
     tenant: str | None
     key: str
     mode: Mode

@@ -1,6 +1,7 @@
 """What a submission may contain and who may send it: the request models and pure checks.
 
-The HTTP layer (``app``) authenticates the key, then hands each message here with the key's
+The front ends -- the HTTP API (:mod:`mailplane.sender.front.api`) and the SMTP listener
+(:mod:`mailplane.sender.front.smtp`) -- authenticate the key, then hand each message here with the key's
 tenant and sender.  Nothing here does I/O, so every rule is testable without a server:
 
 * From must be one of the *sender's* allowed addresses (``*@domain`` allows any local part);
@@ -15,9 +16,9 @@ tenant and sender.  Nothing here does I/O, so every rule is testable without a s
   dropped later: the client learns now that this address will never get mail from it, and the
   queue does not fill with messages that can only end as ``suppressed``.  The worker still checks
   again at send time (an address may be suppressed while its message waits).  A retry with the
-  idempotency key of a message already queued still gets its ``duplicate`` answer (the app skips
-  the check there).
-* All or nothing: the app queues a batch only when no message has a problem.
+  idempotency key of a message already queued still gets its ``duplicate`` answer
+  (:mod:`mailplane.sender.front.intake` skips the check there).
+* All or nothing: :mod:`mailplane.sender.front.intake` queues a batch only when no message has a problem.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ class MissingRow(Exception):
 
 
 @dataclass(frozen=True)
-class Scope:
+class LockScope:
     """The rows one reservation locks."""
 
     daily: tuple[DailyKey, ...]
@@ -72,7 +72,7 @@ class Counters:
 
     # -- rows --------------------------------------------------------------------------
 
-    def ensure(self, scope: Scope) -> None:
+    def ensure(self, scope: LockScope) -> None:
         """Create missing counter rows (and the schedule) in their own short transaction.
 
         Inserting them inside a reservation would make row creation another lock taken in
@@ -143,7 +143,7 @@ class Counters:
 
     # -- the reservation ---------------------------------------------------------------
 
-    def reserve(self, worker: str, ids: Sequence[int], scope: Scope, schedule: ScheduleOf, decide: Decide,
+    def reserve(self, worker: str, ids: Sequence[int], scope: LockScope, schedule: ScheduleOf, decide: Decide,
                 now: float, day: datetime.date, hour: int) -> list[Reservation]:
         """Lock, decide, write: one transaction (created rows that vanished are made again, once).
 
@@ -165,7 +165,7 @@ class Counters:
             raise MissingRow
         return row
 
-    def _reserve(self, conn: Connection, worker: str, ids: Sequence[int], scope: Scope, schedule_of: ScheduleOf,
+    def _reserve(self, conn: Connection, worker: str, ids: Sequence[int], scope: LockScope, schedule_of: ScheduleOf,
                  decide: Decide, now: float, day: datetime.date, hour: int) -> list[Reservation]:
         held = frozenset(conn.execute(self.db.for_update(select(messages.c.id).where(
             messages.c.id.in_(sorted(set(ids))), messages.c.state == "sending", messages.c.claimed_by == worker)

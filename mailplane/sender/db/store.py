@@ -17,7 +17,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -50,8 +50,6 @@ from mailplane.sender.db.suppressions import Suppressions
 from mailplane.sender.db.turns import Turns
 
 log = logging.getLogger("mailplane.sender")
-
-CounterKind = Literal["ip", "tenant", "ses"]
 
 DEFAULT_LEASE = 60.0
 """Seconds a claim lasts; a worker renews it (``extend_lease``) for batches that take longer."""

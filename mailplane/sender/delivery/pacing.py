@@ -61,7 +61,7 @@ from mailplane.sender.core.gates import (
 from mailplane.sender.core.limits import AccountLimits, Limits, effective
 from mailplane.sender.core.messages import Message
 from mailplane.sender.core.pauses import InForce
-from mailplane.sender.db.counters import DailyKey, HourlyKey, Scope
+from mailplane.sender.db.counters import DailyKey, HourlyKey, LockScope
 from mailplane.sender.db.store import Store
 from mailplane.sender.delivery.deployed import UNKNOWN, DeployedConfigs
 from mailplane.warmup.status import ip_status
@@ -143,7 +143,7 @@ class Pacer:
                          pause=in_force.route(tenant.name, stream) if in_force else None,
                          quota_pace=Pace.daily(tenant.daily_quota, tenant.quota_burst_seconds))
 
-    def scope(self, plans: Collection[RoutePlan], day: datetime.date, hour: int) -> Scope:
+    def scope(self, plans: Collection[RoutePlan], day: datetime.date, hour: int) -> LockScope:
         """The counter rows a batch with these plans locks, sorted: the lock order."""
         daily: set[DailyKey] = set()
         hourly: set[HourlyKey] = set()
@@ -162,7 +162,7 @@ class Pacer:
                 via_ses = True
                 daily.add((SES, self.ses.region, day))
                 daily.update((SHARE_KIND, tenant, day) for tenant in self.ses_shares)
-        return Scope(tuple(sorted(daily, key=str)), tuple(sorted(hourly)), via_ses, tuple(sorted(paces)))
+        return LockScope(tuple(sorted(daily, key=str)), tuple(sorted(hourly)), via_ses, tuple(sorted(paces)))
 
     # -- the reservation ------------------------------------------------------------------
 

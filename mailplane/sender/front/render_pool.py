@@ -169,7 +169,3 @@ class RenderPool:
             workers, self._all = self._all, []
         for worker in workers:
             worker.kill()
-
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [w.process.pid for w in self._all]

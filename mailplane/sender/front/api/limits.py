@@ -19,11 +19,11 @@ MAX_WEBHOOK_BYTES = 1024 * 1024
 MAX_UNSUBSCRIBE_BYTES = unsubscribe.MAX_BODY_BYTES + 1
 """One byte over what ``respond`` accepts, so it (not this layer) says why a long body is refused."""
 
-Scope = MutableMapping[str, Any]
+AsgiScope = MutableMapping[str, Any]
 AsgiMessage = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[AsgiMessage]]
 Send = Callable[[AsgiMessage], Awaitable[None]]
-AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+AsgiApp = Callable[[AsgiScope, Receive, Send], Awaitable[None]]
 
 
 def body_limit_for(path: str) -> int:
@@ -45,7 +45,7 @@ class BodyLimit:
         self.app = app
         self.limit_for = limit_for
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -81,7 +81,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    async def _refuse(scope: AsgiScope, receive: Receive, send: Send, limit: int) -> None:
         response = error(413, "request body too large",
                          [{"field": "body", "code": "too_large", "message": f"at most {limit} bytes"}])
         await response(scope, receive, send)
@@ -98,7 +98,7 @@ class JsonOnly:
     def __init__(self, app: AsgiApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("method") == "POST" and scope["path"] in JSON_ROUTES:
             raw = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
             media = raw.split(";", 1)[0].strip().lower()

@@ -11,22 +11,22 @@ from mailplane.sender.front.api.deps import ServiceDep
 router = APIRouter(tags=["operations"])
 
 
-class Health(BaseModel):
+class HealthOut(BaseModel):
     status: str
     error: str | None = None
 
 
-@router.get("/healthz", response_model=Health, response_model_exclude_none=True,
-            responses={503: {"model": Health, "description": "the database does not answer"}})
-def healthz(service: ServiceDep, response: Response) -> Health:
+@router.get("/healthz", response_model=HealthOut, response_model_exclude_none=True,
+            responses={503: {"model": HealthOut, "description": "the database does not answer"}})
+def healthz(service: ServiceDep, response: Response) -> HealthOut:
     """200 when the database answers a trivial read, 503 otherwise: a load balancer drops an instance that
     lost its database rather than one that merely runs."""
     try:
         service.store.ping()
     except Exception as exc:  # any driver error means "not ready"; its text goes nowhere public
         response.status_code = 503
-        return Health(status="unavailable", error=type(exc).__name__)
-    return Health(status="ok")
+        return HealthOut(status="unavailable", error=type(exc).__name__)
+    return HealthOut(status="ok")
 
 
 @router.get("/metrics", response_class=Response)
