@@ -30,7 +30,7 @@ LIGHT_SHARE = 99
 """sesco's weight against bravo's 1: nearly the whole quota is its share, so what it keeps is large all day."""
 
 
-def write_stack(root: Path, ses_quota: int = SES_QUOTA) -> Path:
+def write_stack(root: Path, ses_quota: int = SES_QUOTA, light_share: int = LIGHT_SHARE) -> Path:
     """acme: one IP for both streams; bravo and sesco: SES only, sharing the account's quota."""
     stack = root / "stack"
     (stack / "tenants").mkdir(parents=True)
@@ -52,7 +52,7 @@ def write_stack(root: Path, ses_quota: int = SES_QUOTA) -> Path:
              warmup: {plan: steady, started: 2020-01-01}}
         senders: [{name: app, from: [app@acme.example.com]}]
         """))
-    for name, share in (("bravo", 1), ("sesco", LIGHT_SHARE)):
+    for name, share in (("bravo", 1), ("sesco", light_share)):
         (stack / "tenants" / f"{name}.yaml").write_text(textwrap.dedent(f"""\
             name: {name}
             streams: [transactional, marketing]
@@ -128,8 +128,9 @@ def test_a_light_ses_tenant_sends_while_a_heavy_ones_campaign_waits(
 
 def test_a_light_ses_tenant_takes_turns_with_a_heavy_ones_campaign_at_the_send_rate(
         tmp_path: Path, moto: MotoServer, instances: Callable[..., Instance]) -> None:
-    """The account sends 1 a second: first-in, first-out, sesco's 3 messages would wait for the 90 ahead."""
-    stack = write_stack(tmp_path, ses_quota=150)
+    """The account sends 1 a second: first-in, first-out, sesco's 3 messages would wait for the 90 ahead.
+    Equal shares of a quota (moto's 200) that holds both, so what a share keeps never decides, at any hour."""
+    stack = write_stack(tmp_path, ses_quota=1000, light_share=1)
     before = len(ses_sent(REGION))
 
     def sent(tenant: str) -> int:
