@@ -524,6 +524,19 @@ def parse_dmarc(text: str) -> DmarcRecord:
     parts = [p.strip() for p in text.split(";")]
     if parts and not parts[-1]:
         parts.pop()  # a closing ";" is allowed
+    tags, errors = _dmarc_tags(parts)
+    if not parts or parts[0].replace(" ", "") != "v=DMARC1":
+        errors.append("must start with v=DMARC1")
+    errors.extend(_dmarc_value_errors(tags))
+    unknown = [t for t in tags if t not in DMARC_TAGS]
+    warnings = [f"unknown tag{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (ignored by receivers)"] \
+        if unknown else []
+    return DmarcRecord(tags, errors, warnings)
+
+
+def _dmarc_tags(parts: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The record's tag=value pairs, names lower-cased (but ``v``, which must be exact), and the parts that are
+    not one, or repeat a tag: receivers ignore a record with either."""
     tags: dict[str, str] = {}
     errors: list[str] = []
     for part in parts:
@@ -537,8 +550,13 @@ def parse_dmarc(text: str) -> DmarcRecord:
             errors.append(f"{lowered}= appears twice")
             continue
         tags[lowered] = value
-    if not parts or parts[0].replace(" ", "") != "v=DMARC1":
-        errors.append("must start with v=DMARC1")
+    return tags, errors
+
+
+def _dmarc_value_errors(tags: dict[str, str]) -> list[str]:
+    """The values receivers cannot use: a policy they do not know (or none), an alignment mode, a percentage,
+    a report address that is no URI."""
+    errors: list[str] = []
     if "p" not in tags:
         errors.append("no p= tag")
     for tag in ("p", "sp", "np"):
@@ -553,10 +571,7 @@ def parse_dmarc(text: str) -> DmarcRecord:
         for uri in filter(None, (u.strip() for u in tags.get(tag, "").split(","))):
             if ":" not in uri:
                 errors.append(f"{tag}: {uri!r} is not a URI (mailto:...)")
-    unknown = [t for t in tags if t not in DMARC_TAGS]
-    warnings = [f"unknown tag{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (ignored by receivers)"] \
-        if unknown else []
-    return DmarcRecord(tags, errors, warnings)
+    return errors
 
 
 def _uris(value: str) -> list[str]:

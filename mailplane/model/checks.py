@@ -9,14 +9,14 @@ from __future__ import annotations
 import difflib
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailplane.model import aws
 from mailplane.model.fleet import FleetSettings
 from mailplane.model.names import RETURN_PATH_LABEL, return_path_base
 from mailplane.model.problems import YamlProblem
 from mailplane.model.source import SourceDoc
-from mailplane.model.tenant import Tenant
+from mailplane.model.tenant import Domain, Tenant
 from mailplane.model.types import normalise_email
 from mailplane.model.warmup_plans import PRESETS
 
@@ -100,55 +100,90 @@ def _check_schedule(steps: list, doc: SourceDoc, path: tuple[str | int, ...]) ->
     return out
 
 
+@dataclass(frozen=True)
+class _Unique:
+    """The values no two places in the stack may share, each with its first occurrence."""
+
+    names: _Seen = field(default_factory=_Seen)
+    domains: _Seen = field(default_factory=_Seen)
+    ips: _Seen = field(default_factory=_Seen)
+    ptrs: _Seen = field(default_factory=_Seen)
+    config_sets: _Seen = field(default_factory=_Seen)
+    pools: _Seen = field(default_factory=_Seen)
+    ses_tenants: _Seen = field(default_factory=_Seen)
+
+
 def check_stack(fleet: FleetSettings | None, tenants: list[TenantFile]) -> list[YamlProblem]:
     """Everything that needs more than one file, plus per-tenant rules across keys."""
     out: list[YamlProblem] = []
-    names, domains, ips, ptrs, config_sets, pools, ses_tenants = (_Seen() for _ in range(7))
+    seen = _Unique()
     owner: dict[str, str] = {}
     for tf in tenants:
         for domain in tf.tenant.domains:
             owner.setdefault(domain.name, tf.tenant.name)
     for tf in tenants:
-        tenant, doc = tf.tenant, tf.doc
-        if tenant.name != tf.stem:
-            out.append(doc.problem(("name",), f"tenant {tenant.name!r} is in file {tf.stem}.yaml",
-                                   f"rename the file to {tenant.name}.yaml or the tenant to {tf.stem!r}"))
-        names.check(tenant.name, doc, ("name",), "tenant name", out)
-        config_sets.check(tenant.configuration_set, doc, ("ses", "configuration_set") if
-                          tenant.ses.configuration_set else ("name",), "configuration set", out)
-        ses_tenants.check(tenant.ses_tenant, doc, ("ses", "tenant") if tenant.ses.tenant else ("name",),
-                          "SES tenant", out)
-        if tenant.ses.dedicated_ip_pool:
-            pools.check(tenant.ses.dedicated_ip_pool.name, doc, ("ses", "dedicated_ip_pool", "name"),
-                        "dedicated IP pool", out)
-        out.extend(_unique_items(tenant.streams, doc, ("streams",)))
-        out.extend(_unique_items(tenant.ses.events, doc, ("ses", "events")))
-        for i, domain in enumerate(tenant.domains):
-            domains.check(domain.name, doc, ("domains", i, "name"), "domain", out)
-            other = owner.get(return_path_base(domain))
-            if other is not None:
-                out.append(doc.problem(("domains", i, "return_path" if domain.return_path else "name"),
-                                       f"the PowerMTA return path {return_path_base(domain)} is a sending "
-                                       f"domain of tenant {other!r}", "set return_path to another subdomain"))
-            out.extend(_check_domain(domain, fleet, doc, ("domains", i)))
-        for i, ip in enumerate(tenant.ips):
-            path = ("ips", i)
-            ips.check(ip.address, doc, (*path, "address"), "IP address", out)
-            ptrs.check(ip.hostname, doc, (*path, "hostname"), "PTR hostname", out)
-            if fleet is not None and ip.host not in fleet.mta_hosts:
-                out.append(doc.problem((*path, "host"), f"no MTA host {ip.host!r} in fleet.yaml",
-                                       did_you_mean(ip.host, fleet.mta_hosts)))
-            if fleet is not None and ip.warmup and ip.warmup.plan not in fleet.warmup_plans \
-                    and ip.warmup.plan not in PRESETS:
-                out.append(doc.problem((*path, "warmup", "plan"), f"no warmup plan {ip.warmup.plan!r}",
-                                       did_you_mean(ip.warmup.plan, [*fleet.warmup_plans, *PRESETS])))
-            for stream in ip.streams or []:
-                if stream not in tenant.streams:
-                    out.append(doc.problem((*path, "streams"), f"stream {stream!r} is not one of the "
-                                           "tenant's streams", "add it to the tenant's 'streams'"))
-        out.extend(_check_senders(tenant, owner, doc))
+        out.extend(_check_names(tf, seen))
+        out.extend(_check_domains(tf.tenant, fleet, tf.doc, owner, seen))
+        out.extend(_check_ips(tf.tenant, fleet, tf.doc, seen))
+        out.extend(_check_senders(tf.tenant, owner, tf.doc))
         if fleet is not None:
-            out.extend(_check_sender_policies(tenant, fleet.ses.region, doc))
+            out.extend(_check_sender_policies(tf.tenant, fleet.ses.region, tf.doc))
+    return out
+
+
+def _check_names(tf: TenantFile, seen: _Unique) -> list[YamlProblem]:
+    """The tenant's own names: its file's, and those AWS needs unique (configuration set, SES tenant, IP pool)."""
+    out: list[YamlProblem] = []
+    tenant, doc = tf.tenant, tf.doc
+    if tenant.name != tf.stem:
+        out.append(doc.problem(("name",), f"tenant {tenant.name!r} is in file {tf.stem}.yaml",
+                               f"rename the file to {tenant.name}.yaml or the tenant to {tf.stem!r}"))
+    seen.names.check(tenant.name, doc, ("name",), "tenant name", out)
+    seen.config_sets.check(tenant.configuration_set, doc, ("ses", "configuration_set") if
+                           tenant.ses.configuration_set else ("name",), "configuration set", out)
+    seen.ses_tenants.check(tenant.ses_tenant, doc, ("ses", "tenant") if tenant.ses.tenant else ("name",),
+                           "SES tenant", out)
+    if tenant.ses.dedicated_ip_pool:
+        seen.pools.check(tenant.ses.dedicated_ip_pool.name, doc, ("ses", "dedicated_ip_pool", "name"),
+                         "dedicated IP pool", out)
+    out.extend(_unique_items(tenant.streams, doc, ("streams",)))
+    out.extend(_unique_items(tenant.ses.events, doc, ("ses", "events")))
+    return out
+
+
+def _check_domains(tenant: Tenant, fleet: FleetSettings | None, doc: SourceDoc, owner: dict[str, str],
+                   seen: _Unique) -> list[YamlProblem]:
+    """Each domain once in the stack, its PowerMTA return path no other tenant's domain, and its own rules."""
+    out: list[YamlProblem] = []
+    for i, domain in enumerate(tenant.domains):
+        seen.domains.check(domain.name, doc, ("domains", i, "name"), "domain", out)
+        other = owner.get(return_path_base(domain))
+        if other is not None:
+            out.append(doc.problem(("domains", i, "return_path" if domain.return_path else "name"),
+                                   f"the PowerMTA return path {return_path_base(domain)} is a sending "
+                                   f"domain of tenant {other!r}", "set return_path to another subdomain"))
+        out.extend(_check_domain(domain, fleet, doc, ("domains", i)))
+    return out
+
+
+def _check_ips(tenant: Tenant, fleet: FleetSettings | None, doc: SourceDoc, seen: _Unique) -> list[YamlProblem]:
+    """Each IP and PTR name once in the stack, on a host, plan and streams that exist."""
+    out: list[YamlProblem] = []
+    for i, ip in enumerate(tenant.ips):
+        path = ("ips", i)
+        seen.ips.check(ip.address, doc, (*path, "address"), "IP address", out)
+        seen.ptrs.check(ip.hostname, doc, (*path, "hostname"), "PTR hostname", out)
+        if fleet is not None and ip.host not in fleet.mta_hosts:
+            out.append(doc.problem((*path, "host"), f"no MTA host {ip.host!r} in fleet.yaml",
+                                   did_you_mean(ip.host, fleet.mta_hosts)))
+        if fleet is not None and ip.warmup and ip.warmup.plan not in fleet.warmup_plans \
+                and ip.warmup.plan not in PRESETS:
+            out.append(doc.problem((*path, "warmup", "plan"), f"no warmup plan {ip.warmup.plan!r}",
+                                   did_you_mean(ip.warmup.plan, [*fleet.warmup_plans, *PRESETS])))
+        for stream in ip.streams or []:
+            if stream not in tenant.streams:
+                out.append(doc.problem((*path, "streams"), f"stream {stream!r} is not one of the "
+                                       "tenant's streams", "add it to the tenant's 'streams'"))
     return out
 
 
@@ -201,8 +236,14 @@ def _unique_items(items: list, doc: SourceDoc, path: tuple[str | int, ...]) -> l
     return out
 
 
-def _check_domain(domain, fleet: FleetSettings | None, doc: SourceDoc,  # type: ignore[no-untyped-def]
+def _check_domain(domain: Domain, fleet: FleetSettings | None, doc: SourceDoc,
                   path: tuple[str | int, ...]) -> list[YamlProblem]:
+    return [*_check_dkim(domain, doc, path), *_check_bounce_names(domain, doc, path),
+            *_check_dns(domain, fleet, doc, path), *_check_rua(domain, doc, path)]
+
+
+def _check_dkim(domain: Domain, doc: SourceDoc, path: tuple[str | int, ...]) -> list[YamlProblem]:
+    """Keys that belong to the other DKIM mode: Easy DKIM's selectors and keys are SES's, BYODKIM signs everywhere."""
     out: list[YamlProblem] = []
     if domain.dkim.mode == "byo" and domain.dkim.selector is None:
         out.append(doc.problem((*path, "dkim"), "BYODKIM needs a 'selector'", "e.g. selector: s2026a"))
@@ -212,14 +253,21 @@ def _check_domain(domain, fleet: FleetSettings | None, doc: SourceDoc,  # type: 
     if domain.dkim.mode == "easy" and "key_bits" in domain.dkim.model_fields_set:
         out.append(doc.problem((*path, "dkim", "key_bits"), "Easy DKIM keys are made by SES (2048 bits)",
                                "remove 'key_bits', or use mode: byo"))
-    if domain.mail_from is not None and not is_subdomain(domain.mail_from, domain.name):
-        out.append(doc.problem((*path, "mail_from"),
-                               f"MAIL FROM {domain.mail_from} is not a subdomain of {domain.name}",
-                               f"e.g. bounce.{domain.name}"))
     if domain.dkim.mode == "byo" and domain.dkim.powermta_selector is not None:
         out.append(doc.problem((*path, "dkim", "powermta_selector"),
                                "a BYODKIM domain signs with its 'selector' on every route, PowerMTA included",
                                "remove 'powermta_selector'"))
+    return out
+
+
+def _check_bounce_names(domain: Domain, doc: SourceDoc, path: tuple[str | int, ...]) -> list[YamlProblem]:
+    """SES's MAIL FROM and PowerMTA's return path: each under the domain (DMARC alignment), neither under the
+    other (each side's bounces come back to a name of its own)."""
+    out: list[YamlProblem] = []
+    if domain.mail_from is not None and not is_subdomain(domain.mail_from, domain.name):
+        out.append(doc.problem((*path, "mail_from"),
+                               f"MAIL FROM {domain.mail_from} is not a subdomain of {domain.name}",
+                               f"e.g. bounce.{domain.name}"))
     rp = return_path_base(domain)
     rp_path = (*path, "return_path") if domain.return_path is not None else (*path, "mail_from")
     if domain.return_path is not None and not is_subdomain(rp, domain.name):
@@ -231,6 +279,13 @@ def _check_domain(domain, fleet: FleetSettings | None, doc: SourceDoc,  # type: 
                                "overlap: SES's bounces and PowerMTA's need names of their own",
                                "set return_path to another subdomain" if domain.return_path is None
                                else f"e.g. {RETURN_PATH_LABEL}.{domain.name}"))
+    return out
+
+
+def _check_dns(domain: Domain, fleet: FleetSettings | None, doc: SourceDoc,
+               path: tuple[str | int, ...]) -> list[YamlProblem]:
+    """The zone key against the provider in force (the domain's, else the fleet's default) and the domain's name."""
+    out: list[YamlProblem] = []
     provider = domain.dns.provider or (fleet.dns.default_provider if fleet else None)
     if provider == "route53" and domain.dns.zone is None:
         out.append(doc.problem((*path, "dns"), "a route53 domain needs its hosted 'zone'",
@@ -241,6 +296,12 @@ def _check_domain(domain, fleet: FleetSettings | None, doc: SourceDoc,  # type: 
     if domain.dns.zone is not None and not is_subdomain(domain.name, domain.dns.zone, strict=False):
         out.append(doc.problem((*path, "dns", "zone"),
                                f"zone {domain.dns.zone} does not contain {domain.name}"))
+    return out
+
+
+def _check_rua(domain: Domain, doc: SourceDoc, path: tuple[str | int, ...]) -> list[YamlProblem]:
+    """DMARC aggregate report URIs: only mailto: ones, to an address, are ever delivered to."""
+    out: list[YamlProblem] = []
     for i, uri in enumerate(domain.dmarc.rua if domain.dmarc else []):
         try:
             if not uri.startswith("mailto:"):

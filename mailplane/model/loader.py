@@ -90,38 +90,56 @@ def load_stack(stack_dir: Path | str, overrides: dict[Path, bytes] | None = None
             gc.enable()
 
 
-def _load_stack(stack_dir: Path, overrides: dict[Path, bytes] | None) -> Fleet:
-    overrides = {_absolute(Path(p)): b for p, b in (overrides or {}).items()}
-    where = display_path(stack_dir)
-    if not stack_dir.is_dir():
-        raise StackError([YamlProblem(where, 1, 1, "(stack)", "no such stack folder",
-                                  "pass a folder holding fleet.yaml and tenants/")])
-    problems: list[YamlProblem] = []
+def _load_fleet(stack_dir: Path, overrides: dict[Path, bytes],
+                problems: list[YamlProblem]) -> tuple[FleetSettings | None, SourceDoc | None]:
+    """fleet.yaml, loaded and checked on its own: the tenants' checks need it, but its problems come first."""
     fleet_path = stack_dir / FLEET_FILE
-    fleet = fleet_doc = None
-    if fleet_path.is_file() or _absolute(fleet_path) in overrides:
-        fleet, fleet_doc = _load_model(fleet_path, FleetSettings, overrides, problems)
-    else:
+    if not (fleet_path.is_file() or _absolute(fleet_path) in overrides):
         problems.append(YamlProblem(display_path(fleet_path), 1, 1, "(stack)", "fleet.yaml is missing",
-                                "every stack has a fleet.yaml with ses: and mta_hosts:"))
+                                    "every stack has a fleet.yaml with ses: and mta_hosts:"))
+        return None, None
+    fleet, fleet_doc = _load_model(fleet_path, FleetSettings, overrides, problems)
     if fleet is not None and fleet_doc is not None:
         problems.extend(check_fleet(fleet, fleet_doc))
+    return fleet, fleet_doc
+
+
+def _tenant_paths(stack_dir: Path, overrides: dict[Path, bytes], problems: list[YamlProblem]) -> set[Path]:
+    """The tenant files to load, on disk or only in ``overrides``; a missing folder or a misnamed file is reported,
+    since either would otherwise leave tenants silently out of the stack."""
     tenants_dir = stack_dir / TENANTS_DIR
     # Absolute, so a file given both on disk and in ``overrides`` is read once, as overridden.
     paths = {_absolute(p) for p in tenant_files(stack_dir)} | {
         p for p in overrides if p.parent == _absolute(tenants_dir) and p.suffix == ".yaml"}
     if not tenants_dir.is_dir():
         problems.append(YamlProblem(display_path(tenants_dir), 1, 1, "(stack)", "tenants folder is missing",
-                                "create it: one <tenant>.yaml per tenant (it may be empty)"))
+                                    "create it: one <tenant>.yaml per tenant (it may be empty)"))
     else:
         for stray in sorted(tenants_dir.glob("*.yml")):
             problems.append(YamlProblem(display_path(stray), 1, 1, "(stack)", "tenant files end in .yaml",
-                                    f"rename it to {stray.stem}.yaml"))
+                                        f"rename it to {stray.stem}.yaml"))
+    return paths
+
+
+def _load_tenants(paths: set[Path], overrides: dict[Path, bytes], problems: list[YamlProblem]) -> list[TenantFile]:
+    """Every tenant file that parses and validates, in file-name order; the others only add problems."""
     loaded: list[TenantFile] = []
     for path in sorted(paths, key=lambda p: p.name):
         tenant, doc = _load_model(path, Tenant, overrides, problems)
         if tenant is not None and doc is not None:
             loaded.append(TenantFile(path.stem, tenant, doc))
+    return loaded
+
+
+def _load_stack(stack_dir: Path, overrides: dict[Path, bytes] | None) -> Fleet:
+    overrides = {_absolute(Path(p)): b for p, b in (overrides or {}).items()}
+    where = display_path(stack_dir)
+    if not stack_dir.is_dir():
+        raise StackError([YamlProblem(where, 1, 1, "(stack)", "no such stack folder",
+                                      "pass a folder holding fleet.yaml and tenants/")])
+    problems: list[YamlProblem] = []
+    fleet, fleet_doc = _load_fleet(stack_dir, overrides, problems)
+    loaded = _load_tenants(_tenant_paths(stack_dir, overrides, problems), overrides, problems)
     problems.extend(check_stack(fleet, loaded))
     if fleet is not None and fleet_doc is not None:
         problems.extend(check_smtp_region(fleet, fleet_doc, loaded))

@@ -136,9 +136,16 @@ def _identity(sesv2: Any, domain: str) -> Identity:
 
 def judge(fleet: Fleet, seen: Observed) -> list[Item]:
     """Every item of the checklist with its status."""
+    return [*_identity_items(fleet, seen.identities), *_tenant_items(fleet, seen.tenants),
+            *_account_items(fleet, seen)]
+
+
+def _identity_items(fleet: Fleet, identities: list[Identity]) -> list[Item]:
+    """Per domain: the identity verified, its DKIM set up, and its MAIL FROM domain where the fleet sets one;
+    an identity SES did not answer for, or has not, gets that one item alone."""
     mail_from = {d.name: d.mail_from for t in fleet.tenants for d in t.domains}
     items: list[Item] = []
-    for identity in seen.identities:
+    for identity in identities:
         name = identity.domain
         if identity.error is not None:
             items.append(Item(name, "identity", "fail", f"SES did not answer: {identity.error}"))
@@ -155,12 +162,17 @@ def judge(fleet: Fleet, seen: Observed) -> list[Item]:
             status = identity.mail_from_status
             items.append(Item(name, "mail-from", "ok" if status == "SUCCESS" else "fail",
                               f"MAIL FROM {mail_from[name]}: {status or 'not set'}"))
-    items += _tenant_items(fleet, seen.tenants)
+    return items
+
+
+def _account_items(fleet: Fleet, seen: Observed) -> list[Item]:
+    """The account: out of the sandbox, sending enabled, limits against fleet.yaml's (a shortfall is a warning:
+    the sender paces by the lower), and the account-level suppression list; what SES did not say is left out."""
     ses = fleet.settings.ses
     account = seen.account
     if account is None:
-        items.append(Item("account", "quota", "fail", f"SES did not answer: {seen.account_error}"))
-        return items
+        return [Item("account", "quota", "fail", f"SES did not answer: {seen.account_error}")]
+    items: list[Item] = []
     if account.production_access is not None:
         items.append(Item("account", "production-access", "ok" if account.production_access else "fail",
                           "production access" if account.production_access else

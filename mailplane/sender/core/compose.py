@@ -196,6 +196,12 @@ _HEADER_FIELDS = ("subject", "reply_to", "list_id", "from_name", "to_name", "rep
 
 def _payload_problems(message: Message) -> list[str]:
     payload = message.payload
+    return [*_body_problems(payload), *_value_problems(payload), *_address_problems(message),
+            *_header_problems(payload)]
+
+
+def _body_problems(payload: Mapping[str, Any]) -> list[str]:
+    """A subject and one kind of body: text and/or HTML from the API, or the MIME body of an SMTP submission."""
     problems: list[str] = []
     if not isinstance(payload.get("subject"), str):
         problems.append("payload.subject must be a string")
@@ -205,6 +211,13 @@ def _payload_problems(message: Message) -> list[str]:
             problems.append("payload.mime (an SMTP submission's MIME body) stands alone, as a base64 string")
     elif text is None and html is None:
         problems.append("payload needs text, html or both")
+    return problems
+
+
+def _value_problems(payload: Mapping[str, Any]) -> list[str]:
+    """Every text of the payload a string, those bound for a header free of line breaks and controls, the
+    bodies free of NUL."""
+    problems: list[str] = []
     for key in ("text", "html", *_HEADER_FIELDS[1:]):
         if payload.get(key) is not None and not isinstance(payload[key], str):
             problems.append(f"payload.{key} must be a string")
@@ -214,10 +227,21 @@ def _payload_problems(message: Message) -> list[str]:
     for key in ("text", "html"):
         if isinstance(payload.get(key), str) and "\x00" in payload[key]:
             problems.append(f"payload.{key} contains NUL")
+    return problems
+
+
+def _address_problems(message: Message) -> list[str]:
+    """The envelope's addresses go into headers as they are: plain ASCII local@domain, on one line."""
+    problems: list[str] = []
     for label, address in (("from", message.from_addr), ("to", message.to_addr)):
         if _has_line_break(address) or not address.isascii() or "@" not in address:
             problems.append(f"{label} address {address!r} is not an ASCII local@domain address")
-    problems.extend(check_headers(payload.get("headers")))
+    return problems
+
+
+def _header_problems(payload: Mapping[str, Any]) -> list[str]:
+    """The application's own headers (:func:`check_headers`), and no second Reply-To beside payload.reply_to."""
+    problems = check_headers(payload.get("headers"))
     headers = payload.get("headers")
     if payload.get("reply_to") and isinstance(headers, Mapping) and any(
             isinstance(name, str) and name.lower() == "reply-to" for name in headers):

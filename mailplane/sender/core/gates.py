@@ -362,18 +362,19 @@ class _Wait:
     step: float = 0.0
 
 
-def _pick_ip(plan: RoutePlan, locked: Locked, from_domain: str) -> IpGate | _Wait:
-    """The IP to send on -- the most left today, then the least used, then the lowest address -- or, when
-    none may send, when one may again and why."""
+def _remaining(gate: IpGate, locked: Locked) -> float:
+    """What the IP's warmup cap leaves it today (no cap: no end)."""
+    return float("inf") if gate.daily_cap is None else gate.daily_cap - locked.daily[("ip", gate.address)]
 
-    def remaining(g: IpGate) -> float:
-        return float("inf") if g.daily_cap is None else g.daily_cap - locked.daily[("ip", g.address)]
 
+def _open_today(plan: RoutePlan, locked: Locked, from_domain: str) -> list[IpGate] | _Wait:
+    """The route's IPs that may carry this message at all today: not paused, under their warmup cap, with a
+    DKIM key for the From domain; or, when none is, the wait the first of these stages none passes gives."""
     sending = [g for g in plan.gates if g.pause is None]
     if not sending:
         pauses = [g.pause for g in plan.gates if g.pause is not None]
         return _Wait(min(p.wait(locked.now) for p in pauses), f"{PAUSED}every IP of the route: {pauses[0].reason}")
-    open_today = [g for g in sending if remaining(g) > 0]
+    open_today = [g for g in sending if _remaining(g, locked) > 0]
     if not open_today:
         return _Wait(midnight_after(locked.day), "every IP reached its warmup cap for the day")
     deployed = [g for g in open_today if g.takes(from_domain)]
@@ -381,7 +382,16 @@ def _pick_ip(plan: RoutePlan, locked: Locked, from_domain: str) -> IpGate | _Wai
         gate = open_today[0]
         why = gate.missing or f"the VMTA of {gate.address} runs without a DKIM key for {from_domain}"
         return _Wait(locked.now + DEPLOY_RECHECK, f"{NOT_DEPLOYED}{why}")
-    open_now = [g for g in deployed if g.hourly_cap is None or locked.hourly[g.address] < g.hourly_cap]
+    return deployed
+
+
+def _pick_ip(plan: RoutePlan, locked: Locked, from_domain: str) -> IpGate | _Wait:
+    """The IP to send on -- the most left today, then the least used, then the lowest address -- or, when
+    none may send, when one may again and why."""
+    today = _open_today(plan, locked, from_domain)
+    if isinstance(today, _Wait):
+        return today
+    open_now = [g for g in today if g.hourly_cap is None or locked.hourly[g.address] < g.hourly_cap]
     if not open_now:
         return _Wait((locked.hour + 1) * 3600.0, "every IP reached its hourly ceiling")
     ready = [g for g in open_now if _ready(g, locked) <= locked.now]
@@ -389,11 +399,22 @@ def _pick_ip(plan: RoutePlan, locked: Locked, from_domain: str) -> IpGate | _Wai
         soonest = min(_ready(g, locked) for g in open_now)
         return _Wait(soonest, f"{PACING}the route's IPs spend their hourly ceilings as a steady rate",
                      _pace_step(open_now))
-    return min(ready, key=lambda g: (-remaining(g), locked.daily[("ip", g.address)], g.address))
+    return min(ready, key=lambda g: (-_remaining(g, locked), locked.daily[("ip", g.address)], g.address))
 
 
 def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.0) -> Reservation:
     """One message's answer; a grant counts it in ``locked`` at once."""
+    held = _held_back(ask, locked, keep_within)
+    if held is not None:
+        return held
+    if ask.plan.gates:
+        return _decide_pmta(ask, locked, keep_within)
+    return _decide_ses(ask.plan, locked, ses, keep_within)
+
+
+def _held_back(ask: Ask, locked: Locked, keep_within: float) -> Reservation | None:
+    """What stops the message whichever way it would go: a lost claim, another instance's route, a pause, the
+    tenant's daily quota or its pace; None when nothing does."""
     if ask.id not in locked.held:
         return LostClaim()
     plan = ask.plan
@@ -413,18 +434,29 @@ def decide_one(ask: Ask, locked: Locked, ses: SesLimits, keep_within: float = 0.
             wait = _defer(locked, min(ready, tomorrow), f"tenant {plan.tenant}'s quota pace (one send every "
                           f"{pace.interval:.1f} s)", keep_within)
             return Deferred(wait.until, wait.reason, wait.kept, pace.interval, lane=QUOTA_PACE + plan.tenant)
-    if plan.gates:
-        picked = _pick_ip(plan, locked, ask.from_domain)
-        if isinstance(picked, _Wait):
-            return Deferred(picked.until, picked.reason, picked.until - locked.now <= keep_within, picked.step)
-        if picked.pace is not None:
-            locked.paces[picked.address] = picked.pace.after(locked.paces.get(picked.address, 0.0), locked.now)
-            locked.paces_used.add(picked.address)
-        locked.daily[("ip", picked.address)] += 1
-        locked.hourly[picked.address] += 1
-        locked.daily[("tenant", plan.tenant)] += 1
-        _spend_quota_pace(plan, locked)
-        return Granted("pmta", picked.address, vmta_name(plan.tenant, picked.address), locked.day)
+    return None
+
+
+def _decide_pmta(ask: Ask, locked: Locked, keep_within: float) -> Reservation:
+    """A route through PowerMTA: the IP picked is counted (daily, hourly, pace) with the tenant's quota."""
+    plan = ask.plan
+    picked = _pick_ip(plan, locked, ask.from_domain)
+    if isinstance(picked, _Wait):
+        return Deferred(picked.until, picked.reason, picked.until - locked.now <= keep_within, picked.step)
+    if picked.pace is not None:
+        locked.paces[picked.address] = picked.pace.after(locked.paces.get(picked.address, 0.0), locked.now)
+        locked.paces_used.add(picked.address)
+    locked.daily[("ip", picked.address)] += 1
+    locked.hourly[picked.address] += 1
+    locked.daily[("tenant", plan.tenant)] += 1
+    _spend_quota_pace(plan, locked)
+    return Granted("pmta", picked.address, vmta_name(plan.tenant, picked.address), locked.day)
+
+
+def _decide_ses(plan: RoutePlan, locked: Locked, ses: SesLimits, keep_within: float) -> Reservation:
+    """A route through SES: the account's daily quota, the other tenants' fair shares of it, then a slot of
+    the send rate."""
+    tomorrow = midnight_after(locked.day)
     if locked.daily[(SES, ses.region)] >= ses.daily_quota:
         return _defer(locked, tomorrow, f"SES daily quota {ses.daily_quota} reached", keep_within)
     kept = ses.kept_for_others(plan.tenant, locked.daily) if ses.shares else 0

@@ -137,16 +137,21 @@ def _quoted_printable(raw: bytes) -> str:
     return quopri.encodestring(raw).decode("ascii").replace("\r\n", "\n").replace("\n", "\r\n")
 
 
-def read_submission(raw: bytes) -> Submission:
-    """Read a submitted message; :class:`Refused` says why it cannot be queued."""
+def _head(raw: bytes) -> Mail:
+    """The header block, parsed alone (the body is left to :func:`_entity`); refused unless it parses cleanly."""
     if b"\x00" in raw:
         raise Refused(550, "5.6.0", "the message contains NUL")
     head = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
     if head.defects:
         raise Refused(550, "5.6.0", "the message header does not parse cleanly: "
                       + ", ".join(sorted({type(d).__name__ for d in head.defects})))
+    return head
+
+
+def _kept_headers(head: Mail, names: list[str]) -> dict[str, str]:
+    """The headers kept as the API's ``headers``, each once; a header that would choose a route or claim
+    authentication refuses the message, at the first one met."""
     headers: dict[str, str] = {}
-    names = head.keys()  # names only: a value is parsed (the costly part) only where it is read, once
     for name in names:
         kind = _classify(name)
         if kind == "refused":
@@ -158,9 +163,56 @@ def read_submission(raw: bytes) -> Submission:
             if name.lower() in {n.lower() for n in headers}:
                 raise Refused(550, "5.6.0", f"header {name} given twice")
             headers[name] = str(head[name])
+    return headers
+
+
+def _each_once(names: list[str]) -> None:
+    """The headers mailplane reads a single value of: a second one would be silently ignored, so it refuses."""
     for name in ("From", "Subject", "Reply-To", STREAM_HEADER, CAMPAIGN_HEADER):
         if sum(n.lower() == name.lower() for n in names) > 1:
             raise Refused(550, "5.6.0", f"header {name} given more than once")
+
+
+def _text(header: Any) -> str | None:
+    """A header's value, stripped; None when the message has no such header (an empty one gives "")."""
+    return str(header).strip() if header is not None else None
+
+
+def _campaign(header: Any) -> str | None:
+    """``X-Mailplane-Campaign``: it names the campaign's turns in the queue, so only a name the API would take."""
+    campaign = _text(header)
+    if campaign is not None and not re.fullmatch(CAMPAIGN, campaign):
+        raise Refused(550, "5.6.0", f"header {CAMPAIGN_HEADER} must be letters, digits and ._:- (at most 64, "
+                      "starting with a letter or digit)")
+    return campaign
+
+
+def _entity(raw: bytes) -> bytes:
+    """The MIME body: the whole message with every header but ``Content-*`` removed, made 7-bit clean."""
+    body = message_from_bytes(raw, policy=_ENTITY_POLICY)
+    for name in {n for n in body if not n.lower().startswith("content-")}:
+        del body[name]
+    _seven_bit(body)
+    out = BytesIO()
+    BytesGenerator(out, mangle_from_=False, policy=_ENTITY_POLICY).flatten(body)
+    return out.getvalue()
+
+
+def _fingerprint(submission: Submission) -> str:
+    """What makes two submissions the same message (a client's retry): all that is queued but the recipient."""
+    campaign = submission.campaign
+    return hashlib.sha256(json.dumps(
+        [submission.from_addr, submission.from_name, submission.subject, submission.stream, submission.reply_to,
+         sorted(submission.headers.items()), *([campaign] if campaign is not None else [])],
+        separators=(",", ":")).encode() + b"\n" + submission.entity).hexdigest()
+
+
+def read_submission(raw: bytes) -> Submission:
+    """Read a submitted message; :class:`Refused` says why it cannot be queued."""
+    head = _head(raw)
+    names = head.keys()  # names only: a value is parsed (the costly part) only where it is read, once
+    headers = _kept_headers(head, names)
+    _each_once(names)
     read = {name: head[name] for name in ("From", "Reply-To", "Subject", "To", "Message-ID", STREAM_HEADER,
                                           CAMPAIGN_HEADER)}
     sender = _single_address(read, "From")
@@ -171,27 +223,12 @@ def read_submission(raw: bytes) -> Submission:
     if not subject:
         raise Refused(550, "5.6.0", "the message has no Subject")
     to_names = {a.addr_spec.lower(): a.display_name for a in getattr(read["To"], "addresses", ()) if a.display_name}
-    stream = str(read[STREAM_HEADER]).strip().lower() if read[STREAM_HEADER] is not None else None
-    campaign = str(read[CAMPAIGN_HEADER]).strip() if read[CAMPAIGN_HEADER] is not None else None
-    if campaign is not None and not re.fullmatch(CAMPAIGN, campaign):
-        raise Refused(550, "5.6.0", f"header {CAMPAIGN_HEADER} must be letters, digits and ._:- (at most 64, "
-                      "starting with a letter or digit)")
-
-    body = message_from_bytes(raw, policy=_ENTITY_POLICY)
-    for name in {n for n in body if not n.lower().startswith("content-")}:
-        del body[name]
-    _seven_bit(body)
-    out = BytesIO()
-    BytesGenerator(out, mangle_from_=False, policy=_ENTITY_POLICY).flatten(body)
-    entity = out.getvalue()
-    message_id = str(read["Message-ID"]).strip() if read["Message-ID"] is not None else None
+    stream = _text(read[STREAM_HEADER])
+    campaign = _campaign(read[CAMPAIGN_HEADER])
     submission = Submission(
-        from_addr=sender.addr_spec, from_name=sender.display_name or None, subject=subject, stream=stream,
-        campaign=campaign, reply_to=reply_to.addr_spec if reply_to else None,
+        from_addr=sender.addr_spec, from_name=sender.display_name or None, subject=subject,
+        stream=stream.lower() if stream is not None else None, campaign=campaign,
+        reply_to=reply_to.addr_spec if reply_to else None,
         reply_to_name=(reply_to.display_name or None) if reply_to else None, to_names=to_names, headers=headers,
-        entity=entity, message_id=message_id or None)
-    digest = hashlib.sha256(json.dumps(
-        [submission.from_addr, submission.from_name, subject, stream, submission.reply_to, sorted(headers.items()),
-         *([campaign] if campaign is not None else [])],
-        separators=(",", ":")).encode() + b"\n" + entity).hexdigest()
-    return Submission(**{**submission.__dict__, "fingerprint": digest})
+        entity=_entity(raw), message_id=_text(read["Message-ID"]) or None)
+    return Submission(**{**submission.__dict__, "fingerprint": _fingerprint(submission)})

@@ -13,12 +13,13 @@ pauses in force (pure, here); :class:`~mailplane.sender.db.pauses.Pauses` keeps 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from mailplane.model.addresses import canonical_ip
 from mailplane.model.stack import Fleet
+from mailplane.model.tenant import Tenant
 from mailplane.model.types import normalise_domain
 from mailplane.sender.core.gates import Pause
 
@@ -60,14 +61,7 @@ class PauseRequest:
     @classmethod
     def checked(cls, fleet: Fleet, *, scope: str, tenant: str | None, key: str | None, mode: str, reason: str,
                 until: float | None, now: float) -> PauseRequest:
-        if scope not in SCOPES:
-            raise ValueError(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
-        if mode not in ("pause", "drain"):
-            raise ValueError(f"mode {mode!r} is not pause or drain")
-        if not reason.strip():
-            raise ValueError("give a reason: it is what the quota API and the logs say")
-        if until is not None and until <= now:
-            raise ValueError("until is in the past")
+        _check_asked(scope, mode, reason, until, now)
         tenants = {t.name: t for t in fleet.tenants}
         if tenant is not None and tenant not in tenants:
             raise ValueError(f"no tenant {tenant!r} in the fleet")
@@ -75,27 +69,58 @@ class PauseRequest:
             raise ValueError(f"a {scope} pause names its tenant")
         if mode == "drain" and scope not in ("tenant", "stream"):
             raise ValueError("only a tenant or a stream can be drained (new mail refused)")
-        value = (key or "").strip()
-        if scope == "tenant":
-            value = ""
-        elif scope == "stream":
-            assert tenant is not None
-            if value not in tenants[tenant].streams:
-                raise ValueError(f"{tenant} sends no {value!r} stream (streams: {', '.join(tenants[tenant].streams)})")
-        elif scope == "ip":
-            assert tenant is not None
-            try:
-                value = canonical_ip(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an IP address") from None
-            if value not in {canonical_ip(ip.address) for ip in tenants[tenant].ips}:
-                raise ValueError(f"{value} is not an IP of {tenant}")
-        else:
-            try:
-                value = normalise_domain(value)
-            except ValueError as err:
-                raise ValueError(f"{value!r} is not a domain: {err}") from None
+        value = _SCOPE_KEYS[scope](tenants[tenant] if tenant is not None else None, (key or "").strip())
         return cls(scope, tenant, value, mode, reason.strip()[:500], until)  # type: ignore[arg-type]
+
+
+def _check_asked(scope: str, mode: str, reason: str, until: float | None, now: float) -> None:
+    """The request's own fields, before anything is looked up in the fleet."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
+    if mode not in ("pause", "drain"):
+        raise ValueError(f"mode {mode!r} is not pause or drain")
+    if not reason.strip():
+        raise ValueError("give a reason: it is what the quota API and the logs say")
+    if until is not None and until <= now:
+        raise ValueError("until is in the past")
+
+
+def _tenant_scope_key(_tenant: Tenant | None, _value: str) -> str:
+    """A tenant's pause has no key: the tenant is all its scope."""
+    return ""
+
+
+def _stream_scope_key(tenant: Tenant | None, value: str) -> str:
+    """A stream the tenant sends: a pause of one it has not would stop nothing."""
+    assert tenant is not None
+    if value not in tenant.streams:
+        raise ValueError(f"{tenant.name} sends no {value!r} stream (streams: {', '.join(tenant.streams)})")
+    return value
+
+
+def _ip_scope_key(tenant: Tenant | None, value: str) -> str:
+    """One of the tenant's IPs, in its canonical form: the pacer looks pauses up by it."""
+    assert tenant is not None
+    try:
+        value = canonical_ip(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    if value not in {canonical_ip(ip.address) for ip in tenant.ips}:
+        raise ValueError(f"{value} is not an IP of {tenant.name}")
+    return value
+
+
+def _domain_scope_key(_tenant: Tenant | None, value: str) -> str:
+    """A recipient domain, normalised as recipients' domains are: any domain, the tenant's or every tenant's."""
+    try:
+        return normalise_domain(value)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not a domain: {err}") from None
+
+
+_SCOPE_KEYS: dict[str, Callable[[Tenant | None, str], str]] = {
+    "tenant": _tenant_scope_key, "stream": _stream_scope_key, "ip": _ip_scope_key, "domain": _domain_scope_key}
+"""Each scope's key, checked against the tenant (None: the request names none) and normalised."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 
 from mailplane.model.addresses import ip_key
 from mailplane.model.stack import Fleet
-from mailplane.model.tenant import Tenant
-from mailplane.sender.core.gates import SHARE_KIND, IpOverride, Pace, SesLimits, apply_override, quota_pace_key
+from mailplane.model.tenant import Ip, Tenant
+from mailplane.sender.core.gates import SHARE_KIND, IpOverride, Pace, Pause, SesLimits, apply_override, quota_pace_key
 from mailplane.sender.core.limits import Limits
 from mailplane.warmup.status import ip_status
 
@@ -112,6 +112,41 @@ def _left(cap: int | None, sent: int) -> int | None:
     return None if cap is None else max(cap - sent, 0)
 
 
+def _ip_quota(fleet: Fleet, tenant: Tenant, ip: Ip, day: datetime.date, counter: Counter, *, held: int,
+              override: IpOverride | None, pause: Pause | None, not_deployed: str | None, hour_sent: int,
+              tat: float, now: float | None) -> IpQuota:
+    """One IP's line: the caps of its plan on its held day, as an override leaves them, against what it sent;
+    its pace is the hourly ceiling spent as a steady rate, as the pacer spends it."""
+    status = ip_status(tenant, ip, fleet.plan_for(ip), day, held)
+    paused = bool(override and override.paused) or pause is not None
+    daily, hourly = apply_override(status.daily_cap, status.hourly_cap, override)
+    sent = counter("ip", ip.address)
+    plan = fleet.plan_for(ip)
+    pace = Pace.of(hourly, plan.burst_seconds) if plan is not None else None
+    return IpQuota(address=ip.address, host=ip.host, streams=ip.streams, plan=status.plan,
+                   plan_day=status.day, state=status.state, held_days=held, paused=paused,
+                   paused_because=pause.reason if pause else None, not_deployed=not_deployed,
+                   daily_cap=daily, hourly_cap=hourly, sent=sent, remaining=_left(daily, sent),
+                   hour_sent=hour_sent, hour_remaining=_left(hourly, hour_sent), pace=_pace_state(pace, tat, now))
+
+
+def _ses_quota(fleet: Fleet, tenant: Tenant, counter: Counter, ses_limits: Limits | None,
+               ses_shares: SesLimits | None) -> SesQuota:
+    """The account's quota, shared by every tenant; the tenant's fair share of it only when it sends by SES."""
+    ses = fleet.settings.ses
+    limits = ses_limits or Limits(ses.daily_quota, ses.max_send_rate)
+    ses_sent = counter("ses", ses.region)
+    share = None
+    if ses_shares is not None and tenant.name in ses_shares.shares:
+        used = {(SHARE_KIND, name): counter(SHARE_KIND, name) for name in ses_shares.shares}
+        share = {"share": ses_shares.shares[tenant.name], "fair_share": ses_shares.fair_share(tenant.name),
+                 "tenant_sent": used[(SHARE_KIND, tenant.name)],
+                 "kept_for_others": ses_shares.kept_for_others(tenant.name, used)}
+    return SesQuota(region=ses.region, daily_quota=limits.daily_quota, sent=ses_sent,
+                    remaining=max(limits.daily_quota - ses_sent, 0), max_send_rate=limits.max_send_rate,
+                    warnings=list(limits.warnings), **(share or {}))
+
+
 def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Counter, *,
                  held_days: Mapping[str, int] | None = None,
                  overrides: Mapping[str, IpOverride] | None = None,
@@ -125,49 +160,20 @@ def quota_report(fleet: Fleet, tenant: Tenant, day: datetime.date, counter: Coun
     :func:`~mailplane.sender.core.gates.quota_pace_key`), read at ``now``."""
     held_days = held_days or {}
     overrides = overrides or {}
-    ips: list[IpQuota] = []
-    for ip in tenant.ips:
-        held = held_days.get(ip.address, 0)
-        status = ip_status(tenant, ip, fleet.plan_for(ip), day, held)
-        daily, hourly = status.daily_cap, status.hourly_cap
-        override = overrides.get(ip.address)
-        pause = in_force.ip(ip_key(ip.address)) if in_force else None
-        paused = bool(override and override.paused) or pause is not None
-        daily, hourly = apply_override(daily, hourly, override)
-        sent = counter("ip", ip.address)
-        hour_sent = hour_counter(ip.address) if hour_counter else 0
-        plan = fleet.plan_for(ip)
-        pace = Pace.of(hourly, plan.burst_seconds) if plan is not None else None
-        pace_out = None
-        if pace is not None and now is not None:
-            tat = (paces or {}).get(ip.address, 0.0)
-            pace_out = PaceState(interval_seconds=pace.interval, burst=pace.burst,
-                              next_send_at=datetime.datetime.fromtimestamp(max(now, pace.ready(tat)), datetime.UTC),
-                              in_hand=pace.in_hand(tat, now))
-        ips.append(IpQuota(address=ip.address, host=ip.host, streams=ip.streams, plan=status.plan,
-                           plan_day=status.day, state=status.state, held_days=held, paused=paused,
-                           paused_because=pause.reason if pause else None,
-                           not_deployed=(not_deployed or {}).get(ip.address),
-                           daily_cap=daily, hourly_cap=hourly, sent=sent, remaining=_left(daily, sent),
-                           hour_sent=hour_sent, hour_remaining=_left(hourly, hour_sent), pace=pace_out))
+    paces = paces or {}
+    ips = [_ip_quota(fleet, tenant, ip, day, counter, held=held_days.get(ip.address, 0),
+                     override=overrides.get(ip.address), pause=in_force.ip(ip_key(ip.address)) if in_force else None,
+                     not_deployed=(not_deployed or {}).get(ip.address),
+                     hour_sent=hour_counter(ip.address) if hour_counter else 0,
+                     tat=paces.get(ip.address, 0.0), now=now)
+           for ip in tenant.ips]
     tenant_sent = counter("tenant", tenant.name)
-    ses = fleet.settings.ses
-    limits = ses_limits or Limits(ses.daily_quota, ses.max_send_rate)
-    ses_sent = counter("ses", ses.region)
-    share = None
-    if ses_shares is not None and tenant.name in ses_shares.shares:
-        used = {(SHARE_KIND, name): counter(SHARE_KIND, name) for name in ses_shares.shares}
-        share = {"share": ses_shares.shares[tenant.name], "fair_share": ses_shares.fair_share(tenant.name),
-                 "tenant_sent": used[(SHARE_KIND, tenant.name)],
-                 "kept_for_others": ses_shares.kept_for_others(tenant.name, used)}
     return QuotaReport(
         tenant=tenant.name, day=day,
         quota=TenantQuota(daily_quota=tenant.daily_quota, sent=tenant_sent,
                           remaining=_left(tenant.daily_quota, tenant_sent),
                           pace=_pace_state(Pace.daily(tenant.daily_quota, tenant.quota_burst_seconds),
-                                           (paces or {}).get(quota_pace_key(tenant.name), 0.0), now)),
+                                           paces.get(quota_pace_key(tenant.name), 0.0), now)),
         ips=ips,
-        ses=SesQuota(region=ses.region, daily_quota=limits.daily_quota, sent=ses_sent,
-                     remaining=max(limits.daily_quota - ses_sent, 0), max_send_rate=limits.max_send_rate,
-                     warnings=list(limits.warnings), **(share or {})),
+        ses=_ses_quota(fleet, tenant, counter, ses_limits, ses_shares),
         pauses=in_force.about(tenant.name) if in_force else [])

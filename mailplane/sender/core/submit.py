@@ -195,7 +195,11 @@ class Checked:
     new: NewMessage
 
 
-def _envelope(problem: Callable[[str, str, str], None], tenant: Tenant, sender: str, fleet: Fleet, from_: str,
+_Report = Callable[[str, str, str], None]
+"""Records one problem of the message being checked: (field, code, text)."""
+
+
+def _envelope(problem: _Report, tenant: Tenant, sender: str, fleet: Fleet, from_: str,
               to: str, reply_to: str | None, stream: str) -> tuple[str | None, str | None, str | None]:
     """The From, recipient and Reply-To addresses in canonical form (None where a problem was reported), and
     the stream's problems: the rules every way in shares."""
@@ -226,6 +230,45 @@ def _envelope(problem: Callable[[str, str, str], None], tenant: Tenant, sender: 
     return from_addr, to_addr, reply_addr
 
 
+def _check_content(problem: _Report, message: MessageIn, headers: dict[str, str]) -> None:
+    """Display names bound for headers, texts free of NUL, and the application's headers under the composer's
+    rule (it knows which headers it writes itself), Reply-To given once."""
+    for name in ("from_name", "to_name", "reply_to_name"):
+        value = getattr(message, name)
+        if value is not None and (why := header_value_problem(value)) is not None:
+            problem(name, "invalid_header_value", f"the display name {why}")
+    for name, value in _texts(message):
+        if "\x00" in value:
+            problem(name, "nul", f"{name} contains NUL, which no mail may carry")
+    for text in check_headers(headers):
+        problem("headers", "header_refused", text)
+    if message.reply_to is not None and any(name.lower() == "reply-to" for name in headers):
+        problem("reply_to", "header_refused", "Reply-To given both as reply_to and in headers")
+
+
+def _rendered_content(problem: _Report, message: MessageIn,
+                      rendered: Rendered | TemplateProblems | None) -> tuple[str | None, str | None, str | None]:
+    """The subject, text and HTML to queue: the message's own, or its template's rendering (the caller's, or
+    rendered here); a template that does not render is reported part by part and leaves the message's own."""
+    if message.template is None:
+        return message.subject, message.text, message.html
+    t = message.template
+    try:
+        if rendered is None:
+            rendered = render(t.subject, t.text, t.html, message.variables or {})
+        elif isinstance(rendered, TemplateProblems):
+            raise rendered
+    except TemplateProblems as err:
+        for part, text in err.problems:
+            code = "undefined_variable" if text.startswith("undefined variable") else "template_error"
+            problem(f"template.{part}", code, text)
+        return message.subject, message.text, message.html
+    for part, value in (("template.text", rendered.text), ("template.html", rendered.html)):
+        if value is not None and "\x00" in value:
+            problem(part, "nul", f"{part} renders NUL, which no mail may carry")
+    return rendered.subject, rendered.text, rendered.html
+
+
 def check_message(index: int, message: MessageIn, tenant: Tenant, sender: str, fleet: Fleet,
                   rendered: Rendered | TemplateProblems | None = None) -> Checked | list[Problem]:
     """Every problem of one message, or what to queue; pure (rendering included).
@@ -240,36 +283,9 @@ def check_message(index: int, message: MessageIn, tenant: Tenant, sender: str, f
 
     from_addr, to_addr, reply_to = _envelope(problem, tenant, sender, fleet, message.from_, message.to,
                                              message.reply_to, message.stream)
-    for name in ("from_name", "to_name", "reply_to_name"):
-        value = getattr(message, name)
-        if value is not None and (why := header_value_problem(value)) is not None:
-            problem(name, "invalid_header_value", f"the display name {why}")
-    for name, value in _texts(message):
-        if "\x00" in value:
-            problem(name, "nul", f"{name} contains NUL, which no mail may carry")
     headers = dict(message.headers or {})
-    for text in check_headers(headers):  # the composer's rule: it knows which headers it writes itself
-        problem("headers", "header_refused", text)
-    if message.reply_to is not None and any(name.lower() == "reply-to" for name in headers):
-        problem("reply_to", "header_refused", "Reply-To given both as reply_to and in headers")
-
-    subject, text_part, html_part = message.subject, message.text, message.html
-    if message.template is not None:
-        t = message.template
-        try:
-            if rendered is None:
-                rendered = render(t.subject, t.text, t.html, message.variables or {})
-            elif isinstance(rendered, TemplateProblems):
-                raise rendered
-        except TemplateProblems as err:
-            for part, text in err.problems:
-                code = "undefined_variable" if text.startswith("undefined variable") else "template_error"
-                problem(f"template.{part}", code, text)
-        else:
-            subject, text_part, html_part = rendered.subject, rendered.text, rendered.html
-            for part, value in (("template.text", text_part), ("template.html", html_part)):
-                if value is not None and "\x00" in value:
-                    problem(part, "nul", f"{part} renders NUL, which no mail may carry")
+    _check_content(problem, message, headers)
+    subject, text_part, html_part = _rendered_content(problem, message, rendered)
     where = "template.subject" if message.template is not None else "subject"
     if subject is not None and (why := header_value_problem(subject)) is not None:
         problem(where, "invalid_subject", f"the subject {why}")

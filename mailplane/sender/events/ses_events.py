@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from typing import Any
@@ -95,13 +95,8 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def parse_ses_events(message: str | Mapping[str, Any]) -> list[SesEvent]:
-    """SES event publishing (``eventType``) or feedback (``notificationType``) JSON → one event per recipient.
-
-    Unknown event types (AWS adds some now and then) and SES's ``AmazonSnsSubscriptionSucceeded`` notice
-    give an empty list rather than an error, so a new kind never stops the webhook; a Message that is not a
-    JSON object raises :class:`SesEventError`.
-    """
+def _decoded(message: str | Mapping[str, Any]) -> Mapping[str, Any]:
+    """The Message as a JSON object: SNS delivers it as a string, tests and replays may pass it parsed."""
     if isinstance(message, str):
         try:
             data = json.loads(message)
@@ -111,44 +106,87 @@ def parse_ses_events(message: str | Mapping[str, Any]) -> list[SesEvent]:
         data = message
     if not isinstance(data, Mapping):
         raise SesEventError("Message is not a JSON object")
+    return data
+
+
+def _common(kind: EventKind, mail: Mapping[str, Any], detail: Mapping[str, Any]) -> SesEvent:
+    """What every recipient's event shares: the ``mail`` object's id, tags and configuration set, and the time."""
+    tags = {str(k): tuple(str(x) for x in v) for k, v in _mapping(mail.get("tags")).items() if isinstance(v, list)}
+    return SesEvent(kind, "", ses_message_id=_str(mail.get("messageId")),
+                    timestamp=_str(detail.get("timestamp")) or _str(mail.get("timestamp")),
+                    configuration_set=(tags.get("ses:configuration-set") or (None,))[0], tags=tags)
+
+
+def _recipients(items: Any, address_key: str) -> list[tuple[str, Mapping[str, Any]]]:
+    """The recipients of a list SES gives either as addresses or as objects with the address at ``address_key``."""
+    out = []
+    for item in items if isinstance(items, list) else []:
+        entry = item if isinstance(item, Mapping) else {}
+        address = _address(entry.get(address_key) if entry else item)
+        if address:
+            out.append((address, entry))
+    return out
+
+
+_Split = Callable[[SesEvent, Mapping[str, Any], Mapping[str, Any]], list[SesEvent]]
+"""One event's share per recipient, from the shared part, the kind's details and the ``mail`` object."""
+
+
+def _bounces(common: SesEvent, detail: Mapping[str, Any], _mail: Mapping[str, Any]) -> list[SesEvent]:
+    """A bounce's type is the notification's, its diagnostic each recipient's."""
+    return [replace(common, recipient=address, bounce_type=_str(detail.get("bounceType")),
+                    bounce_subtype=_str(detail.get("bounceSubType")),
+                    diagnostic=_str(entry.get("diagnosticCode")) or _str(entry.get("status")))
+            for address, entry in _recipients(detail.get("bouncedRecipients"), "emailAddress")]
+
+
+def _complaints(common: SesEvent, detail: Mapping[str, Any], _mail: Mapping[str, Any]) -> list[SesEvent]:
+    """A complaint's feedback type decides whether it suppresses (``not-spam`` does not)."""
+    return [replace(common, recipient=address, feedback_type=_str(detail.get("complaintFeedbackType")))
+            for address, _entry in _recipients(detail.get("complainedRecipients"), "emailAddress")]
+
+
+def _deliveries(common: SesEvent, detail: Mapping[str, Any], _mail: Mapping[str, Any]) -> list[SesEvent]:
+    """A delivery lists bare addresses and one SMTP response for all."""
+    return [replace(common, recipient=address, diagnostic=_str(detail.get("smtpResponse")))
+            for address, _entry in _recipients(detail.get("recipients"), "")]
+
+
+def _delays(common: SesEvent, detail: Mapping[str, Any], _mail: Mapping[str, Any]) -> list[SesEvent]:
+    """A delay gives each recipient its own diagnostic."""
+    return [replace(common, recipient=address, diagnostic=_str(entry.get("diagnosticCode")))
+            for address, entry in _recipients(detail.get("delayedRecipients"), "emailAddress")]
+
+
+def _to_destination(common: SesEvent, detail: Mapping[str, Any], mail: Mapping[str, Any]) -> list[SesEvent]:
+    """The other kinds name no recipients of their own: the event is every destination's of the message."""
+    destination = mail.get("destination") if isinstance(mail.get("destination"), list) else []
+    diagnostic = _str(detail.get("reason")) or _str(detail.get("errorMessage"))
+    return [replace(common, recipient=address, diagnostic=diagnostic)
+            for address, _entry in _recipients(destination, "")]
+
+
+_SPLITS: dict[EventKind, _Split] = {
+    EventKind.BOUNCE: _bounces,
+    EventKind.COMPLAINT: _complaints,
+    EventKind.DELIVERY: _deliveries,
+    EventKind.DELIVERY_DELAY: _delays,
+}
+"""The kinds whose details list their recipients; any other goes to the message's destination."""
+
+
+def parse_ses_events(message: str | Mapping[str, Any]) -> list[SesEvent]:
+    """SES event publishing (``eventType``) or feedback (``notificationType``) JSON → one event per recipient.
+
+    Unknown event types (AWS adds some now and then) and SES's ``AmazonSnsSubscriptionSucceeded`` notice
+    give an empty list rather than an error, so a new kind never stops the webhook; a Message that is not a
+    JSON object raises :class:`SesEventError`.
+    """
+    data = _decoded(message)
     name = data.get("eventType", data.get("notificationType"))
     if name not in _KINDS:
         return []
     kind, key = _KINDS[name]
     mail = _mapping(data.get("mail"))
     detail = _mapping(data.get(key))
-    tags = {str(k): tuple(str(x) for x in v) for k, v in _mapping(mail.get("tags")).items() if isinstance(v, list)}
-    common = SesEvent(kind, "", ses_message_id=_str(mail.get("messageId")),
-                      timestamp=_str(detail.get("timestamp")) or _str(mail.get("timestamp")),
-                      configuration_set=(tags.get("ses:configuration-set") or (None,))[0], tags=tags)
-    destination = mail.get("destination") if isinstance(mail.get("destination"), list) else []
-
-    def recipients(items: Any, address_key: str) -> list[tuple[str, Mapping[str, Any]]]:
-        out = []
-        for item in items if isinstance(items, list) else []:
-            entry = item if isinstance(item, Mapping) else {}
-            address = _address(entry.get(address_key) if entry else item)
-            if address:
-                out.append((address, entry))
-        return out
-
-    events: list[SesEvent] = []
-    if kind is EventKind.BOUNCE:
-        for address, entry in recipients(detail.get("bouncedRecipients"), "emailAddress"):
-            events.append(replace(common, recipient=address, bounce_type=_str(detail.get("bounceType")),
-                                   bounce_subtype=_str(detail.get("bounceSubType")),
-                                   diagnostic=_str(entry.get("diagnosticCode")) or _str(entry.get("status"))))
-    elif kind is EventKind.COMPLAINT:
-        for address, _entry in recipients(detail.get("complainedRecipients"), "emailAddress"):
-            events.append(replace(common, recipient=address, feedback_type=_str(detail.get("complaintFeedbackType"))))
-    elif kind is EventKind.DELIVERY:
-        for address, _entry in recipients(detail.get("recipients"), ""):
-            events.append(replace(common, recipient=address, diagnostic=_str(detail.get("smtpResponse"))))
-    elif kind is EventKind.DELIVERY_DELAY:
-        for address, entry in recipients(detail.get("delayedRecipients"), "emailAddress"):
-            events.append(replace(common, recipient=address, diagnostic=_str(entry.get("diagnosticCode"))))
-    else:
-        diagnostic = _str(detail.get("reason")) or _str(detail.get("errorMessage"))
-        for address, _entry in recipients(destination, ""):
-            events.append(replace(common, recipient=address, diagnostic=diagnostic))
-    return events
+    return _SPLITS.get(kind, _to_destination)(_common(kind, mail, detail), detail, mail)

@@ -14,8 +14,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from mailplane.sender.core.messages import Enqueued, IdempotencyConflict
+from mailplane.sender.core.pauses import InForce
 from mailplane.sender.core.refusal import ApiError
 from mailplane.sender.core.submit import Checked, Problem, suppression_problems
+from mailplane.sender.db.store import Store
 from mailplane.sender.service import Service
 
 
@@ -44,42 +46,66 @@ def check_store_many(service: Service, submissions: list[Submission]) -> list[Ap
     store per kind: the drains in force, the idempotency keys of each sender, the suppressions of each
     tenant and stream (the SMTP listener's committer judges a batch of sessions' messages so)."""
     store = service.store
-    keys: dict[tuple[str, str], set[str]] = {}
-    for tenant, sender, checked, _ in submissions:
-        keys.setdefault((tenant, sender), set()).update(c.new.idempotency_key for _, c in checked
-                                                        if c.new.idempotency_key)
-    # A retry of a message already queued (same idempotency key) gets its "duplicate" answer even if
-    # the recipient was suppressed since: the first request's outcome is the one that counts.
-    retries = {who: store.known_keys(who[0], who[1], sorted(wanted)) if wanted else set()
-               for who, wanted in keys.items()}
-    addresses: dict[tuple[str, str], set[str]] = {}
-    for tenant, sender, checked, _ in submissions:
-        for _, c in checked:
-            if c.new.idempotency_key not in retries[(tenant, sender)]:
-                addresses.setdefault((tenant, c.new.stream), set()).add(c.new.to_addr)
-    suppressed = {(tenant, stream): store.suppressed(tenant, sorted(found), stream=stream)
-                  for (tenant, stream), found in addresses.items()}
+    retries = _retries(store, submissions)
+    suppressed = _suppressed(store, submissions, retries)
     drains = store.pauses.in_force()
     out: list[ApiError | None] = []
     for tenant, sender, checked, own in submissions:
-        problems = list(own)
-        fresh = [(i, c) for i, c in checked if c.new.idempotency_key not in retries[(tenant, sender)]]
-        for stream in sorted({c.new.stream for _, c in fresh}):
-            same = [(i, c) for i, c in fresh if c.new.stream == stream]
-            problems.extend(suppression_problems(same, suppressed[(tenant, stream)]))
-        refusal: ApiError | None = None
-        for i, c in checked:
-            drain = drains.drain(tenant, c.new.stream)
-            if drain is not None:
-                refusal = ApiError(409, f"{tenant}'s {c.new.stream} mail is being drained: nothing was queued", [
-                    {"index": i, "field": "stream", "code": "draining",
-                     "message": f"new mail is refused until an operator resumes it ({drain.reason})"}])
-                break
+        refusal = _drain_refusal(tenant, checked, drains)
+        problems = [*own, *_suppression_problems(checked, retries[(tenant, sender)], suppressed, tenant)]
         if refusal is None and problems:
             problems.sort(key=lambda p: (p.index or 0, p.field))
             refusal = ApiError(422, "invalid messages: nothing was queued", [p.as_json() for p in problems])
         out.append(refusal)
     return out
+
+
+def _retries(store: Store, submissions: list[Submission]) -> dict[tuple[str, str], set[str]]:
+    """The idempotency keys of each (tenant, sender) already queued, one look at the store per sender.
+
+    A retry of a message already queued (same idempotency key) gets its "duplicate" answer even if
+    the recipient was suppressed since: the first request's outcome is the one that counts."""
+    keys: dict[tuple[str, str], set[str]] = {}
+    for tenant, sender, checked, _ in submissions:
+        keys.setdefault((tenant, sender), set()).update(c.new.idempotency_key for _, c in checked
+                                                        if c.new.idempotency_key)
+    return {who: store.known_keys(who[0], who[1], sorted(wanted)) if wanted else set()
+            for who, wanted in keys.items()}
+
+
+def _suppressed(store: Store, submissions: list[Submission],
+                retries: dict[tuple[str, str], set[str]]) -> dict[tuple[str, str], set[str]]:
+    """The suppressed addresses among the new messages' recipients, one look per (tenant, stream)."""
+    addresses: dict[tuple[str, str], set[str]] = {}
+    for tenant, sender, checked, _ in submissions:
+        for _, c in checked:
+            if c.new.idempotency_key not in retries[(tenant, sender)]:
+                addresses.setdefault((tenant, c.new.stream), set()).add(c.new.to_addr)
+    return {(tenant, stream): store.suppressed(tenant, sorted(found), stream=stream)
+            for (tenant, stream), found in addresses.items()}
+
+
+def _suppression_problems(checked: list[tuple[int, Checked]], retries: set[str],
+                          suppressed: dict[tuple[str, str], set[str]], tenant: str) -> list[Problem]:
+    """One submission's suppressed recipients, stream by stream; retries are left out (see :func:`_retries`)."""
+    problems: list[Problem] = []
+    fresh = [(i, c) for i, c in checked if c.new.idempotency_key not in retries]
+    for stream in sorted({c.new.stream for _, c in fresh}):
+        same = [(i, c) for i, c in fresh if c.new.stream == stream]
+        problems.extend(suppression_problems(same, suppressed[(tenant, stream)]))
+    return problems
+
+
+def _drain_refusal(tenant: str, checked: list[tuple[int, Checked]], drains: InForce) -> ApiError | None:
+    """A 409 for the first message whose stream is being drained: a drain refuses the whole batch, before any
+    per-message problem."""
+    for i, c in checked:
+        drain = drains.drain(tenant, c.new.stream)
+        if drain is not None:
+            return ApiError(409, f"{tenant}'s {c.new.stream} mail is being drained: nothing was queued", [
+                {"index": i, "field": "stream", "code": "draining",
+                 "message": f"new mail is refused until an operator resumes it ({drain.reason})"}])
+    return None
 
 
 def commit(service: Service, checked: list[tuple[int, Checked]]) -> list[Enqueued]:
