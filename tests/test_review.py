@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_plan_base import SHOP  # the domain the plan tests add, added the same way here
 
 import mailplane.gitops
 from mailplane.cloud import plan as cloud_plan
@@ -43,13 +44,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PROD = ROOT / "stacks" / "prod"
 ON = datetime.date(2026, 12, 1)
 SOS = Path("tenants") / "sos-expat.yaml"
-SHOP = """  - name: shop.example.com
-    dkim: {mode: easy}
-    mail_from: bounce.shop.example.com
-    dmarc: {policy: quarantine, rua: mailto:dmarc@example.com}
-    dns: {zone: example.com}
-ips:
-"""
 NEWS_DOMAIN = ("  - name: news.example.com\n"
                "    dkim: {mode: byo, selector: s2026a}    # one key for SES and PowerMTA\n"
                "    mail_from: bounce.news.example.com\n"

@@ -63,6 +63,11 @@ def write_stack(root: Path, ses_quota: int = SES_QUOTA, light_share: int = LIGHT
     return stack
 
 
+def ses_sent_from(tenant: str, since: int) -> int:
+    """Messages moto's SES took from ``tenant``'s sender after the first ``since`` it had."""
+    return sum(1 for m in ses_sent(REGION)[since:] if m.source == f"app@{tenant}.example.com")
+
+
 @pytest.fixture(scope="module")
 def moto() -> Iterator[MotoServer]:
     with MotoServer() as server:
@@ -102,7 +107,7 @@ def test_a_light_ses_tenant_sends_while_a_heavy_ones_campaign_waits(
     before = len(ses_sent(REGION))
 
     def sent(tenant: str) -> int:
-        return sum(1 for m in ses_sent(REGION)[before:] if m.source == f"app@{tenant}.example.com")
+        return ses_sent_from(tenant, before)
 
     with SmtpSink() as sink:
         inst = instances(stack, write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
@@ -134,7 +139,7 @@ def test_a_light_ses_tenant_takes_turns_with_a_heavy_ones_campaign_at_the_send_r
     before = len(ses_sent(REGION))
 
     def sent(tenant: str) -> int:
-        return sum(1 for m in ses_sent(REGION)[before:] if m.source == f"app@{tenant}.example.com")
+        return ses_sent_from(tenant, before)
 
     with SmtpSink() as sink:
         inst = instances(stack, write_config(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'q.db'}",
