@@ -101,7 +101,7 @@ def serving(root: Path, db: str, key: str, *,
     ``edit(stack, config)`` changes the files before the service starts; the block gets the stack,
     the config and the API's URL once ``/healthz`` answers.
     """
-    sink = subprocess.Popen([sys.executable, str(ROOT / "tests" / "smtp_sink.py"), "--port", "0"],
+    sink = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "smtp_sink.py"), "--port", "0"],
                             stdout=subprocess.PIPE, text=True)
     assert sink.stdout is not None
     stack, config, url = write_files(root, int(sink.stdout.readline()), db, key)

@@ -3,7 +3,7 @@
 Why: the service adds a durable queue, batched reservations under the pacing gates, MIME
 composition and outcome records to every send; this measures what that costs.  Both runs send
 the same number of messages over the same number of persistent connections into the same sink,
-an aiosmtpd server in another process (``tests/smtp_sink.py``), so the ratio is the service's
+an aiosmtpd server in another process (``tests/support/smtp_sink.py``), so the ratio is the service's
 overhead alone.  The service side is the real ``Delivery`` over a SQLite (WAL, synchronous=FULL)
 queue, with warmup caps high enough not to bind.  Prints figures; never asserts (machines differ).
 
@@ -37,7 +37,7 @@ BODY = "Hello,\n\nyour invoice is attached to your account page.\n\n" + "Lorem i
 
 
 def start_sink() -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "smtp_sink.py"), "--port", "0"],
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "smtp_sink.py"), "--port", "0"],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     return proc, int(proc.stdout.readline())

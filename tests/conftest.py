@@ -1,4 +1,11 @@
-"""Shared fixtures: small, generic helpers only."""
+"""Fixtures every folder of the tests shares, one meaning each.
+
+``fleet`` is stacks/prod loaded; ``prod_copy`` a copy of stacks/prod to edit; ``stack_copy`` a copy
+of any stack; the DNS fixtures serve zones from a real knotd; ``ca`` a test certificate authority;
+``instances`` real `mailplane serve` processes; ``db_url`` the sender's database on SQLite and on a
+real PostgreSQL. The helpers behind them live in tests/support/ (on pytest's path). Marks:
+tests/roles/ is ``ansible``; the modules that start processes say ``processes`` themselves.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from pg_server import db_url, pg_server
+from tls_ca import CaFiles, make_ca
+
+from mailplane.model.loader import load_stack
+from mailplane.model.stack import Fleet
 
 __all__ = ["db_url", "pg_server"]  # fixtures shared by the sender's tests
 
@@ -16,22 +27,24 @@ if TYPE_CHECKING:
     from dns_server import DnsTestData, KnotServer, Zone
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-MODULE_MARKS = {
-    "test_ansible_powermta": "ansible", "test_ansible_sender": "ansible",
-    "test_sender_service": "processes", "test_sender_hostile": "processes", "test_sender_openapi": "processes",
-    "test_tenant_guard_e2e": "processes", "test_smtp_submission": "processes",
-    "test_ansible_sender_smtp": "ansible",
-}
-"""Whole modules of a kind ``make test-fast`` leaves out (markers in pyproject.toml); single tests carry theirs."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        mark = MODULE_MARKS.get(item.module.__name__ if item.module else "")
-        if mark is not None:
-            item.add_marker(mark)
+@pytest.fixture(scope="session")
+def fleet() -> Fleet:
+    """stacks/prod, loaded once: the model is frozen, so every test may read the same one."""
+    return load_stack(ROOT / "stacks" / "prod")
+
+
+@pytest.fixture
+def prod_copy(tmp_path: Path) -> Path:
+    """A copy of stacks/prod in ``tmp_path`` (``tmp_path/prod``), for a test that edits it."""
+    return Path(shutil.copytree(ROOT / "stacks" / "prod", tmp_path / "prod"))
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> CaFiles:
+    """A test certificate authority and a server certificate it signed, for TLS listeners on loopback."""
+    return make_ca(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture
@@ -92,7 +105,7 @@ def serve_zone(tmp_path: Path) -> Iterator[Callable[[Zone], KnotServer]]:
 @pytest.fixture
 def instances() -> Iterator[Callable[..., Any]]:
     """Start real `mailplane serve` processes (``test_sender_service.Instance``); each is stopped after the test."""
-    from test_sender_service import Instance
+    from sender_instance import Instance
 
     started: list[Instance] = []
 

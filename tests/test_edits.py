@@ -27,11 +27,6 @@ DMARC = ("--dmarc-policy", "none")
 LOCATED = re.compile(r"^\S+\.yaml:\d+:\d+: ", re.MULTILINE)
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(REPO / "stacks" / "prod", tmp_path / "prod"))
-
-
 def run(*args: str | Path) -> Result:
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -56,10 +51,10 @@ def added_lines(before: str, after: str) -> list[str]:
 
 
 @pytest.mark.parametrize("tenant", ["sos-expat", "globex", "initech"])
-def test_domain_add_keeps_comments_order_and_quoting(stack: Path, tenant: str) -> None:
-    path = stack / "tenants" / f"{tenant}.yaml"
+def test_domain_add_keeps_comments_order_and_quoting(prod_copy: Path, tenant: str) -> None:
+    path = prod_copy / "tenants" / f"{tenant}.yaml"
     before = path.read_text()
-    result = run("domain", "add", stack, tenant, f"extra.{tenant}.example.com", "--dkim", "byo", "--selector",
+    result = run("domain", "add", prod_copy, tenant, f"extra.{tenant}.example.com", "--dkim", "byo", "--selector",
                  "s2027", "--mail-from", f"bounce.extra.{tenant}.example.com", "--dmarc-policy", "reject",
                  "--rua", "mailto:dmarc@example.com", "--zone", "example.com")
     assert result.exit_code == 0, result.output
@@ -75,7 +70,7 @@ def test_domain_add_keeps_comments_order_and_quoting(stack: Path, tenant: str) -
     # appended at the end of domains:, i.e. just before the next top-level key
     lines = after.splitlines()
     assert lines[lines.index(f"  - name: extra.{tenant}.example.com") + 5] == "ips:"
-    fleet = load_stack(stack)
+    fleet = load_stack(prod_copy)
     owner, domain = fleet.domains[f"extra.{tenant}.example.com"]
     assert owner.name == tenant
     assert domain.dkim.mode == "byo" and domain.dkim.selector == "s2027"
@@ -86,10 +81,10 @@ def test_domain_add_keeps_comments_order_and_quoting(stack: Path, tenant: str) -
     assert fleet.tenant(tenant).domains[-1] is domain
 
 
-def test_domain_add_survives_quoted_values_and_comments(stack: Path) -> None:
-    path = stack / "tenants" / "sos-expat.yaml"
+def test_domain_add_survives_quoted_values_and_comments(prod_copy: Path) -> None:
+    path = prod_copy / "tenants" / "sos-expat.yaml"
     before = path.read_text()
-    assert run("domain", "add", stack, "sos-expat", "more.example.com", "--dkim", "easy",
+    assert run("domain", "add", prod_copy, "sos-expat", "more.example.com", "--dkim", "easy",
                "--zone", "example.com", *DMARC).exit_code == 0
     after = path.read_text()
     assert 'from: ["*@news.example.com"]' in after
@@ -99,9 +94,9 @@ def test_domain_add_survives_quoted_values_and_comments(stack: Path) -> None:
                                           "    dmarc: {policy: none}", "    dns: {zone: example.com}"]
 
 
-def test_domain_add_idn_written_as_typed_loaded_as_a_label(stack: Path) -> None:
-    path = stack / "tenants" / "globex.yaml"
-    result = run("domain", "add", stack, "globex", "bücher.example.com", "--dkim", "easy",
+def test_domain_add_idn_written_as_typed_loaded_as_a_label(prod_copy: Path) -> None:
+    path = prod_copy / "tenants" / "globex.yaml"
+    result = run("domain", "add", prod_copy, "globex", "bücher.example.com", "--dkim", "easy",
                  "--mail-from", "bounce.bücher.example.com", "--dns-provider", "route53", "--zone", "example.com",
                  *DMARC)
     assert result.exit_code == 0, result.output
@@ -109,16 +104,16 @@ def test_domain_add_idn_written_as_typed_loaded_as_a_label(stack: Path) -> None:
     assert "  - name: bücher.example.com\n" in text
     assert "    mail_from: bounce.bücher.example.com\n" in text
     assert "    dns: {provider: route53, zone: example.com}\n" in text
-    owner, domain = load_stack(stack).domains["xn--bcher-kva.example.com"]
+    owner, domain = load_stack(prod_copy).domains["xn--bcher-kva.example.com"]
     assert owner.name == "globex"
     assert domain.mail_from == "bounce.xn--bcher-kva.example.com"
 
 
-def test_domain_add_creates_domains_key_in_model_order(stack: Path) -> None:
-    path = stack / "tenants" / "bare.yaml"
+def test_domain_add_creates_domains_key_in_model_order(prod_copy: Path) -> None:
+    path = prod_copy / "tenants" / "bare.yaml"
     path.write_text("name: bare\ndisplay_name: Bare  # no domains yet\n# the IPs come next\nips: []\n")
     before = path.read_text()
-    result = run("domain", "add", stack, "bare", "bare.example.org", "--dkim", "easy",
+    result = run("domain", "add", prod_copy, "bare", "bare.example.org", "--dkim", "easy",
                  "--dns-provider", "external", *DMARC)
     assert result.exit_code == 0, result.output
     after = path.read_text()
@@ -126,16 +121,16 @@ def test_domain_add_creates_domains_key_in_model_order(stack: Path) -> None:
                                           "    dmarc: {policy: none}", "    dns: {provider: external}"]
     # the comment written above ips: still introduces ips:
     assert after.splitlines()[-2:] == ["# the IPs come next", "ips: []"]
-    assert [d.name for d in load_stack(stack).tenant("bare").domains] == ["bare.example.org"]
+    assert [d.name for d in load_stack(prod_copy).tenant("bare").domains] == ["bare.example.org"]
 
 
 # --- ip add -------------------------------------------------------------------------------
 
 
-def test_ip_add_writes_date_that_reads_back_as_date(stack: Path) -> None:
-    path = stack / "tenants" / "sos-expat.yaml"
+def test_ip_add_writes_date_that_reads_back_as_date(prod_copy: Path) -> None:
+    path = prod_copy / "tenants" / "sos-expat.yaml"
     before = path.read_text()
-    result = run("ip", "add", stack, "sos-expat", "203.0.113.24", "--host", "mta2", "--hostname",
+    result = run("ip", "add", prod_copy, "sos-expat", "203.0.113.24", "--host", "mta2", "--hostname",
                  "mta2-b.news.example.com", "--plan", "cautious-3w", "--started", "2026-12-07",
                  "--stream", "marketing")
     assert result.exit_code == 0, result.output
@@ -149,24 +144,24 @@ def test_ip_add_writes_date_that_reads_back_as_date(stack: Path) -> None:
         "    streams: [marketing]",
     ]
     assert yaml.safe_load(after)["ips"][-1]["warmup"]["started"] == datetime.date(2026, 12, 7)
-    ip = load_stack(stack).tenant("sos-expat").ips[-1]
+    ip = load_stack(prod_copy).tenant("sos-expat").ips[-1]
     assert (ip.address, ip.hostname, ip.host) == ("203.0.113.24", "mta2-b.news.example.com", "mta2")
     assert ip.warmup is not None and ip.warmup.plan == "cautious-3w"
     assert ip.warmup.started == datetime.date(2026, 12, 7)
     assert ip.streams == ["marketing"]
 
 
-def test_ip_add_ipv6_without_streams(stack: Path) -> None:
-    result = run("ip", "add", stack, "globex", "2001:db8:100::32", "--host", "mta3", "--hostname",
+def test_ip_add_ipv6_without_streams(prod_copy: Path) -> None:
+    result = run("ip", "add", prod_copy, "globex", "2001:db8:100::32", "--host", "mta3", "--hostname",
                  "out7.globex.example.net", "--plan", "pmta-6w", "--started", "2026-12-14")
     assert result.exit_code == 0, result.output
-    ip = load_stack(stack).tenant("globex").ips[-1]
+    ip = load_stack(prod_copy).tenant("globex").ips[-1]
     assert ip.address == "2001:db8:100::32" and ip.streams is None
 
 
-def test_relative_stack_folder(stack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_stack_folder(prod_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The usual invocation, ``mailplane ip add stacks/prod ...``, passes a relative folder."""
-    monkeypatch.chdir(stack.parent)
+    monkeypatch.chdir(prod_copy.parent)
     result = run("ip", "add", "prod", "initech", "192.0.2.43", "--host", "mta1", "--hostname",
                  "mta1-c.initech.example.org", "--plan", "pmta-6w", "--started", "2026-12-01")
     assert result.exit_code == 0, result.output
@@ -191,37 +186,37 @@ IP_ARGS = ["--hostname", "mta1-z.initech.example.org", "--plan", "pmta-6w", "--s
     pytest.param(["domain", "add", "initech", "x.initech.example.org", "--dkim", "byo", "--zone",
                   "initech.example.org"], "initech.yaml:", "BYODKIM needs a 'selector'", id="byo-no-selector"),
 ])
-def test_invalid_edit_writes_nothing(stack: Path, args: list[str], where: str, message: str) -> None:
-    before = snapshot(stack)
+def test_invalid_edit_writes_nothing(prod_copy: Path, args: list[str], where: str, message: str) -> None:
+    before = snapshot(prod_copy)
     noun, verb, *rest = args
-    result = run(noun, verb, stack, *rest)
+    result = run(noun, verb, prod_copy, *rest)
     assert result.exit_code == 1, result.output
     located = [line for line in result.stderr.splitlines() if LOCATED.match(line)]
     assert any(where in line and message in line for line in located), result.stderr
     assert "not written" in result.stderr
     assert result.stdout == ""
-    assert snapshot(stack) == before
+    assert snapshot(prod_copy) == before
 
 
-def test_invalid_edit_reports_every_problem(stack: Path) -> None:
-    result = run("domain", "add", stack, "initech", "news.example.com", "--dkim", "byo",
+def test_invalid_edit_reports_every_problem(prod_copy: Path) -> None:
+    result = run("domain", "add", prod_copy, "initech", "news.example.com", "--dkim", "byo",
                  "--mail-from", "bounce.example.org", "--zone", "example.com")
     assert result.exit_code == 1
     assert len(LOCATED.findall(result.stderr)) == 3, result.stderr
     assert result.stderr.rstrip().endswith("3 errors")
 
 
-def test_unknown_tenant_lists_the_tenants(stack: Path) -> None:
-    before = snapshot(stack)
-    result = run("domain", "add", stack, "umbrella", "umbrella.example.com", "--dkim", "easy")
+def test_unknown_tenant_lists_the_tenants(prod_copy: Path) -> None:
+    before = snapshot(prod_copy)
+    result = run("domain", "add", prod_copy, "umbrella", "umbrella.example.com", "--dkim", "easy")
     assert result.exit_code == 1
     assert "no tenant 'umbrella'" in result.stderr
     assert "globex, initech, sos-expat" in result.stderr
-    assert snapshot(stack) == before
+    assert snapshot(prod_copy) == before
 
 
-def test_tenant_name_cannot_reach_outside_tenants(stack: Path) -> None:
-    result = run("domain", "add", stack, "../fleet", "x.example.com", "--dkim", "easy")
+def test_tenant_name_cannot_reach_outside_tenants(prod_copy: Path) -> None:
+    result = run("domain", "add", prod_copy, "../fleet", "x.example.com", "--dkim", "easy")
     assert result.exit_code == 1
     assert "no tenant '../fleet'" in result.stderr
 
@@ -232,14 +227,14 @@ def test_tenant_name_cannot_reach_outside_tenants(stack: Path) -> None:
     pytest.param("- name: initech\n", "expected a mapping", id="not-a-mapping"),
     pytest.param("name: initech\ndomains: {a: 1}\n", "expected a list to add to", id="domains-not-a-list"),
 ])
-def test_unreadable_tenant_file_is_reported_located(stack: Path, content: str, message: str) -> None:
-    (stack / "tenants" / "initech.yaml").write_text(content)
-    before = snapshot(stack)
-    result = run("domain", "add", stack, "initech", "x.initech.example.org", "--dkim", "easy",
+def test_unreadable_tenant_file_is_reported_located(prod_copy: Path, content: str, message: str) -> None:
+    (prod_copy / "tenants" / "initech.yaml").write_text(content)
+    before = snapshot(prod_copy)
+    result = run("domain", "add", prod_copy, "initech", "x.initech.example.org", "--dkim", "easy",
                  "--zone", "initech.example.org")
     assert result.exit_code == 1, result.output
     assert re.search(rf"initech\.yaml:\d+:\d+: .*{re.escape(message)}", result.stderr), result.stderr
-    assert snapshot(stack) == before
+    assert snapshot(prod_copy) == before
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -261,13 +256,13 @@ def test_unreadable_tenant_file_is_reported_located(stack: Path, content: str, m
                   "mailto:dmarc@example.org"], "--rua needs --dmarc-policy", id="rua-without-policy"),
     pytest.param(["tenant", "add", "Not_A_Slug"], "not a valid name", id="bad-tenant-name"),
 ])
-def test_bad_arguments_exit_2(stack: Path, args: list[str], message: str) -> None:
-    before = snapshot(stack)
+def test_bad_arguments_exit_2(prod_copy: Path, args: list[str], message: str) -> None:
+    before = snapshot(prod_copy)
     noun, verb, *rest = args
-    result = run(noun, verb, stack, *rest)
+    result = run(noun, verb, prod_copy, *rest)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.split()), result.stderr
-    assert snapshot(stack) == before
+    assert snapshot(prod_copy) == before
 
 
 def test_missing_stack_folder_exits_2(tmp_path: Path) -> None:
@@ -279,11 +274,11 @@ def test_missing_stack_folder_exits_2(tmp_path: Path) -> None:
 # --- tenant add ---------------------------------------------------------------------------
 
 
-def test_tenant_add_creates_loadable_file(stack: Path) -> None:
-    result = run("tenant", "add", stack, "hooli", "--display-name", "Hooli XYZ", "--stream", "transactional",
+def test_tenant_add_creates_loadable_file(prod_copy: Path) -> None:
+    result = run("tenant", "add", prod_copy, "hooli", "--display-name", "Hooli XYZ", "--stream", "transactional",
                  "--stream", "marketing")
     assert result.exit_code == 0, result.output
-    path = stack / "tenants" / "hooli.yaml"
+    path = prod_copy / "tenants" / "hooli.yaml"
     assert result.stdout.strip() == f"wrote {path}: new tenant hooli"
     assert path.read_text() == (
         "# yaml-language-server: $schema=../../../schema/tenant.schema.json\n"
@@ -291,31 +286,31 @@ def test_tenant_add_creates_loadable_file(stack: Path) -> None:
         "display_name: Hooli XYZ\n"
         "streams: [transactional, marketing]\n"
     )
-    tenant = load_stack(stack).tenant("hooli")
+    tenant = load_stack(prod_copy).tenant("hooli")
     assert tenant.display_name == "Hooli XYZ"
     assert tenant.streams == ["transactional", "marketing"]
-    assert [p.name for p in (stack / "tenants").iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in (prod_copy / "tenants").iterdir() if p.name.startswith(".")] == []
 
 
-def test_tenant_add_then_domain_and_ip(stack: Path) -> None:
-    assert run("tenant", "add", stack, "hooli").exit_code == 0
-    assert run("domain", "add", stack, "hooli", "hooli.example.com", "--dkim", "easy",
+def test_tenant_add_then_domain_and_ip(prod_copy: Path) -> None:
+    assert run("tenant", "add", prod_copy, "hooli").exit_code == 0
+    assert run("domain", "add", prod_copy, "hooli", "hooli.example.com", "--dkim", "easy",
                "--zone", "example.com", *DMARC).exit_code == 0
-    result = run("ip", "add", stack, "hooli", "203.0.113.50", "--host", "mta2", "--hostname",
+    result = run("ip", "add", prod_copy, "hooli", "203.0.113.50", "--host", "mta2", "--hostname",
                  "mta2-a.hooli.example.com", "--plan", "ses-45d", "--started", "2026-12-01")
     assert result.exit_code == 0, result.output
-    tenant = load_stack(stack).tenant("hooli")
+    tenant = load_stack(prod_copy).tenant("hooli")
     assert [d.name for d in tenant.domains] == ["hooli.example.com"]
     assert [ip.address for ip in tenant.ips] == ["203.0.113.50"]
     assert tenant.streams == ["transactional"]
 
 
-def test_tenant_add_quotes_what_yaml_1_1_would_not_read_as_text(stack: Path) -> None:
-    result = run("tenant", "add", stack, "yes", "--display-name", "On")
+def test_tenant_add_quotes_what_yaml_1_1_would_not_read_as_text(prod_copy: Path) -> None:
+    result = run("tenant", "add", prod_copy, "yes", "--display-name", "On")
     assert result.exit_code == 0, result.output
-    text = (stack / "tenants" / "yes.yaml").read_text()
+    text = (prod_copy / "tenants" / "yes.yaml").read_text()
     assert 'name: "yes"\ndisplay_name: "On"\n' in text
-    tenant = load_stack(stack).tenant("yes")
+    tenant = load_stack(prod_copy).tenant("yes")
     assert (tenant.name, tenant.display_name) == ("yes", "On")
 
 
@@ -331,22 +326,22 @@ def test_tenant_add_links_the_schema_of_the_checkout(tmp_path: Path) -> None:
     assert target == (checkout / "schema" / "tenant.schema.json").resolve()
 
 
-def test_tenant_add_refuses_existing_name(stack: Path) -> None:
-    before = snapshot(stack)
-    result = run("tenant", "add", stack, "globex", "--display-name", "Another Globex")
+def test_tenant_add_refuses_existing_name(prod_copy: Path) -> None:
+    before = snapshot(prod_copy)
+    result = run("tenant", "add", prod_copy, "globex", "--display-name", "Another Globex")
     assert result.exit_code == 1
     assert "already exists" in result.stderr
-    assert snapshot(stack) == before
+    assert snapshot(prod_copy) == before
 
 
-def test_tenant_add_refuses_what_the_stack_rejects(stack: Path) -> None:
+def test_tenant_add_refuses_what_the_stack_rejects(prod_copy: Path) -> None:
     """initech's configuration set is 'initech-marketing': a tenant of that name would clash."""
-    before = snapshot(stack)
-    result = run("tenant", "add", stack, "initech-marketing")
+    before = snapshot(prod_copy)
+    result = run("tenant", "add", prod_copy, "initech-marketing")
     assert result.exit_code == 1
     assert "configuration set initech-marketing is already used" in result.stderr
     assert LOCATED.search(result.stderr)
-    assert snapshot(stack) == before
+    assert snapshot(prod_copy) == before
 
 
 # --- the pure edits -----------------------------------------------------------------------
@@ -403,10 +398,10 @@ def test_stream_choices_follow_the_model() -> None:
     assert tuple(s.value for s in StreamChoice) == typing.get_args(Stream)
 
 
-def test_no_temp_files_after_success(stack: Path) -> None:
-    assert run("domain", "add", stack, "initech", "y.initech.example.org", "--dkim", "easy",
+def test_no_temp_files_after_success(prod_copy: Path) -> None:
+    assert run("domain", "add", prod_copy, "initech", "y.initech.example.org", "--dkim", "easy",
                "--zone", "initech.example.org", *DMARC).exit_code == 0
-    assert sorted(os.listdir(stack / "tenants")) == ["globex.yaml", "initech.yaml", "sos-expat.yaml"]
+    assert sorted(os.listdir(prod_copy / "tenants")) == ["globex.yaml", "initech.yaml", "sos-expat.yaml"]
 
 
 def test_comments_before_a_document_marker_are_kept() -> None:
@@ -428,45 +423,45 @@ def test_yaml_errors_after_a_document_marker_point_at_the_right_line() -> None:
 # --- policy checks and flags --------------------------------------------------------------
 
 
-def test_an_edit_that_validate_would_reject_is_refused_naming_the_flag(stack: Path) -> None:
-    before = snapshot(stack)
-    result = run("domain", "add", stack, "initech", "x.initech.example.org", "--dkim", "easy",
+def test_an_edit_that_validate_would_reject_is_refused_naming_the_flag(prod_copy: Path) -> None:
+    before = snapshot(prod_copy)
+    result = run("domain", "add", prod_copy, "initech", "x.initech.example.org", "--dkim", "easy",
                  "--zone", "initech.example.org")
     assert result.exit_code == 1, result.output
     assert "not written, `mailplane validate` would reject it (--force writes it anyway)" in result.stderr
     [line] = [line for line in result.stderr.splitlines() if LOCATED.match(line)]
     assert "domains[1] (--dmarc-policy):" in line and "[error dmarc-published]" in line
     assert "(pass --dmarc-policy none --rua mailto:dmarc@x.initech.example.org)" in line
-    assert snapshot(stack) == before
+    assert snapshot(prod_copy) == before
 
 
-def test_force_writes_and_warns_and_validate_then_fails(stack: Path) -> None:
-    result = run("domain", "add", stack, "initech", "x.initech.example.org", "--dkim", "easy",
+def test_force_writes_and_warns_and_validate_then_fails(prod_copy: Path) -> None:
+    result = run("domain", "add", prod_copy, "initech", "x.initech.example.org", "--dkim", "easy",
                  "--zone", "initech.example.org", "--force")
     assert result.exit_code == 0, result.output
     assert "wrote " in result.stdout
     assert "warning: written with 1 policy error (--force)" in result.stderr
     assert "[error dmarc-published]" in result.stderr
-    assert run("validate", stack).exit_code == 1
+    assert run("validate", prod_copy).exit_code == 1
 
 
-def test_force_does_not_write_a_stack_that_does_not_load(stack: Path) -> None:
-    before = snapshot(stack)
-    result = run("ip", "add", stack, "initech", "203.0.113.99", "--host", "mta9", "--hostname",
+def test_force_does_not_write_a_stack_that_does_not_load(prod_copy: Path) -> None:
+    before = snapshot(prod_copy)
+    result = run("ip", "add", prod_copy, "initech", "203.0.113.99", "--host", "mta9", "--hostname",
                  "o.initech.example.org", "--plan", "pmta-6w", "--started", "2026-12-01", "--force")
     assert result.exit_code == 1 and "ips[2].host (--host): no MTA host 'mta9'" in result.stderr
-    assert snapshot(stack) == before
+    assert snapshot(prod_copy) == before
 
 
-def test_findings_the_stack_already_had_do_not_refuse_an_edit(stack: Path) -> None:
+def test_findings_the_stack_already_had_do_not_refuse_an_edit(prod_copy: Path) -> None:
     """Someone else's policy error (initech's DMARC removed) is not this author's to fix."""
-    path = stack / "tenants" / "initech.yaml"
+    path = prod_copy / "tenants" / "initech.yaml"
     text = path.read_text()
     lines = [line for line in text.splitlines() if line.lstrip().startswith("dmarc:")]
     assert lines, text
     path.write_text(text.replace(lines[0] + "\n", ""))
-    assert run("validate", stack).exit_code == 1
-    result = run("domain", "add", stack, "initech", "x.initech.example.org", "--dkim", "easy",
+    assert run("validate", prod_copy).exit_code == 1
+    result = run("domain", "add", prod_copy, "initech", "x.initech.example.org", "--dkim", "easy",
                  "--zone", "initech.example.org", *DMARC)
     assert result.exit_code == 0, result.output
     assert "[error" not in result.stderr
@@ -492,30 +487,30 @@ def test_findings_the_stack_already_had_do_not_refuse_an_edit(stack: Path) -> No
                  ["senders[1].from[0] (--from): app@example.net is not in one of this tenant's domains"],
                  id="sender-outside-the-domains"),
 ])
-def test_problems_of_an_edit_name_the_flags_typed(stack: Path, args: list[str], expected: list[str]) -> None:
+def test_problems_of_an_edit_name_the_flags_typed(prod_copy: Path, args: list[str], expected: list[str]) -> None:
     """The author typed flags, not YAML: the problem says which flag, and the hint is a command line."""
-    before = snapshot(stack)
+    before = snapshot(prod_copy)
     noun, verb, *rest = args
-    result = run(noun, verb, stack, *rest)
+    result = run(noun, verb, prod_copy, *rest)
     assert result.exit_code == 1, result.output
     located = "\n".join(line for line in result.stderr.splitlines() if LOCATED.match(line))
     for text in expected:
         assert text in located, located
     assert "dns: {" not in located and "selector: s2026a" not in located  # no YAML advice
-    assert snapshot(stack) == before
+    assert snapshot(prod_copy) == before
 
 
-def test_sender_add_appends_one_entry(stack: Path) -> None:
-    path = stack / "tenants" / "initech.yaml"
+def test_sender_add_appends_one_entry(prod_copy: Path) -> None:
+    path = prod_copy / "tenants" / "initech.yaml"
     before = path.read_text()
-    result = run("sender", "add", stack, "initech", "alerts", "--from", "alerts@initech.example.org",
+    result = run("sender", "add", prod_copy, "initech", "alerts", "--from", "alerts@initech.example.org",
                  "--from", "*@initech.example.org")
     assert result.exit_code == 0, result.output
     assert added_lines(before, path.read_text()) == [
         "  - name: alerts", '    from: [alerts@initech.example.org, "*@initech.example.org"]']
-    sender = load_stack(stack).tenant("initech").senders[-1]
+    sender = load_stack(prod_copy).tenant("initech").senders[-1]
     assert sender.from_ == ["alerts@initech.example.org", "*@initech.example.org"]
-    assert run("sender", "add", stack, "initech", "alerts", "--from", "a@initech.example.org").exit_code == 1
+    assert run("sender", "add", prod_copy, "initech", "alerts", "--from", "a@initech.example.org").exit_code == 1
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -523,12 +518,12 @@ def test_sender_add_appends_one_entry(stack: Path) -> None:
     (["sender", "add", "initech", "alerts", "--from", "not-an-address"], "--from"),
     (["sender", "add", "initech", "alerts"], "--from"),
 ])
-def test_sender_add_bad_arguments_exit_2(stack: Path, args: list[str], message: str) -> None:
-    before = snapshot(stack)
+def test_sender_add_bad_arguments_exit_2(prod_copy: Path, args: list[str], message: str) -> None:
+    before = snapshot(prod_copy)
     noun, verb, *rest = args
-    result = run(noun, verb, stack, *rest)
+    result = run(noun, verb, prod_copy, *rest)
     assert result.exit_code == 2 and message in result.output
-    assert snapshot(stack) == before
+    assert snapshot(prod_copy) == before
 
 
 def test_flags_apply_to_the_added_entry_only() -> None:

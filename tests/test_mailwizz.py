@@ -6,8 +6,6 @@ import datetime
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from mailplane.mailwizz import delivery_servers
 from mailplane.model.loader import load_stack
 from mailplane.model.stack import Fleet
@@ -18,19 +16,14 @@ PROD = ROOT / "stacks" / "prod"
 DAY = datetime.date(2026, 11, 25)
 
 
-@pytest.fixture(scope="module")
-def prod() -> Fleet:
-    return load_stack(PROD)
-
-
-def test_each_tenant_gets_one_server_the_senders_listener_with_what_it_lets_through(prod: Fleet) -> None:
-    servers = delivery_servers(prod, DAY)
-    assert list(servers) == [t.name for t in prod.tenants]
-    service = prod.settings.sender
+def test_each_tenant_gets_one_server_the_senders_listener_with_what_it_lets_through(fleet: Fleet) -> None:
+    servers = delivery_servers(fleet, DAY)
+    assert list(servers) == [t.name for t in fleet.tenants]
+    service = fleet.settings.sender
     assert service is not None and service.submission_host == "smtp.mailplane.example.com"
-    for tenant in prod.tenants:
+    for tenant in fleet.tenants:
         described = servers[tenant.name]
-        route = prod.route(tenant.name, "marketing")
+        route = fleet.route(tenant.name, "marketing")
         assert described["stream"] == "marketing" and described["route"] == route.transport
         [server] = described["delivery_servers"]
         assert (server["hostname"], server["port"], server["protocol"]) == ("smtp.mailplane.example.com", 587, "tls")
@@ -40,12 +33,12 @@ def test_each_tenant_gets_one_server_the_senders_listener_with_what_it_lets_thro
         # the sender picks the route and the IP: MailWizz only says which stream
         assert server["additional_headers"] == [{"name": "X-Mailplane-Stream", "value": "marketing"}]
         if route.transport == "ses":  # globex: campaigns go through SES
-            ses = prod.settings.ses
+            ses = fleet.settings.ses
             daily = min(tenant.daily_quota or ses.daily_quota, ses.daily_quota)
             assert (server["daily_quota"], server["hourly_quota"]) == (daily, min(daily, int(ses.max_send_rate * 3600)))
             continue
-        statuses = [ip_status(tenant, ip, prod.plan_for(ip), DAY) for ip in route.ips]
-        capacity = tenant_capacity(prod, tenant, DAY)
+        statuses = [ip_status(tenant, ip, fleet.plan_for(ip), DAY) for ip in route.ips]
+        capacity = tenant_capacity(fleet, tenant, DAY)
         assert capacity.daily is not None and capacity.hourly is not None
         route_daily = min(capacity.daily, sum(s.daily_cap or 0 for s in statuses))
         assert described["capacity"]["daily"] == route_daily == server["daily_quota"]
@@ -54,8 +47,8 @@ def test_each_tenant_gets_one_server_the_senders_listener_with_what_it_lets_thro
         assert server["status"] == "active" and server["daily_quota"] > 0  # 0 means "no limit" to MailWizz
     # sos-expat's transactional IP (203.0.113.21) carries no campaign: only its marketing IPs count
     sos = servers["sos-expat"]["delivery_servers"][0]
-    marketing = [ip for ip in prod.tenant("sos-expat").ips if "marketing" in (ip.streams or ["marketing"])]
-    assert sos["daily_quota"] <= sum(ip_status(prod.tenant("sos-expat"), ip, prod.plan_for(ip), DAY).daily_cap or 0
+    marketing = [ip for ip in fleet.tenant("sos-expat").ips if "marketing" in (ip.streams or ["marketing"])]
+    assert sos["daily_quota"] <= sum(ip_status(fleet.tenant("sos-expat"), ip, fleet.plan_for(ip), DAY).daily_cap or 0
                                      for ip in marketing)
 
 

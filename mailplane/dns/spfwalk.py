@@ -644,7 +644,7 @@ def compare_policy(published: Policy, expected: str) -> tuple[list[str], list[st
 @dataclass
 class SpfAudit:
     """The SPF record published at a name and its walk: what the checks read, and what the RFC 7208
-    test suite is the oracle of (tests/test_spf_rfc7208.py)."""
+    test suite is the oracle of (tests/dns/test_spf_rfc7208.py)."""
 
     name: str
     answer: Answer

@@ -1,7 +1,7 @@
 """Every PowerMTA directive and block the renderer may emit, where, and the guide section it comes from.
 
 The template (``templates/powermta/config.j2``) may write nothing that is not listed here, and
-everything listed here is documented PowerMTA v5.0 syntax in that context: ``tests/test_mta_catalogue.py``
+everything listed here is documented PowerMTA v5.0 syntax in that context: ``tests/mta/test_catalogue.py``
 holds every rendered config to this table, this table to the catalogue in ``docs/powermta.md``
 (written from the PowerMTA v5.0 User's Guide, ``g`` = its section, ``pub`` = the public edition's
 chapter where the 2020 text is missing), and this table to ``pmta-lint``'s own catalogue.
