@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 from ports import free_port
 
@@ -56,6 +57,10 @@ def dummy_credentials() -> Iterator[None]:
                 os.environ[name] = value
 
 
+ALREADY_EXISTS = {"AlreadyExistsException", "ConfigurationSetAlreadyExistsException"}
+"""The codes moto answers a second create with (SES v2's and, for configuration sets, v1's)."""
+
+
 class MotoServer:
     """``ThreadedMotoServer`` on 127.0.0.1 and a free port, with dummy credentials while it runs."""
 
@@ -84,11 +89,25 @@ class MotoServer:
         return boto3.session.Session().client(service, region_name=region, endpoint_url=self.url)
 
     def verify_identity(self, identity: str, region: str = REGION) -> None:
-        """Make an address or a domain a verified SES identity (moto refuses sends from others)."""
-        self.client("sesv2", region).create_email_identity(EmailIdentity=identity)
+        """Make an address or a domain a verified SES identity (moto refuses sends from others).
+
+        Idempotent: moto's state outlives a server, so a module started after another that made
+        the same identity finds it there."""
+        sesv2 = self.client("sesv2", region)
+        try:
+            sesv2.create_email_identity(EmailIdentity=identity)
+        except ClientError as err:
+            if err.response["Error"]["Code"] not in ALREADY_EXISTS:
+                raise
 
     def create_configuration_set(self, name: str, region: str = REGION) -> None:
-        self.client("sesv2", region).create_configuration_set(ConfigurationSetName=name)
+        """Create a configuration set, or find it made by an earlier server of this process."""
+        sesv2 = self.client("sesv2", region)
+        try:
+            sesv2.create_configuration_set(ConfigurationSetName=name)
+        except ClientError as err:
+            if err.response["Error"]["Code"] not in ALREADY_EXISTS:
+                raise
 
 
 def ses_sent(region: str = REGION, account: str = ACCOUNT_ID) -> list[Any]:
